@@ -1,0 +1,47 @@
+# make demo | make test | make bench | make ham10000 | make clean
+PY ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PYTHON := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+SHARED ?= ../shared
+# The latest build: the newest build/*/ holding a shipped model (override with BUILD_DIR=...).
+BUILD_DIR ?= $(shell ls -td build/*/ 2>/dev/null | while read d; do [ -f "$$d/model_int8.tflite" ] && echo "$${d%/}" && break; done)
+ANCHOR := $(SHARED)/anchors/tf2_mobilenet_v2_1.0_224_ptq.tflite
+
+.PHONY: venv demo test bench ham10000 clean
+
+$(STAMP): requirements.txt requirements-nodeps.txt pyproject.toml
+	test -x $(PYTHON) || $(PY) -m venv $(VENV)
+	$(PYTHON) -m pip install -q -r requirements.txt
+	$(PYTHON) -m pip install -q --no-deps -r requirements-nodeps.txt
+	$(PYTHON) -m pip install -q --no-deps --no-build-isolation -e .
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+demo: venv
+	$(PYTHON) -m pipeline.build --flagfile=configs/demo.flags
+
+test: venv
+	$(PYTHON) -m pytest -q tests
+
+ham10000: venv
+	$(PYTHON) -m pipeline.build --flagfile=configs/ham10000.flags
+
+bench: venv
+	@test -n "$(BUILD_DIR)" || { echo "make bench: no build found under build/; run make demo or make ham10000 first" >&2; exit 1; }
+	$(PYTHON) -m benchmarks.latency --model=$(BUILD_DIR)/model_int8.tflite \
+	  --model=$(BUILD_DIR)/model_int8_ptq.tflite --model=$(BUILD_DIR)/model_float16.tflite \
+	  --model=$(BUILD_DIR)/model_float32.tflite --threads=1,2 \
+	  $(if $(wildcard $(ANCHOR)),--reference=$(ANCHOR)) \
+	  --output_json=$(BUILD_DIR)/bench/latency.json
+	$(PYTHON) -m benchmarks.accuracy --flagfile=$(BUILD_DIR)/bench_data.flags \
+	  --model=$(BUILD_DIR)/model_int8.tflite --model=$(BUILD_DIR)/model_int8_ptq.tflite \
+	  --model=$(BUILD_DIR)/model_float16.tflite \
+	  --float_reference=$(BUILD_DIR)/model_float32.tflite \
+	  --split_file=$(BUILD_DIR)/splits.csv --split=test \
+	  --output_json=$(BUILD_DIR)/bench/accuracy.json
+	@echo "reports: $(BUILD_DIR)/bench/latency.md $(BUILD_DIR)/bench/accuracy.md"
+
+clean:
+	rm -rf build

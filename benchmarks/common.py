@@ -1,0 +1,14 @@
+"""Helpers shared by the benchmark entry points (output writing)."""
+
+import os
+from typing import List
+
+from pipeline import atomic
+
+
+def write_outputs(payload: dict, markdown: List[str], output_json: str, output_md: str) -> None:
+  """Writes the JSON and Markdown reports atomically and says where they are."""
+  atomic.write_json(output_json, payload)
+  md_path = output_md or os.path.splitext(output_json)[0] + ".md"
+  atomic.write_text(md_path, "\n".join(markdown) + "\n")
+  print(f"wrote {output_json} and {md_path}")

@@ -1,0 +1,111 @@
+r"""Latency of TFLite models with the LiteRT interpreter, side by side, in interleaved rounds.
+
+  python -m benchmarks.latency --model=A.tflite --model=B.tflite --threads=1,2 \
+      --reference=../shared/anchors/tf2_mobilenet_v2_1.0_224_ptq.tflite --output_json=lat.json
+"""
+
+import os
+import sys
+from typing import List
+
+from absl import app
+from absl import logging
+from absl import flags
+
+flags.DEFINE_multi_string("model", [], "A .tflite to time (repeatable).")
+flags.DEFINE_list("threads", ["1", "2"], "Interpreter thread counts.")
+flags.DEFINE_integer("runs", 200, "Timed rounds; each round invokes every model once.")
+flags.DEFINE_integer("warmup_runs", 20, "Untimed invokes per model and thread count.")
+flags.DEFINE_float("warmup_seconds", 0.0, "Extra warm-up time per model and thread count.")
+flags.DEFINE_string("reference", "", "A model every result is compared with (median ratio), "
+                    "timed in the same rounds.")
+flags.DEFINE_string("images_dir", "", "Feed real images from this folder (any size); default: "
+                    "random inputs.")
+flags.DEFINE_integer("seed", 0, "Input selection seed.")
+flags.DEFINE_string("output_json", "latency.json", "JSON report path.")
+flags.DEFINE_string("output_md", "", "Markdown report path (default: beside the JSON).")
+FLAGS = flags.FLAGS
+
+
+def _load_images(folder: str, limit: int = 32):
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  from pipeline import images as images_lib  # pylint: disable=g-import-not-at-top
+  from pipeline.errors import PipelineError  # pylint: disable=g-import-not-at-top
+  paths = []
+  for root, _, names in os.walk(folder):
+    paths += [os.path.join(root, n) for n in sorted(names)
+              if n.lower().endswith(images_lib.IMAGE_SUFFIXES)]
+  if not paths:
+    raise PipelineError(f"{folder}: no images found; check --images_dir")
+  return np.stack([images_lib.load_rgb(p, 224)[0] for p in sorted(paths)[:limit]])
+
+
+def run(models: List[str], threads: List[int], runs: int, warmup_runs: int,
+        warmup_seconds: float, reference: str, images_dir: str, seed: int) -> dict:
+  """Measures every model (and the reference) in the same interleaved rounds.
+
+  Returns:
+    {"results": [...], "reference": path or None, "settings": {...}}.
+  """
+  from pipeline import latency  # pylint: disable=g-import-not-at-top
+  from pipeline.errors import PipelineError  # pylint: disable=g-import-not-at-top
+  for path in models + ([reference] if reference else []):
+    if not os.path.isfile(path):
+      raise PipelineError(f"{path}: model file not found")
+  all_models = list(dict.fromkeys(models + ([reference] if reference else [])))
+  images = _load_images(images_dir) if images_dir else None
+  results = latency.measure(all_models, threads, runs=runs, warmup_runs=warmup_runs,
+                            warmup_seconds=warmup_seconds, images=images, seed=seed)
+  if reference:
+    ref = {r["threads"]: r["median_ms"] for r in results if r["model"] == reference}
+    for r in results:
+      r["ratio_to_reference"] = round(r["median_ms"] / ref[r["threads"]], 4)
+  return {"results": results, "reference": reference or None,
+          "settings": {"runs": runs, "warmup_runs": warmup_runs, "warmup_seconds": warmup_seconds,
+                       "inputs": images_dir or "random", "interleaved": True,
+                       "cpu_count": os.cpu_count()}}
+
+
+def markdown(payload: dict) -> List[str]:
+  """The results as a Markdown table."""
+  ref = payload["reference"]
+  lines = ["# Latency (LiteRT interpreter, interleaved rounds)", "",
+           f"{payload['settings']['runs']} timed rounds after {payload['settings']['warmup_runs']} "
+           f"warm-up invokes; inputs: {payload['settings']['inputs']}." +
+           (f" Reference: `{os.path.basename(ref)}`." if ref else ""), "",
+           "| model | threads | size MB | init ms | first ms | min | median | mean | p90 | p99 | "
+           "std | RSS growth MB |" + (" ratio to ref |" if ref else ""),
+           "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|" + ("---:|" if ref else "")]
+  for r in payload["results"]:
+    lines.append(
+        f"| {os.path.basename(r['model'])} | {r['threads']} | {r['size_bytes'] / 1e6:.2f} | "
+        f"{r['init_ms']:.1f} | {r['first_ms']:.2f} | {r['min_ms']:.2f} | {r['median_ms']:.2f} | "
+        f"{r['mean_ms']:.2f} | {r['p90_ms']:.2f} | {r['p99_ms']:.2f} | {r['std_ms']:.2f} | "
+        f"{r['rss_growth_bytes'] / 1e6:.1f} |" +
+        (f" {r['ratio_to_reference']:.3f} |" if ref else ""))
+  return lines
+
+
+def main(argv: List[str]) -> None:
+  logging.set_verbosity(logging.WARNING)  # TensorFlow's checkpoint INFO lines drown progress.
+  from benchmarks import common  # pylint: disable=g-import-not-at-top
+  from pipeline.errors import PipelineError  # pylint: disable=g-import-not-at-top
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+  try:
+    if not FLAGS.model:
+      raise PipelineError("give at least one --model=PATH.tflite")
+    try:
+      threads = [int(t) for t in FLAGS.threads]
+    except ValueError:
+      raise PipelineError(f"--threads={','.join(FLAGS.threads)}: use integers, e.g. 1,2")
+    payload = run(FLAGS.model, threads, FLAGS.runs, FLAGS.warmup_runs, FLAGS.warmup_seconds,
+                  FLAGS.reference, FLAGS.images_dir, FLAGS.seed)
+    common.write_outputs(payload, markdown(payload), FLAGS.output_json, FLAGS.output_md)
+    print("\n".join(markdown(payload)))
+  except PipelineError as e:
+    sys.exit(f"benchmarks.latency: error: {e}")
+
+
+if __name__ == "__main__":
+  app.run(main)

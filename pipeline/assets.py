@@ -1,0 +1,168 @@
+"""Assets stage: the drop-in android_assets/ folder (model, labels, model card, snippets)."""
+
+import os
+import shutil
+from typing import Dict, Optional, Sequence
+
+from pipeline import atomic
+from pipeline import report as report_lib
+
+DISCLAIMER = ("This model is a triage aid, never a diagnosis. It is not a diagnostic device: "
+              "it must not be used to rule out disease or to replace a clinician's examination.")
+
+MODEL_FILE = "model.tflite"
+LABELS_FILE = "labels.txt"
+
+
+def write_assets(assets_dir: str, model_bytes: bytes, labels: Sequence[str],
+                 model_card: str, readme: str) -> None:
+  """Replaces `assets_dir` atomically with model.tflite, labels.txt, MODEL_CARD.md, README.md.
+
+  The new folder is built beside the old one and swapped in, so a failed or killed build
+  never leaves a partial android_assets/.
+  """
+  with atomic.replace_directory(assets_dir) as staging:
+    with open(os.path.join(staging, MODEL_FILE), "wb") as f:
+      f.write(model_bytes)
+    with open(os.path.join(staging, LABELS_FILE), "w", encoding="utf-8") as f:
+      f.write("".join(l + "\n" for l in labels))
+    with open(os.path.join(staging, "MODEL_CARD.md"), "w", encoding="utf-8") as f:
+      f.write(model_card)
+    with open(os.path.join(staging, "README.md"), "w", encoding="utf-8") as f:
+      f.write(readme)
+
+
+def copy_file(src: str, dst: str) -> None:
+  """Copies a file atomically."""
+  tmp = dst + ".tmp"
+  shutil.copyfile(src, tmp)
+  os.replace(tmp, dst)
+
+
+def model_card(info: Dict[str, str], report: dict, display_names: Sequence[str],
+               latency: Optional[list]) -> str:
+  """Renders MODEL_CARD.md from the build report."""
+  data = report["data"]
+  labels = data["labels"]
+  models = report["models"]
+  int8, ref = models["int8"], models["float32"]
+  lines = [f"# Model card: {info['name']}", "", f"> {DISCLAIMER}", "",
+           "## Model", "", info["description"], "",
+           f"- Version {info['version']}; author: {info['author']}.", f"- License: {info['license']}",
+           f"- Architecture: MobileNetV2 (alpha {report['config']['model']['alpha']}) with a "
+           "new softmax head; transfer learning, fine-tuning, then quantization-aware training.",
+           f"- File: `model.tflite`, full-integer int8, {int8['size_bytes'] / 1e6:.2f} MB; input "
+           f"{report['tensors']['int8']['input_dtype']} "
+           f"{report['tensors']['int8']['input_shape']} RGB pixels (0-255), output "
+           f"{report['tensors']['int8']['output_dtype']} probabilities in `labels.txt` order.",
+           "", "## Intended use", "",
+           "Helping a person or a clinician decide how soon a skin lesion should be examined. "
+           "Out of scope: diagnosis, screening without clinical follow-up, images unlike the "
+           "training data (see limitations).", "",
+           "## Classes", "", "| id | display name |", "|---|---|"]
+  lines += [f"| {l} | {d} |" for l, d in zip(labels, display_names)]
+  lines += ["", "## Data and splits", "",
+            f"Format `{data['data_format']}`, images resized to {data['image_size']} px. Splits "
+            "are stratified by class and grouped by lesion where the data has lesion ids, so "
+            "no lesion is in two splits.", "",
+            "| split | " + " | ".join(labels) + " | total |",
+            "|---|" + "---:|" * (len(labels) + 1)]
+  for split, counts in data["counts"].items():
+    lines.append(f"| {split} | " + " | ".join(str(counts[l]) for l in labels) +
+                 f" | {data['totals'][split]} |")
+  lines += ["", "## Metrics (test split, TFLite files, LiteRT interpreter)", ""]
+  lines += report_lib.models_table({"float32": ref, "int8": int8}, labels)
+  if int8.get("malignant_sensitivity") is not None:
+    lines += ["", f"Malignant-group sensitivity (mel, bcc, akiec predicted as any of them): "
+              f"float32 {ref['malignant_sensitivity']:.3f}, int8 {int8['malignant_sensitivity']:.3f}."]
+  gate = report.get("gate")
+  if gate:
+    lines += ["", gate["message"] + "."]
+  if latency:
+    lines += ["", "## Latency", "", "On the build machine's CPU (LiteRT interpreter, XNNPACK), "
+              "median of interleaved runs; phones differ, measure on the target device.", "",
+              "| model | threads | median ms | p90 ms |", "|---|---:|---:|---:|"]
+    for r in latency:
+      lines.append(f"| {os.path.basename(r['model'])} | {r['threads']} | {r['median_ms']:.2f} | "
+                   f"{r['p90_ms']:.2f} |")
+  lines += ["", "## Limitations", "",
+            "- Trained on the data above only. HAM10000 is dermoscopy from two centres, mostly "
+            "of light skin; performance on phone photos, other skin types, or other devices is "
+            "unmeasured and likely lower.",
+            "- Only the classes listed exist for the model: anything else (e.g. a squamous cell "
+            "carcinoma, a rash) is forced into one of them.",
+            "- Rare classes have few test images: their recall has wide confidence intervals.",
+            "- Not validated prospectively or clinically.", "", f"**{DISCLAIMER}**", ""]
+  return "\n".join(lines)
+
+
+def readme(tensors: dict, labels: Sequence[str]) -> str:
+  """Renders android_assets/README.md with snippets that match the real file and types."""
+  t = tensors
+  return f"""# android_assets
+
+Drop-in files for an Android or iOS app. {DISCLAIMER}
+
+| file | what |
+|---|---|
+| `{MODEL_FILE}` | int8 MobileNetV2 classifier with TFLite metadata (labels, display names, normalization) |
+| `{LABELS_FILE}` | the {len(labels)} class ids in output order (also embedded in the model) |
+| `MODEL_CARD.md` | data, metrics, latency, limitations and intended use |
+
+Input: `{t['input_dtype']}` tensor of shape {t['input_shape']}, RGB pixels 0-255 (the APIs below
+resize and convert the bitmap for you). Output: `{t['output_dtype']}` tensor of shape
+{t['output_shape']}, one probability per line of `{LABELS_FILE}`. The APIs read labels and
+display names from the model's metadata: no label file needs to be shipped separately.
+
+## Android, TFLite Task Library (`org.tensorflow:tensorflow-lite-task-vision`)
+
+Copy `{MODEL_FILE}` into `app/src/main/assets/`.
+
+```kotlin
+import org.tensorflow.lite.support.image.TensorImage
+import org.tensorflow.lite.task.vision.classifier.ImageClassifier
+
+val options = ImageClassifier.ImageClassifierOptions.builder()
+    .setMaxResults(3)
+    .build()
+val classifier = ImageClassifier.createFromFileAndOptions(context, "{MODEL_FILE}", options)
+val categories = classifier.classify(TensorImage.fromBitmap(bitmap))[0].categories
+for (c in categories) Log.i("triage", "${{c.label}} (${{c.displayName}}): ${{c.score}}")
+```
+
+## Android, MediaPipe Tasks (`com.google.mediapipe:tasks-vision`)
+
+```kotlin
+import com.google.mediapipe.framework.image.BitmapImageBuilder
+import com.google.mediapipe.tasks.core.BaseOptions
+import com.google.mediapipe.tasks.vision.imageclassifier.ImageClassifier
+
+val options = ImageClassifier.ImageClassifierOptions.builder()
+    .setBaseOptions(BaseOptions.builder().setModelAssetPath("{MODEL_FILE}").build())
+    .setMaxResults(3)
+    .build()
+val classifier = ImageClassifier.createFromOptions(context, options)
+val result = classifier.classify(BitmapImageBuilder(bitmap).build())
+val top = result.classificationResult().classifications()[0].categories()[0]
+Log.i("triage", "${{top.categoryName()}} (${{top.displayName()}}): ${{top.score()}}")
+```
+
+## iOS, MediaPipe Tasks (`MediaPipeTasksVision` pod)
+
+Add `{MODEL_FILE}` to the app target.
+
+```swift
+import MediaPipeTasksVision
+
+let options = ImageClassifierOptions()
+options.baseOptions.modelAssetPath = Bundle.main.path(forResource: "model", ofType: "tflite")!
+options.maxResults = 3
+let classifier = try ImageClassifier(options: options)
+let result = try classifier.classify(image: try MPImage(uiImage: image))
+if let top = result.classificationResult.classifications.first?.categories.first {{
+  print("\\(top.categoryName ?? "") (\\(top.displayName ?? "")): \\(top.score)")
+}}
+```
+
+Show the user the disclaimer with every result.
+"""

@@ -1,0 +1,84 @@
+"""Writes files and directories so that readers never see them half-written."""
+
+import contextlib
+import json
+import os
+import shutil
+import tempfile
+from typing import Any, Iterator
+
+
+def write_bytes(path: str, data: bytes) -> None:
+  """Writes `data` to `path` via a temp file in the same directory and a rename.
+
+  Args:
+    path: destination file.
+    data: the full content.
+  """
+  directory = os.path.dirname(os.path.abspath(path))
+  os.makedirs(directory, exist_ok=True)
+  fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix="-" + os.path.basename(path))
+  try:
+    with os.fdopen(fd, "wb") as f:
+      f.write(data)
+      f.flush()
+      os.fsync(f.fileno())
+    os.replace(tmp, path)
+  except BaseException:
+    with contextlib.suppress(FileNotFoundError):
+      os.unlink(tmp)
+    raise
+
+
+def write_text(path: str, text: str) -> None:
+  """Writes UTF-8 `text` to `path` atomically."""
+  write_bytes(path, text.encode("utf-8"))
+
+
+def write_json(path: str, obj: Any) -> None:
+  """Writes `obj` as indented JSON to `path` atomically."""
+  write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n")
+
+
+def _json_default(obj: Any) -> Any:
+  # numpy scalars and arrays show up in metrics; JSON has no such types.
+  if hasattr(obj, "tolist"):
+    return obj.tolist()
+  if hasattr(obj, "item"):
+    return obj.item()
+  raise TypeError(f"not JSON serializable: {type(obj).__name__}")
+
+
+@contextlib.contextmanager
+def replace_directory(path: str) -> Iterator[str]:
+  """Yields a staging directory that replaces `path` only if the block succeeds.
+
+  The new content is built beside the old one and swapped in with two renames, so a
+  failed or killed build leaves the old directory (or, at worst between the two
+  renames, `path + ".old"`) intact, never a partial one.
+
+  Args:
+    path: the directory to replace.
+
+  Yields:
+    The staging directory to fill.
+  """
+  path = os.path.abspath(path)
+  parent = os.path.dirname(path)
+  os.makedirs(parent, exist_ok=True)
+  old = path + ".old"
+  if not os.path.exists(path) and os.path.isdir(old):
+    os.replace(old, path)  # An earlier run was killed between the two renames.
+  staging = tempfile.mkdtemp(dir=parent, prefix="." + os.path.basename(path) + ".new-")
+  os.chmod(staging, 0o755)
+  try:
+    yield staging
+  except BaseException:
+    shutil.rmtree(staging, ignore_errors=True)
+    raise
+  if os.path.lexists(old):
+    shutil.rmtree(old)
+  if os.path.exists(path):
+    os.replace(path, old)
+  os.replace(staging, path)
+  shutil.rmtree(old, ignore_errors=True)

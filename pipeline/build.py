@@ -1,0 +1,213 @@
+r"""Builds an int8 TFLite classifier with metadata from labeled images, in one command.
+
+Stages, in order: data, transfer, finetune, qat, export, metadata, evaluate, gate, assets.
+
+  python -m pipeline.build --data_format=ham10000 \
+      --data_dir=../shared/data/ham10000_dev/images \
+      --metadata_csv=../shared/data/ham10000_dev/HAM10000_metadata.csv \
+      --weights=../shared/weights/mobilenet_v2_1.0_imagenet_no_top.h5 --output_dir=build/ham
+
+This file is the only one in `pipeline/` that reads flags: everything else takes a
+BuildConfig (see config.py), which is written to OUTPUT_DIR/config.json and, as flags, to
+OUTPUT_DIR/flags.txt so that `--flagfile=OUTPUT_DIR/flags.txt` repeats the build.
+"""
+
+import json
+import os
+import sys
+import tempfile
+import time
+from typing import Callable, Dict, List, Optional
+
+from absl import app
+from absl import logging
+from absl import flags
+
+from pipeline import config as config_lib
+from pipeline.config import (BuildConfig, DataConfig, ExportConfig, GateConfig, MetadataConfig,
+                             ModelConfig, PhaseConfig, TrainConfig)
+from pipeline.errors import PipelineError
+
+_D = BuildConfig(output_dir="")
+_DEFINED: List[str] = []
+
+
+def _define(kind: str, name: str, default, *args, **kwargs) -> None:
+  """flags.DEFINE_<kind>, remembering the name so flags.txt lists only the build's flags."""
+  getattr(flags, f"DEFINE_{kind}")(name, default, *args, **kwargs)
+  _DEFINED.append(name)
+
+
+# Data.
+_define("enum", "data_format", "synthetic", config_lib.DATA_FORMATS,
+        "Input layout: ham10000 (metadata CSV + images in one or more folders), folders "
+        "(ROOT/CLASS/*.jpg, or ROOT/train|test/CLASS), hmnist_csv (28x28 pixel CSV), synthetic "
+        "(generated demo set).")
+_define("string", "data_dir", "", "Image root. For ham10000, several folders may be given "
+        "comma-separated (e.g. HAM10000_images_part_1,HAM10000_images_part_2).")
+_define("string", "metadata_csv", "", "HAM10000_metadata.csv (ham10000) or "
+        "hmnist_28_28_RGB.csv (hmnist_csv).")
+_define("integer", "image_size", _D.data.image_size, "Model input height and width in pixels.")
+_define("float", "val_fraction", _D.data.val_fraction, "Share of each class for validation.")
+_define("float", "test_fraction", _D.data.test_fraction,
+        "Share of each class for test (unless the dataset ships a test split).")
+_define("string", "split_file", "", "Reuse a saved splits.csv instead of splitting anew.")
+_define("bool", "strict", _D.data.strict, "Fail on any bad input instead of skipping it.")
+_define("string", "hmnist_labels", "", "hmnist_csv label table CODE:NAME,... (default: "
+        "0:akiec,1:bcc,2:bkl,3:df,4:nv,5:vasc,6:mel).")
+_define("enum", "class_weight", _D.data.class_weight, config_lib.CLASS_WEIGHTS,
+        "Loss weights per class; balanced = n / (classes * n_class).")
+_define("bool", "oversample", _D.data.oversample,
+        "Oversample rare classes to the largest class's count (replaces class weights).")
+_define("bool", "augment", _D.data.augment,
+        "Random flips, rotations, zoom, brightness and contrast while training.")
+_define("float", "cache_max_gb", _D.data.cache_max_gb,
+        "Keep decoded images in memory up to this size; stream from disk beyond it.")
+_define("integer", "synthetic_classes", _D.data.synthetic_classes, "Classes of the synthetic set.")
+_define("integer", "synthetic_per_class", _D.data.synthetic_per_class,
+        "Images per class of the synthetic set.")
+# Model.
+_define("string", "weights", _D.model.weights, "Backbone weights: imagenet (downloads), none "
+        "(random init), or the path of a MobileNetV2 no-top .h5.")
+_define("float", "alpha", _D.model.alpha, "MobileNetV2 width multiplier.")
+_define("float", "dropout", _D.model.dropout, "Dropout before the classifier.")
+# Training.
+_define("integer", "transfer_epochs", _D.train.transfer.epochs, "Head-only epochs.")
+_define("float", "transfer_lr", _D.train.transfer.learning_rate, "Head-only learning rate.")
+_define("enum", "transfer_mode", _D.train.transfer_mode, config_lib.TRANSFER_MODES,
+        "cached_features: run the frozen backbone once per image and train the head on the "
+        "features; end_to_end: train through the backbone with augmentation.")
+_define("integer", "finetune_epochs", _D.train.finetune.epochs, "Fine-tuning epochs.")
+_define("float", "finetune_lr", _D.train.finetune.learning_rate, "Fine-tuning peak learning rate.")
+_define("integer", "finetune_layers", _D.train.finetune_layers,
+        "Top backbone layers to unfreeze; block boundaries: 100 = from block_6, 56 = block_11, "
+        "47 = block_12, 38 = block_13.")
+_define("float", "warmup_epochs", _D.train.finetune.warmup_epochs,
+        "Linear warm-up before cosine decay in fine-tuning.")
+_define("float", "label_smoothing", _D.train.finetune.label_smoothing,
+        "Label smoothing in fine-tuning and QAT.")
+_define("integer", "qat_epochs", _D.train.qat.epochs, "Quantization-aware training epochs.")
+_define("float", "qat_lr", _D.train.qat.learning_rate, "QAT learning rate.")
+_define("integer", "batch_size", _D.train.batch_size, "Global batch size.")
+_define("enum", "strategy", _D.train.strategy, config_lib.STRATEGIES,
+        "tf.distribute strategy; multi_worker reads the cluster from TF_CONFIG.")
+# Export and metadata.
+_define("enum", "io_dtype", _D.export.io_dtype, config_lib.IO_DTYPES,
+        "Input/output type of the int8 variants; phone APIs take uint8.")
+_define("list", "variants", list(_D.export.variants),
+        "TFLite variants to write: int8 (QAT, shipped), int8_ptq, float16, float32.")
+_define("integer", "calibration_images", _D.export.calibration_images,
+        "Real training images for int8 calibration.")
+_define("string", "model_name", "", "Metadata name (default from metadata/defaults.json).")
+_define("string", "model_description", "", "Metadata description (default from "
+        "metadata/defaults.json; always ends with 'Not a diagnostic device.').")
+_define("string", "model_version", "", "Metadata version.")
+_define("string", "model_author", "", "Metadata author.")
+_define("string", "model_license", "", "Metadata license.")
+_define("string", "display_names", "", "JSON file {label: {display_name: ...}}; default: "
+        "metadata/classes_*.json, else the label itself.")
+# Gate and run control.
+_define("bool", "gate", _D.gate.enabled, "Refuse to ship an int8 model that fails the parity gate.")
+_define("float", "gate_min_agreement", _D.gate.min_top1_agreement,
+        "Minimum int8-vs-float32 top-1 agreement on the test split.")
+_define("float", "gate_max_bacc_drop", _D.gate.max_balanced_accuracy_drop,
+        "Maximum balanced-accuracy loss of int8 vs float32 (0.01 = one point).")
+_define("string", "output_dir", "", "Where the build writes everything.")
+_define("string", "assets_dir", _D.assets_dir, "Where the drop-in app assets go.")
+_define("integer", "seed", _D.seed, "Seed for splits, shuffling and initialization.")
+_define("enum", "stop_after", _D.stop_after, config_lib.STAGES,
+        "Run the stages up to and including this one.")
+_define("bool", "resume", _D.resume, "Continue a killed build: finished stages are reused, "
+        "the interrupted phase continues from its last epoch.")
+
+FLAGS = flags.FLAGS
+
+
+def config_from_flags(f: flags.FlagValues) -> BuildConfig:
+  """Builds and validates the BuildConfig from parsed flags."""
+  return BuildConfig(
+      output_dir=f.output_dir, assets_dir=f.assets_dir, seed=f.seed, stop_after=f.stop_after,
+      resume=f.resume,
+      data=DataConfig(
+          data_format=f.data_format, data_dir=f.data_dir, metadata_csv=f.metadata_csv,
+          image_size=f.image_size, val_fraction=f.val_fraction, test_fraction=f.test_fraction,
+          split_file=f.split_file, strict=f.strict, hmnist_labels=f.hmnist_labels,
+          class_weight=f.class_weight, oversample=f.oversample, augment=f.augment,
+          cache_max_gb=f.cache_max_gb, synthetic_classes=f.synthetic_classes,
+          synthetic_per_class=f.synthetic_per_class),
+      model=ModelConfig(weights=f.weights, alpha=f.alpha, dropout=f.dropout),
+      train=TrainConfig(
+          transfer=PhaseConfig(epochs=f.transfer_epochs, learning_rate=f.transfer_lr),
+          finetune=PhaseConfig(epochs=f.finetune_epochs, learning_rate=f.finetune_lr,
+                               warmup_epochs=f.warmup_epochs, label_smoothing=f.label_smoothing),
+          qat=PhaseConfig(epochs=f.qat_epochs, learning_rate=f.qat_lr),
+          transfer_mode=f.transfer_mode, finetune_layers=f.finetune_layers,
+          batch_size=f.batch_size, strategy=f.strategy),
+      export=ExportConfig(io_dtype=f.io_dtype, variants=tuple(f.variants),
+                          calibration_images=f.calibration_images),
+      metadata=MetadataConfig(name=f.model_name, description=f.model_description,
+                              version=f.model_version, author=f.model_author,
+                              license=f.model_license, display_names=f.display_names),
+      gate=GateConfig(min_top1_agreement=f.gate_min_agreement,
+                      max_balanced_accuracy_drop=f.gate_max_bacc_drop, enabled=f.gate),
+  ).validate()
+
+
+def flagfile_text(f: flags.FlagValues) -> str:
+  """The build's flags in --flagfile form (without --resume, which is per invocation)."""
+  lines = []
+  for name in _DEFINED:
+    if name == "resume":
+      continue
+    value = f[name].value
+    if isinstance(value, list):
+      value = ",".join(value)
+    elif isinstance(value, bool):
+      lines.append(f"--{name}" if value else f"--no{name}")
+      continue
+    lines.append(f"--{name}={value}")
+  return "\n".join(lines) + "\n"
+
+
+def bench_data_flags(config: BuildConfig) -> str:
+  """The data flags of benchmarks.accuracy that point at this build's dataset."""
+  data = config.data
+  if data.data_format == "synthetic":  # The build wrote its synthetic set as class folders.
+    return (f"--data_format=folders\n"
+            f"--data_dir={os.path.abspath(os.path.join(config.output_dir, 'synthetic_data'))}\n")
+  lines = [f"--data_format={data.data_format}"]
+  for name in ("data_dir", "metadata_csv", "hmnist_labels"):
+    value = getattr(data, name)
+    if value:
+      value = ",".join(os.path.abspath(v) for v in value.split(",")) if name == "data_dir" else (
+          os.path.abspath(value) if name == "metadata_csv" else value)
+      lines.append(f"--{name}={value}")
+  return "\n".join(lines) + "\n"
+
+
+def main(argv: List[str]) -> None:
+  logging.set_verbosity(logging.WARNING)  # TensorFlow's checkpoint INFO lines drown progress.
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+  try:
+    config = config_from_flags(FLAGS)
+    os.makedirs(config.output_dir, exist_ok=True)
+    from pipeline import atomic  # pylint: disable=g-import-not-at-top
+    atomic.write_text(os.path.join(config.output_dir, "flags.txt"), flagfile_text(FLAGS))
+    atomic.write_text(os.path.join(config.output_dir, "bench_data.flags"),
+                      bench_data_flags(config))
+    from pipeline import stages  # pylint: disable=g-import-not-at-top  (imports TensorFlow)
+    stages.run(config)
+  except PipelineError as e:
+    sys.exit(f"pipeline.build: error: {e}")
+  except KeyboardInterrupt:
+    sys.exit("pipeline.build: interrupted; rerun with --resume to continue")
+
+
+def entry_point() -> None:
+  """Console script `tflite-build`."""
+  app.run(main)
+
+
+if __name__ == "__main__":
+  entry_point()

@@ -1,0 +1,90 @@
+"""Decodes any image file a user may bring into an RGB uint8 array, or says why it can't."""
+
+import warnings
+from typing import Tuple
+
+import numpy as np
+from PIL import Image
+
+from pipeline.errors import PipelineError
+
+# Images above this are refused rather than decoded: a 100-megapixel RGB image is 300 MB.
+MAX_PIXELS = 100_000_000
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+
+
+class ImageError(PipelineError):
+  """The file is not a usable image; the message says why."""
+
+
+def load_rgb(path: str, size: int) -> Tuple[np.ndarray, str]:
+  """Decodes `path`, converts it to 8-bit RGB and resizes it to size x size.
+
+  Resizing squashes the whole image (no crop), as TFLite Task Library and MediaPipe do
+  on the phone, so training sees what the app will feed.
+
+  Args:
+    path: an image file.
+    size: output height and width.
+
+  Returns:
+    (uint8 array [size, size, 3], note) where note says what was converted, or "".
+
+  Raises:
+    ImageError: the file is empty, truncated, corrupt, not an image, or too large.
+  """
+  try:
+    with warnings.catch_warnings():
+      warnings.simplefilter("error", Image.DecompressionBombWarning)
+      with Image.open(path) as img:
+        width, height = img.size
+        if width * height > MAX_PIXELS:
+          raise ImageError(f"{width}x{height} pixels exceeds the {MAX_PIXELS:,} limit")
+        if img.format == "JPEG" and max(width, height) > 4 * size:
+          img.draft("RGB", (2 * size, 2 * size))  # Decode large JPEGs at reduced scale.
+        img.load()
+        rgb, note = _to_rgb(img)
+  except ImageError:
+    raise
+  except FileNotFoundError as e:
+    raise ImageError("file not found") from e
+  except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+    raise ImageError(f"too large to decode safely ({e})") from e
+  except (OSError, SyntaxError, ValueError, Image.UnidentifiedImageError) as e:
+    if _is_empty(path):
+      raise ImageError("zero-byte file") from e
+    raise ImageError(f"not a readable image ({_short(e)})") from e
+  if rgb.size != (size, size):
+    rgb = rgb.resize((size, size), Image.BILINEAR)
+  return np.asarray(rgb, dtype=np.uint8), note
+
+
+def _to_rgb(img: Image.Image) -> Tuple[Image.Image, str]:
+  mode = img.mode
+  if mode == "RGB":
+    return img, ""
+  if mode in ("I;16", "I;16B", "I;16L", "I"):
+    # PIL's own I -> L conversion clips at 255; scale the 16-bit range down instead.
+    arr = np.asarray(img, dtype=np.float64)
+    peak = 65535.0 if arr.max() > 255 else 255.0
+    gray = Image.fromarray(np.clip(arr / peak * 255.0 + 0.5, 0, 255).astype(np.uint8))
+    return gray.convert("RGB"), f"converted 16-bit {mode} to RGB"
+  if mode in ("RGBA", "LA", "PA") or (mode == "P" and "transparency" in img.info):
+    # Composite on black so transparent regions do not carry arbitrary hidden colours.
+    rgba = img.convert("RGBA")
+    background = Image.new("RGBA", rgba.size, (0, 0, 0, 255))
+    return Image.alpha_composite(background, rgba).convert("RGB"), f"converted {mode} to RGB"
+  return img.convert("RGB"), f"converted {mode} to RGB"
+
+
+def _is_empty(path: str) -> bool:
+  try:
+    with open(path, "rb") as f:
+      return not f.read(1)
+  except OSError:
+    return False
+
+
+def _short(e: Exception) -> str:
+  text = str(e).splitlines()[0] if str(e) else type(e).__name__
+  return text[:160]

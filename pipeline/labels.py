@@ -1,0 +1,71 @@
+"""labels.txt, the single source of the class order, and the display names beside it."""
+
+import json
+import os
+from typing import Dict, Sequence, Tuple
+
+from pipeline import atomic
+from pipeline.errors import PipelineError
+
+METADATA_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                            "metadata")
+
+
+def check_label(label: str) -> None:
+  """Raises PipelineError if `label` cannot be one line of labels.txt."""
+  if not label or label != label.strip() or "\n" in label or "\r" in label:
+    raise PipelineError(f"class name {label!r} is empty or has surrounding whitespace or a "
+                        "line break; rename the class")
+
+
+def write_labels(path: str, labels: Sequence[str]) -> None:
+  """Writes one label per line, in model output order."""
+  for label in labels:
+    check_label(label)
+  atomic.write_text(path, "".join(label + "\n" for label in labels))
+
+
+def read_labels(path: str) -> Tuple[str, ...]:
+  """Reads labels.txt; every stage after `data` takes the class order from here."""
+  if not os.path.isfile(path):
+    raise PipelineError(f"{path}: labels.txt not found; run the data stage first")
+  with open(path, encoding="utf-8") as f:
+    labels = tuple(line.rstrip("\n") for line in f if line.strip())
+  if len(labels) < 2:
+    raise PipelineError(f"{path}: needs at least 2 labels, found {len(labels)}")
+  return labels
+
+
+def load_class_info(path: str = "") -> Dict[str, dict]:
+  """Loads {label: {"display_name": ..., "description": ...}} from a JSON file.
+
+  Args:
+    path: a JSON file; empty reads every metadata/classes_*.json shipped with the tool.
+
+  Returns:
+    The merged table (missing labels simply are not in it).
+  """
+  if path:
+    paths = [path]
+  elif os.path.isdir(METADATA_DIR):
+    paths = sorted(os.path.join(METADATA_DIR, n) for n in os.listdir(METADATA_DIR)
+                   if n.startswith("classes_") and n.endswith(".json"))
+  else:
+    paths = []
+  table: Dict[str, dict] = {}
+  for p in paths:
+    try:
+      with open(p, encoding="utf-8") as f:
+        data = json.load(f)
+    except (OSError, ValueError) as e:
+      raise PipelineError(f"{p}: cannot read display names ({e}); it must be JSON "
+                          '{"label": {"display_name": "...", "description": "..."}}') from e
+    for label, info in data.items():
+      table[label] = info if isinstance(info, dict) else {"display_name": str(info)}
+  return table
+
+
+def display_names(labels: Sequence[str], path: str = "") -> Tuple[str, ...]:
+  """Display names in label order; a label without one falls back to itself."""
+  info = load_class_info(path)
+  return tuple(info.get(label, {}).get("display_name", label) for label in labels)

@@ -1,0 +1,115 @@
+"""Classification metrics on predicted probabilities; pure numpy, checked on hand-made cases."""
+
+from typing import Dict, Optional, Sequence
+
+import numpy as np
+
+MALIGNANT = ("mel", "bcc", "akiec")
+
+
+def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> np.ndarray:
+  """cm[i, j] = number of items of true class i predicted as j."""
+  cm = np.zeros((num_classes, num_classes), np.int64)
+  np.add.at(cm, (np.asarray(y_true), np.asarray(y_pred)), 1)
+  return cm
+
+
+def per_class(cm: np.ndarray) -> Dict[str, np.ndarray]:
+  """Precision, recall and F1 per class (0 where undefined, e.g. a class never predicted)."""
+  tp = np.diag(cm).astype(np.float64)
+  support = cm.sum(axis=1)
+  predicted = cm.sum(axis=0)
+  recall = np.divide(tp, support, out=np.zeros_like(tp), where=support > 0)
+  precision = np.divide(tp, predicted, out=np.zeros_like(tp), where=predicted > 0)
+  denom = precision + recall
+  f1 = np.divide(2 * precision * recall, denom, out=np.zeros_like(tp), where=denom > 0)
+  return {"precision": precision, "recall": recall, "f1": f1, "support": support}
+
+
+def balanced_accuracy(cm: np.ndarray) -> float:
+  """Mean recall over the classes present in the ground truth."""
+  support = cm.sum(axis=1)
+  present = support > 0
+  if not present.any():
+    return 0.0
+  return float((np.diag(cm)[present] / support[present]).mean())
+
+
+def top_k_accuracy(y_true: np.ndarray, probs: np.ndarray, k: int) -> float:
+  """Share of items whose true class is among the k highest probabilities."""
+  k = min(k, probs.shape[1])
+  top = np.argsort(-probs, axis=1, kind="stable")[:, :k]
+  return float((top == np.asarray(y_true)[:, None]).any(axis=1).mean())
+
+
+def group_sensitivity(cm: np.ndarray, labels: Sequence[str],
+                      group: Sequence[str] = MALIGNANT) -> Optional[float]:
+  """Share of items of the group's classes predicted as any class of the group.
+
+  For triage, calling a melanoma a BCC still sends the patient to a doctor, so this is
+  the recall of "malignant" as one class. None if the labels hold none of the group.
+  """
+  idx = [i for i, label in enumerate(labels) if label in group]
+  if not idx:
+    return None
+  total = cm[idx, :].sum()
+  return float(cm[np.ix_(idx, idx)].sum() / total) if total else None
+
+
+def bootstrap_ci(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int,
+                 rounds: int = 1000, seed: int = 0) -> Dict[str, list]:
+  """95% percentile-bootstrap intervals for accuracy and balanced accuracy."""
+  rng = np.random.default_rng(seed)
+  n = len(y_true)
+  acc, bacc = [], []
+  for _ in range(rounds):
+    idx = rng.integers(0, n, n)
+    t, p = y_true[idx], y_pred[idx]
+    acc.append(float((t == p).mean()))
+    bacc.append(balanced_accuracy(confusion_matrix(t, p, num_classes)))
+  return {"accuracy": [float(np.percentile(acc, 2.5)), float(np.percentile(acc, 97.5))],
+          "balanced_accuracy": [float(np.percentile(bacc, 2.5)),
+                                float(np.percentile(bacc, 97.5))]}
+
+
+def classification_report(y_true: np.ndarray, probs: np.ndarray, labels: Sequence[str],
+                          reference_probs: Optional[np.ndarray] = None,
+                          bootstrap_rounds: int = 0, seed: int = 0) -> dict:
+  """Every metric the build and the accuracy benchmark report.
+
+  Args:
+    y_true: true class indices [N].
+    probs: predicted probabilities [N, K], in `labels` order.
+    labels: class names.
+    reference_probs: a reference model's probabilities on the same items (the float
+      model) for agreement and probability drift.
+    bootstrap_rounds: 0 skips confidence intervals.
+    seed: bootstrap seed.
+
+  Returns:
+    A JSON-ready dict.
+  """
+  y_true = np.asarray(y_true)
+  y_pred = probs.argmax(axis=1)
+  k = len(labels)
+  cm = confusion_matrix(y_true, y_pred, k)
+  pc = per_class(cm)
+  report = {
+      "n": int(len(y_true)),
+      "accuracy": float((y_pred == y_true).mean()) if len(y_true) else 0.0,
+      "top2_accuracy": top_k_accuracy(y_true, probs, 2),
+      "top3_accuracy": top_k_accuracy(y_true, probs, 3),
+      "balanced_accuracy": balanced_accuracy(cm),
+      "per_class_recall": {l: float(pc["recall"][i]) for i, l in enumerate(labels)},
+      "per_class_precision": {l: float(pc["precision"][i]) for i, l in enumerate(labels)},
+      "per_class_f1": {l: float(pc["f1"][i]) for i, l in enumerate(labels)},
+      "support": {l: int(pc["support"][i]) for i, l in enumerate(labels)},
+      "malignant_sensitivity": group_sensitivity(cm, labels),
+      "confusion_matrix": cm.tolist(),
+  }
+  if reference_probs is not None:
+    report["top1_agreement"] = float((reference_probs.argmax(axis=1) == y_pred).mean())
+    report["mean_abs_prob_diff"] = float(np.abs(reference_probs - probs).mean())
+  if bootstrap_rounds:
+    report["ci95"] = bootstrap_ci(y_true, y_pred, k, bootstrap_rounds, seed)
+  return report

@@ -1,0 +1,88 @@
+r"""Classifies images with a built .tflite and prints the top-k labels with display names.
+
+  python -m pipeline.predict --model=android_assets/model.tflite photo1.jpg photo2.png
+"""
+
+import sys
+from typing import List
+
+from absl import app
+from absl import logging
+from absl import flags
+
+from pipeline.errors import PipelineError
+
+flags.DEFINE_string("model", "android_assets/model.tflite", "A .tflite built by pipeline.build.")
+flags.DEFINE_integer("top_k", 3, "How many labels to print per image.")
+FLAGS = flags.FLAGS
+
+
+def predict(model_path: str, image_paths: List[str], top_k: int) -> List[dict]:
+  """Top-k predictions per image, using the labels and display names embedded in the model.
+
+  Args:
+    model_path: a .tflite with metadata.
+    image_paths: JPEG or PNG files of any size.
+    top_k: labels per image.
+
+  Returns:
+    [{"image": path, "top": [{"label", "display_name", "score"}, ...]}, ...]
+
+  Raises:
+    PipelineError: the model or an image cannot be read.
+  """
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  from pipeline import images as images_lib  # pylint: disable=g-import-not-at-top
+  from pipeline import tflite_metadata  # pylint: disable=g-import-not-at-top
+  from pipeline.preprocessing import Normalization  # pylint: disable=g-import-not-at-top
+  from pipeline.runner import LiteRunner  # pylint: disable=g-import-not-at-top
+  try:
+    with open(model_path, "rb") as f:
+      blob = f.read()
+  except OSError as e:
+    raise PipelineError(f"{model_path}: cannot read the model ({e.strerror}); check --model")
+  meta = tflite_metadata.read(blob)
+  if not meta["labels"] or meta["mean"] is None:
+    raise PipelineError(f"{model_path}: the model has no labels or normalization in its "
+                        "metadata; use a model built by pipeline.build")
+  channels = lambda v: tuple(v) * 3 if len(v) == 1 else tuple(v)
+  runner = LiteRunner(blob, Normalization(channels(meta["mean"]), channels(meta["std"])))
+  names = meta["display_names"] or meta["labels"]
+  results = []
+  for path in image_paths:
+    try:
+      pixels, _ = images_lib.load_rgb(path, runner.image_size)
+    except images_lib.ImageError as e:
+      raise PipelineError(f"{path}: {e}; give a JPEG or PNG image") from e
+    probs = runner.predict(pixels[None])[0]
+    order = np.argsort(-probs, kind="stable")[:top_k]
+    results.append({"image": path, "top": [
+        {"label": meta["labels"][i], "display_name": names[i], "score": float(probs[i])}
+        for i in order]})
+  return results
+
+
+def main(argv: List[str]) -> None:
+  logging.set_verbosity(logging.WARNING)  # TensorFlow's checkpoint INFO lines drown progress.
+  from pipeline.assets import DISCLAIMER  # pylint: disable=g-import-not-at-top
+  if len(argv) < 2:
+    raise app.UsageError("give one or more image files: python -m pipeline.predict "
+                         "--model=M.tflite IMAGE...")
+  try:
+    results = predict(FLAGS.model, argv[1:], FLAGS.top_k)
+  except PipelineError as e:
+    sys.exit(f"pipeline.predict: error: {e}")
+  for r in results:
+    print(r["image"])
+    for t in r["top"]:
+      print(f"  {t['score']:6.3f}  {t['label']:<12s} {t['display_name']}")
+  print(f"\n{DISCLAIMER}")
+
+
+def entry_point() -> None:
+  """Console script `tflite-predict`."""
+  app.run(main)
+
+
+if __name__ == "__main__":
+  entry_point()

@@ -1,0 +1,139 @@
+"""Build reports: report.json, report.md, training_curves.png and confusion_matrix.png."""
+
+import os
+from typing import Dict, List, Optional, Sequence
+
+import numpy as np
+
+from pipeline import atomic
+
+
+def _pct(x: Optional[float]) -> str:
+  return "n/a" if x is None else f"{100 * x:.1f}%"
+
+
+def models_table(models: Dict[str, dict], labels: Sequence[str]) -> List[str]:
+  """Markdown rows comparing the evaluated models (shared with the model card)."""
+  rows = ["| model | size | accuracy | balanced acc. (95% CI) | top-2 | malignant sens. | "
+          "agreement w/ float32 |", "|---|---:|---:|---:|---:|---:|---:|"]
+  for name, m in models.items():
+    ci = m.get("ci95", {}).get("balanced_accuracy")
+    ci_text = f" ({_pct(ci[0])}-{_pct(ci[1])})" if ci else ""
+    rows.append(f"| {name} | {m['size_bytes'] / 1e6:.2f} MB | {_pct(m['accuracy'])} | "
+                f"{_pct(m['balanced_accuracy'])}{ci_text} | {_pct(m['top2_accuracy'])} | "
+                f"{_pct(m['malignant_sensitivity'])} | {_pct(m.get('top1_agreement'))} |")
+  rows += ["", "Per-class recall (test split):", "",
+           "| class | n | " + " | ".join(models) + " |",
+           "|---|---:|" + "---:|" * len(models)]
+  first = next(iter(models.values()))
+  for label in labels:
+    rows.append(f"| {label} | {first['support'][label]} | " +
+                " | ".join(_pct(m["per_class_recall"][label]) for m in models.values()) + " |")
+  return rows
+
+
+def write_report(path_json: str, path_md: str, report: dict) -> None:
+  """Writes the build report as JSON and as Markdown."""
+  atomic.write_json(path_json, report)
+  lines = [f"# Build report: {report['name']}", "",
+           "A triage aid, never a diagnosis: see the model card for intended use.", ""]
+  data = report.get("data")
+  if data:
+    labels = data["labels"]
+    lines += ["## Data", "", f"Format `{data['data_format']}`, {data['image_size']} px, "
+              f"labels: {', '.join(labels)}.", "",
+              "| split | " + " | ".join(labels) + " | total |",
+              "|---|" + "---:|" * (len(labels) + 1)]
+    for split, counts in data["counts"].items():
+      lines.append(f"| {split} | " + " | ".join(str(counts[l]) for l in labels) +
+                   f" | {data['totals'][split]} |")
+    if data.get("class_weights"):
+      lines += ["", "Class weights: " + ", ".join(
+          f"{k} {v:.3f}" for k, v in data["class_weights"].items()) + "."]
+    if data.get("oversample"):
+      lines += ["", "Oversampling replaced class weights."]
+    lines += ["", f"Skipped inputs: {len(data['skipped'])}; converted: "
+              f"{len(data['converted'])} (details in data_report.json)."]
+    for s in data["skipped"][:20]:
+      lines.append(f"- skipped `{s['item']}`: {s['reason']}")
+    if len(data["skipped"]) > 20:
+      lines.append(f"- ... and {len(data['skipped']) - 20} more")
+    for w in data.get("warnings", []):
+      lines.append(f"- warning: {w}")
+  phases = report.get("training", {})
+  if phases:
+    lines += ["", "## Training", "", "| phase | path | epochs run | best epoch | best val "
+              "balanced acc. | time |", "|---|---|---:|---:|---:|---:|"]
+    for name, p in phases.items():
+      lines.append(f"| {name} | {p.get('mode') or '-'} | {len(p['history'].get('loss', []))} | "
+                   f"{p['best_epoch']} | {_pct(p['best_val_balanced_accuracy'])} | "
+                   f"{p['seconds']:.0f} s |")
+  if report.get("models"):
+    lines += ["", "## Test split (TFLite, LiteRT interpreter)", ""]
+    lines += models_table(report["models"], report["data"]["labels"])
+  if report.get("gate"):
+    lines += ["", "## Parity gate", "", report["gate"]["message"]]
+  if report.get("task_library"):
+    lines += ["", "## On-device API check", "", report["task_library"]["message"]]
+  lines += ["", "## Stage times", "", "| stage | seconds |", "|---|---:|"]
+  for stage, seconds in report.get("stage_seconds", {}).items():
+    lines.append(f"| {stage} | {seconds:.1f} |")
+  lines.append(f"| **total** | {sum(report.get('stage_seconds', {}).values()):.1f} |")
+  atomic.write_text(path_md, "\n".join(lines) + "\n")
+
+
+def _savefig(fig, path: str) -> None:
+  tmp = path + ".tmp.png"
+  fig.savefig(tmp, dpi=110, bbox_inches="tight")
+  os.replace(tmp, path)
+
+
+def plot_training_curves(phases: Dict[str, dict], path: str) -> None:
+  """Loss and validation balanced accuracy per epoch, phases side by side on one axis."""
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 4))
+  offset = 0
+  for name, phase in phases.items():
+    h = phase["history"]
+    n = len(h.get("loss", []))
+    if not n:
+      continue
+    x = np.arange(offset + 1, offset + n + 1)
+    ax_loss.plot(x, h["loss"], "-o", ms=3, label=f"{name} train")
+    ax_loss.plot(x, h["val_loss"], "--", label=f"{name} val")
+    ax_acc.plot(x, h["val_balanced_accuracy"], "-o", ms=3, label=name)
+    for ax in (ax_loss, ax_acc):
+      ax.axvline(offset + 0.5, color="0.85", lw=1)
+    offset += n
+  ax_loss.set(title="loss", xlabel="epoch (all phases)")
+  ax_acc.set(title="validation balanced accuracy", xlabel="epoch (all phases)", ylim=(0, 1))
+  ax_loss.legend(fontsize=8)
+  ax_acc.legend(fontsize=8)
+  _savefig(fig, path)
+  plt.close(fig)
+
+
+def plot_confusion_matrices(matrices: Dict[str, list], labels: Sequence[str], path: str) -> None:
+  """Row-normalized confusion matrices (recall on the diagonal), one panel per model."""
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  k = len(labels)
+  fig, axes = plt.subplots(1, len(matrices), figsize=(0.6 * k * len(matrices) + 3, 0.55 * k + 2),
+                           squeeze=False)
+  for ax, (name, cm) in zip(axes[0], matrices.items()):
+    cm = np.asarray(cm, np.float64)
+    norm = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
+    ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
+    for i in range(k):
+      for j in range(k):
+        ax.text(j, i, f"{int(cm[i, j])}", ha="center", va="center", fontsize=7,
+                color="white" if norm[i, j] > 0.5 else "black")
+    ax.set(title=f"{name} (test)", xticks=range(k), yticks=range(k), xlabel="predicted",
+           ylabel="true")
+    ax.set_xticklabels(labels, rotation=45, ha="right", fontsize=8)
+    ax.set_yticklabels(labels, fontsize=8)
+  _savefig(fig, path)
+  plt.close(fig)

@@ -1,0 +1,91 @@
+"""One TFLite runner (LiteRT interpreter) for the build, the tests and the benchmarks."""
+
+import os
+from typing import Optional
+
+import numpy as np
+
+from pipeline.errors import PipelineError
+from pipeline.preprocessing import Normalization
+
+
+class LiteRunner:
+  """Feeds uint8 RGB pixels to a .tflite and returns float class probabilities.
+
+  Whatever the model's input type, callers pass the raw pixels an app would have:
+  - float32 input: pixels are normalized with the model's Normalization;
+  - uint8/int8 input: pixels are normalized, then quantized with the input tensor's own
+    scale and zero point (for a model whose input quantization encodes the normalization,
+    this is the identity on uint8 pixels, up to rounding);
+  outputs are dequantized with the output tensor's own parameters.
+  """
+
+  def __init__(self, model_path_or_bytes, normalization: Normalization,
+               num_threads: Optional[int] = None):
+    from ai_edge_litert.interpreter import Interpreter  # pylint: disable=g-import-not-at-top
+    if isinstance(model_path_or_bytes, (bytes, bytearray)):
+      kwargs = {"model_content": bytes(model_path_or_bytes)}
+      self.name = "<bytes>"
+    else:
+      if not os.path.isfile(model_path_or_bytes):
+        raise PipelineError(f"{model_path_or_bytes}: model file not found")
+      kwargs = {"model_path": model_path_or_bytes}
+      self.name = model_path_or_bytes
+    try:
+      self.interpreter = Interpreter(num_threads=num_threads, **kwargs)
+      self.interpreter.allocate_tensors()
+    except (ValueError, RuntimeError) as e:
+      raise PipelineError(f"{self.name}: not a loadable TFLite model ({str(e).splitlines()[0]})")
+    self.normalization = normalization
+    self.input = self.interpreter.get_input_details()[0]
+    self.output = self.interpreter.get_output_details()[0]
+    self.batch_size = int(self.input["shape"][0])
+    self.image_size = int(self.input["shape"][1])
+
+  @property
+  def input_dtype(self):
+    return self.input["dtype"]
+
+  @property
+  def output_dtype(self):
+    return self.output["dtype"]
+
+  def prepare(self, pixels: np.ndarray) -> np.ndarray:
+    """Turns uint8 pixels [N, H, W, 3] into the input tensor's dtype and encoding."""
+    dtype = self.input["dtype"]
+    if dtype == np.uint8 and self._input_is_raw_pixels():
+      return pixels.astype(np.uint8)
+    x = self.normalization.apply_np(pixels)
+    if dtype == np.float32:
+      return x
+    scale, zero_point = self.input["quantization"]
+    info = np.iinfo(dtype)
+    return np.clip(np.round(x / scale + zero_point), info.min, info.max).astype(dtype)
+
+  def _input_is_raw_pixels(self) -> bool:
+    scale, zero_point = self.input["quantization"]
+    lo, hi = self.normalization.input_range()
+    # The uint8 tensor already holds pixels when its dequantized 0 and 255 span the range
+    # the normalization maps 0 and 255 to (within one quantization step).
+    return (abs((0 - zero_point) * scale - lo) <= scale and
+            abs((255 - zero_point) * scale - hi) <= scale)
+
+  def invoke_prepared(self, x: np.ndarray) -> np.ndarray:
+    """Runs one already-prepared input batch; returns dequantized float outputs."""
+    self.interpreter.set_tensor(self.input["index"], x)
+    self.interpreter.invoke()
+    out = self.interpreter.get_tensor(self.output["index"])
+    if self.output["dtype"] != np.float32:
+      scale, zero_point = self.output["quantization"]
+      out = (out.astype(np.float32) - zero_point) * scale
+    return out
+
+  def predict(self, pixels: np.ndarray) -> np.ndarray:
+    """Class probabilities [N, K] for uint8 pixels [N, H, W, 3] (any N)."""
+    if pixels.shape[1:3] != (self.image_size, self.image_size):
+      raise PipelineError(f"{self.name}: expects {self.image_size}x{self.image_size} images, "
+                          f"got {pixels.shape[1]}x{pixels.shape[2]}")
+    outputs = []
+    for i in range(0, len(pixels), self.batch_size):
+      outputs.append(self.invoke_prepared(self.prepare(pixels[i:i + self.batch_size])))
+    return np.concatenate(outputs, axis=0)

@@ -1,0 +1,106 @@
+"""Metadata stage: embeds labels, display names, normalization and model info in a .tflite."""
+
+import json
+import os
+import tempfile
+from typing import Dict, Sequence
+
+from pipeline import native
+from pipeline.errors import PipelineError
+from pipeline.preprocessing import Normalization
+
+LABELS_FILE = "labels.txt"
+DISPLAY_NAMES_FILE = "labels_en.txt"  # Task Library's display_names_locale defaults to "en".
+
+
+def _writers():
+  native.load_libusb()
+  # pylint: disable=g-import-not-at-top
+  from tensorflow_lite_support.metadata.python import metadata as md
+  from tensorflow_lite_support.metadata.python.metadata_writers import image_classifier
+  from tensorflow_lite_support.metadata.python.metadata_writers import metadata_info
+  from tensorflow_lite_support.metadata.python.metadata_writers import writer_utils
+  return md, image_classifier, metadata_info, writer_utils
+
+
+def write(tflite: bytes, labels: Sequence[str], display_names: Sequence[str],
+          normalization: Normalization, info: Dict[str, str]) -> bytes:
+  """Returns `tflite` with TFLite metadata populated.
+
+  Args:
+    tflite: the model flatbuffer.
+    labels: class ids in output order (from labels.txt).
+    display_names: human names in the same order (labels_en.txt, locale "en").
+    normalization: the input normalization training used.
+    info: name, description, version, author, license.
+
+  Returns:
+    The model with metadata and both label files packed in.
+  """
+  _, image_classifier, metadata_info, writer_utils = _writers()
+  with tempfile.TemporaryDirectory() as tmp:
+    labels_path = os.path.join(tmp, LABELS_FILE)
+    names_path = os.path.join(tmp, DISPLAY_NAMES_FILE)
+    with open(labels_path, "w", encoding="utf-8") as f:
+      f.write("".join(l + "\n" for l in labels))
+    with open(names_path, "w", encoding="utf-8") as f:
+      f.write("".join(n + "\n" for n in display_names))
+    general = metadata_info.GeneralMd(name=info["name"], version=info["version"],
+                                      description=info["description"], author=info["author"],
+                                      licenses=info["license"])
+    input_md = metadata_info.InputImageTensorMd(
+        name="image", description=f"RGB image; pixels normalized as (p - mean) / std.",
+        norm_mean=list(normalization.mean), norm_std=list(normalization.std),
+        color_space_type=metadata_info._metadata_fb.ColorSpaceType.RGB,  # pylint: disable=protected-access
+        tensor_type=writer_utils.get_input_tensor_types(tflite)[0])
+    output_md = metadata_info.ClassificationTensorMd(
+        name="probability", description="Probabilities of the classes in labels.txt order.",
+        label_files=[metadata_info.LabelFileMd(labels_path),
+                     metadata_info.LabelFileMd(names_path, locale="en")],
+        tensor_type=writer_utils.get_output_tensor_types(tflite)[0])
+    writer = image_classifier.MetadataWriter.create_from_metadata_info(
+        bytearray(tflite), general_md=general, input_md=input_md, output_md=output_md)
+    return bytes(writer.populate())
+
+
+def read(tflite: bytes) -> dict:
+  """Reads metadata back: the fields, normalization and the packed label files."""
+  md, _, _, _ = _writers()
+  try:
+    displayer = md.MetadataDisplayer.with_model_buffer(tflite)
+  except ValueError as e:
+    raise PipelineError(f"the model has no TFLite metadata ({e})") from e
+  meta = json.loads(displayer.get_metadata_json())
+  files = {name: displayer.get_associated_file_buffer(name).decode("utf-8").splitlines()
+           for name in displayer.get_packed_associated_file_list()}
+  tensor = meta["subgraph_metadata"][0]["input_tensor_metadata"][0]
+  norm = next((u["options"] for u in tensor.get("process_units", [])
+               if u.get("options_type") == "NormalizationOptions"), {})
+  return {
+      "name": meta.get("name"), "description": meta.get("description"),
+      "version": meta.get("version"), "author": meta.get("author"),
+      "license": meta.get("license"), "mean": norm.get("mean"), "std": norm.get("std"),
+      "labels": files.get(LABELS_FILE), "display_names": files.get(DISPLAY_NAMES_FILE),
+      "json": meta,
+  }
+
+
+def verify(tflite: bytes, labels: Sequence[str], display_names: Sequence[str],
+           normalization: Normalization, info: Dict[str, str], where: str) -> dict:
+  """Reads the metadata back and compares it with labels.txt and the config.
+
+  Raises:
+    PipelineError: naming the first field that differs.
+  """
+  got = read(tflite)
+  expected = {"labels": list(labels), "display_names": list(display_names),
+              "mean": [float(m) for m in normalization.mean],
+              "std": [float(s) for s in normalization.std], **info}
+  for key, want in expected.items():
+    have = got.get(key)
+    if isinstance(want, list):
+      have = [float(v) for v in have] if key in ("mean", "std") and have else have
+    if have != want:
+      raise PipelineError(f"{where}: embedded metadata field {key!r} is {have!r}, expected "
+                          f"{want!r}; the metadata writer and labels.txt disagree")
+  return got

@@ -1,0 +1,54 @@
+"""android_assets/ is replaced atomically: a killed or failed build leaves the old one."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from pipeline import assets
+from tests.conftest import REPO
+
+CHILD = """
+import sys
+sys.path.insert(0, {repo!r})
+from pipeline import assets
+# A 600 MB model takes long enough to write that the parent can kill us mid-way.
+assets.write_assets({target!r}, b"x" * 600_000_000, ["a", "b"], "card", "readme")
+"""
+
+
+def _old_assets(path):
+  assets.write_assets(str(path), b"old-model", ["old_a", "old_b"], "old card", "old readme")
+  return {n: open(os.path.join(path, n), "rb").read() for n in os.listdir(path)}
+
+
+def test_killed_during_assets_leaves_old_assets_intact(tmp_path):
+  target = tmp_path / "android_assets"
+  before = _old_assets(target)
+  proc = subprocess.Popen([sys.executable, "-c", CHILD.format(repo=REPO, target=str(target))])
+  deadline = time.time() + 60
+  while time.time() < deadline:
+    staging = [n for n in os.listdir(tmp_path) if n.startswith(".android_assets.new-")]
+    if staging and os.path.exists(tmp_path / staging[0] / "model.tflite"):
+      break
+    time.sleep(0.005)
+  proc.send_signal(signal.SIGKILL)
+  proc.wait()
+  assert proc.returncode == -signal.SIGKILL
+  after = {n: open(os.path.join(target, n), "rb").read() for n in os.listdir(target)}
+  assert after == before
+  # The next successful build replaces it and leaves no staging debris behind.
+  assets.write_assets(str(target), b"new", ["a"], "c", "r")
+  assert open(target / "model.tflite", "rb").read() == b"new"
+  assert not [n for n in os.listdir(tmp_path) if n.startswith(".android_assets")]
+
+
+def test_failure_inside_assets_keeps_old_assets(tmp_path):
+  target = tmp_path / "android_assets"
+  before = _old_assets(target)
+  with pytest.raises(TypeError):
+    assets.write_assets(str(target), "not-bytes", ["a"], "card", "readme")
+  assert {n: open(os.path.join(target, n), "rb").read() for n in os.listdir(target)} == before

@@ -1,0 +1,25 @@
+"""Training and QAT run under MirroredStrategy over two logical CPU devices."""
+
+import math
+
+from pipeline import config as config_lib
+from pipeline import stages
+from pipeline.tf_compat import tf
+
+
+def test_mirrored_training_and_qat(tmp_path):
+  assert len(tf.config.list_logical_devices("CPU")) == 2  # Set up in conftest.
+  assert tf.distribute.MirroredStrategy().num_replicas_in_sync == 2
+  cfg = config_lib.smoke_config(str(tmp_path), stop_after="qat")
+  cfg = config_lib.replace(
+      cfg, train=config_lib.replace(cfg.train, strategy="mirrored",
+                                    transfer_mode="end_to_end",
+                                    transfer=config_lib.PhaseConfig(1, 1e-3),
+                                    finetune=config_lib.PhaseConfig(2, 3e-4)))
+  report = stages.run(cfg.validate())
+  assert set(report["training"]) == {"transfer", "finetune", "qat"}
+  assert report["training"]["transfer"]["mode"] == "end_to_end"
+  for phase in report["training"].values():
+    assert phase["history"]["loss"] and all(math.isfinite(v) for v in phase["history"]["loss"])
+  assert report["training"]["finetune"]["history"]["loss"][-1] < \
+      report["training"]["finetune"]["history"]["loss"][0]

@@ -1,0 +1,183 @@
+"""One smoke build through the real entry function, checked the way an app and QA would."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+from pipeline import evaluate as evaluate_lib
+from pipeline import export as export_lib
+from pipeline import labels as labels_lib
+from pipeline import task_library_check
+from pipeline import tflite_metadata
+from pipeline.errors import PipelineError
+from pipeline.preprocessing import MOBILENET_V2
+from pipeline.runner import LiteRunner
+from tests.conftest import run_cli
+
+
+def _read(path):
+  with open(path, "rb") as f:
+    return f.read()
+
+
+def test_artifacts_exist(built):
+  cfg, _ = built
+  for name in ("config.json", "flags.txt", "labels.txt", "splits.csv", "data_report.json",
+               "model_float.keras", "model_int8.tflite", "model_int8_ptq.tflite",
+               "model_float16.tflite", "model_float32.tflite", "report.json", "report.md",
+               "training_curves.png", "confusion_matrix.png", "MODEL_CARD.md"):
+    assert os.path.isfile(os.path.join(cfg.output_dir, name)), name
+  assert os.path.isdir(os.path.join(cfg.output_dir, "tensorboard"))
+  saved = json.load(open(os.path.join(cfg.output_dir, "config.json")))
+  assert saved["model"]["alpha"] == 0.35 and saved["data"]["image_size"] == 48
+
+
+def test_int8_has_uint8_io_int8_weights_and_takes_raw_pixels(built):
+  cfg, report = built
+  blob = _read(os.path.join(cfg.output_dir, "model_int8.tflite"))
+  summary = export_lib.check_int8(blob, "uint8", MOBILENET_V2, require_raw_pixels=True)
+  assert summary["input_dtype"] == summary["output_dtype"] == "uint8"
+  assert summary["conv_weight_dtypes"] == ["int8"]
+  assert summary["input_shape"] == [1, 48, 48, 3]
+  assert report["tensors"]["int8"]["input_is_raw_pixels"]
+
+
+def test_embedded_metadata_matches_labels_and_config(built):
+  cfg, report = built
+  labels = labels_lib.read_labels(os.path.join(cfg.output_dir, "labels.txt"))
+  for variant in ("int8", "int8_ptq", "float16", "float32"):
+    meta = tflite_metadata.read(_read(os.path.join(cfg.output_dir, f"model_{variant}.tflite")))
+    assert tuple(meta["labels"]) == labels, variant
+    assert tuple(meta["display_names"]) == labels  # Synthetic classes have no display names.
+    assert meta["mean"] == [127.5] * 3 and meta["std"] == [127.5] * 3
+    assert "Not a diagnostic device." in meta["description"]
+    for key in ("name", "version", "author", "license"):
+      assert meta[key] == report["metadata"][key] and meta[key]
+  with open(os.path.join(cfg.assets_dir, "labels.txt")) as f:
+    assert tuple(f.read().split()) == labels
+
+
+def test_int8_accuracy_is_high_on_separable_data(built):
+  _, report = built
+  # A label-order or normalization bug anywhere on the int8 path turns this red.
+  assert report["models"]["int8"]["accuracy"] >= 0.9, report["models"]["int8"]
+  assert report["models"]["float32"]["accuracy"] >= 0.9
+  assert report["gate"]["passed"]
+
+
+def test_task_library_agrees_with_interpreter(built, tmp_path):
+  from PIL import Image
+  cfg, report = built
+  assert report["task_library"]["agree"] == report["task_library"]["images"] > 0
+  model = os.path.join(cfg.assets_dir, "model.tflite")
+  rng = np.random.default_rng(5)
+  from pipeline import synthetic
+  pixels = np.stack([synthetic.make_image(i % 3, 48, rng) for i in range(6)])
+  paths = []
+  for i, img in enumerate(pixels):
+    paths.append(str(tmp_path / f"{i}.png"))
+    Image.fromarray(img).save(paths[-1])
+  task = task_library_check.classify(model, paths)
+  probs = LiteRunner(model, MOBILENET_V2).predict(pixels)
+  labels = labels_lib.read_labels(os.path.join(cfg.output_dir, "labels.txt"))
+  for t, p in zip(task, probs):
+    assert p[t["index"]] == pytest.approx(p.max(), abs=1e-6)
+    assert t["label"] == labels[t["index"]]
+  assert [t["index"] for t in task] == [i % 3 for i in range(6)]
+
+
+def test_assets_are_complete_and_snippets_match_the_model(built):
+  cfg, report = built
+  files = sorted(os.listdir(cfg.assets_dir))
+  assert files == ["MODEL_CARD.md", "README.md", "labels.txt", "model.tflite"]
+  assert _read(os.path.join(cfg.assets_dir, "model.tflite")) == _read(
+      os.path.join(cfg.output_dir, "model_int8.tflite"))
+  readme = open(os.path.join(cfg.assets_dir, "README.md")).read()
+  for needle in ('"model.tflite"', "createFromFileAndOptions", "setModelAssetPath",
+                 'forResource: "model", ofType: "tflite"', "`uint8` tensor of shape [1, 48, 48, 3]"):
+    assert needle in readme, needle
+  card = open(os.path.join(cfg.assets_dir, "MODEL_CARD.md")).read()
+  for needle in ("not a diagnostic device", "Intended use", "Limitations", "Latency",
+                 "Per-class recall", "| train |"):
+    assert needle in card, needle
+
+
+def test_gate_fails_a_model_with_shuffled_labels_and_passes_the_good_one(built):
+  cfg, report = built
+  out = cfg.output_dir
+  labels = labels_lib.read_labels(os.path.join(out, "labels.txt"))
+  good = _read(os.path.join(out, "model_int8.tflite"))
+  shuffled = list(reversed(labels))
+  broken = tflite_metadata.write(good, shuffled, shuffled, MOBILENET_V2, report["metadata"])
+  from pipeline import data as data_lib
+  bundle = data_lib.run_data_stage(cfg.data, cfg.seed, str(out) + "_regate",
+                                   split_file=os.path.join(out, "splits.csv"))
+  test = bundle.splits["test"]
+  ref = _read(os.path.join(out, "model_float32.tflite"))
+  results = evaluate_lib.evaluate_models({"float32": ref, "int8": good, "broken": broken},
+                                         test.images, test.labels, labels, MOBILENET_V2,
+                                         bootstrap_rounds=0)
+  gate_good = evaluate_lib.parity_gate(results["int8"], results["float32"], 0.98, 0.01)
+  gate_bad = evaluate_lib.parity_gate(results["broken"], results["float32"], 0.98, 0.01)
+  assert gate_good.passed, gate_good.message()
+  assert not gate_bad.passed
+  with pytest.raises(PipelineError, match="parity gate FAILED"):
+    evaluate_lib.check_gate(gate_bad)
+
+
+def test_predict_cli(built, tmp_path):
+  from PIL import Image
+  from pipeline import synthetic
+  cfg, _ = built
+  model = os.path.join(cfg.assets_dir, "model.tflite")
+  big = np.asarray(Image.fromarray(synthetic.make_image(0, 48, np.random.default_rng(1)))
+                   .resize((300, 200)))
+  Image.fromarray(big).save(tmp_path / "photo.jpg")
+  proc = run_cli(["-m", "pipeline.predict", f"--model={model}", str(tmp_path / "photo.jpg")])
+  assert proc.returncode == 0, proc.stderr
+  lines = proc.stdout.splitlines()
+  assert lines[1].split()[1] == "blue"  # Class 0 of the synthetic set, top-1.
+  assert "not a diagnostic device" in proc.stdout
+  (tmp_path / "notes.txt").write_text("hello")
+  bad = run_cli(["-m", "pipeline.predict", f"--model={model}", str(tmp_path / "notes.txt")])
+  assert bad.returncode != 0
+  assert bad.stderr.strip().splitlines()[-1].startswith("pipeline.predict: error: ")
+  assert "notes.txt" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_benchmark_contracts(built, tmp_path):
+  cfg, _ = built
+  out = cfg.output_dir
+  int8, f32 = os.path.join(out, "model_int8.tflite"), os.path.join(out, "model_float32.tflite")
+  lat = run_cli(["-m", "benchmarks.latency", f"--model={int8}", f"--model={f32}",
+                 "--threads=1,2", "--runs=5", "--warmup_runs=1", f"--reference={f32}",
+                 f"--output_json={tmp_path / 'lat.json'}"])
+  assert lat.returncode == 0, lat.stderr
+  results = json.load(open(tmp_path / "lat.json"))["results"]
+  assert {(r["model"], r["threads"]) for r in results} == {(int8, 1), (int8, 2), (f32, 1),
+                                                            (f32, 2)}
+  for r in results:
+    for key in ("median_ms", "p90_ms", "min_ms", "size_bytes", "p99_ms", "mean_ms", "std_ms",
+                "init_ms", "first_ms", "rss_growth_bytes", "ratio_to_reference"):
+      assert key in r, key
+    assert r["min_ms"] <= r["median_ms"] <= r["p90_ms"] <= r["p99_ms"]
+  assert all(r["ratio_to_reference"] == 1.0 for r in results if r["model"] == f32)
+  assert os.path.isfile(tmp_path / "lat.md")
+
+  data_dir = os.path.join(out, "synthetic_data")
+  acc = run_cli(["-m", "benchmarks.accuracy", f"--model={int8}", f"--float_reference={f32}",
+                 "--data_format=folders", f"--data_dir={data_dir}", "--bootstrap_rounds=50",
+                 f"--output_json={tmp_path / 'acc.json'}"])
+  assert acc.returncode == 0, acc.stderr
+  payload = json.load(open(tmp_path / "acc.json"))
+  by_model = {r["model"]: r for r in payload["results"]}
+  assert payload["n"] == 120
+  for key in ("n", "accuracy", "balanced_accuracy", "per_class_recall", "top2_accuracy",
+              "top3_accuracy", "per_class_precision", "per_class_f1", "confusion_matrix", "ci95"):
+    assert key in by_model[int8], key
+  assert set(by_model[int8]["per_class_recall"]) == {"blue", "green", "red"}
+  assert "top1_agreement" in by_model[int8] and "top1_agreement" not in by_model[f32]
+  assert os.path.isfile(by_model[int8]["confusion_matrix_png"])
+  assert by_model[int8]["accuracy"] >= 0.9

@@ -1,0 +1,85 @@
+"""Preprocessing is the same eagerly, inside tf.data, and in the representative dataset."""
+
+import numpy as np
+
+from pipeline import export as export_lib
+from pipeline import train as train_lib
+from pipeline.data import Split
+from pipeline.preprocessing import MOBILENET_V2, augment_layers
+from pipeline.tf_compat import tf
+
+
+def _split(n=6, size=24, seed=0):
+  rng = np.random.default_rng(seed)
+  images = rng.integers(0, 256, (n, size, size, 3), dtype=np.uint8)
+  images[0, 0, 0] = 0
+  images[0, -1, -1] = 255
+  return Split(keys=[str(i) for i in range(n)], paths=[""] * n,
+               labels=np.arange(n, dtype=np.int32) % 2, groups=[str(i) for i in range(n)],
+               images=images)
+
+
+def test_normalization_maps_pixel_range_to_minus_one_one():
+  x = MOBILENET_V2.apply_np(np.array([0, 127.5, 255], np.float32)[:, None].repeat(3, 1))
+  np.testing.assert_allclose(x[:, 0], [-1.0, 0.0, 1.0])
+  assert MOBILENET_V2.input_range() == (-1.0, 1.0)
+
+
+def test_eager_and_tf_data_preprocessing_agree():
+  split = _split()
+  eager = train_lib.preprocess_batch(tf.constant(split.images), MOBILENET_V2).numpy()
+  in_data = np.concatenate(list(
+      train_lib.eval_dataset(split, 24, MOBILENET_V2, batch_size=4).as_numpy_iterator()))
+  np.testing.assert_allclose(in_data, eager, atol=1e-6)
+  np.testing.assert_allclose(eager, MOBILENET_V2.apply_np(split.images), atol=1e-6)
+
+
+def test_streamed_and_cached_inputs_agree(tmp_path):
+  from PIL import Image
+  split = _split()
+  paths = []
+  for i, img in enumerate(split.images):
+    paths.append(str(tmp_path / f"{i}.png"))
+    Image.fromarray(img).save(paths[-1])
+  streamed = Split(split.keys, paths, split.labels, split.groups, images=None)
+  a = np.concatenate(list(train_lib.eval_dataset(split, 24, MOBILENET_V2, 4).as_numpy_iterator()))
+  b = np.concatenate(list(train_lib.eval_dataset(streamed, 24, MOBILENET_V2, 4)
+                          .as_numpy_iterator()))
+  np.testing.assert_allclose(a, b, atol=1e-6)
+
+
+def test_representative_dataset_feeds_the_training_normalization():
+  split = _split()
+  gen = export_lib._representative(split.images, MOBILENET_V2)  # pylint: disable=protected-access
+  fed = np.concatenate([batch[0] for batch in gen()])
+  np.testing.assert_allclose(fed, MOBILENET_V2.apply_np(split.images), atol=1e-6)
+
+
+def test_calibration_picks_every_class_and_real_images():
+  labels = np.array([0] * 50 + [1] * 3 + [2] * 2)
+  pool = np.arange(len(labels))[:, None, None, None] * np.ones((1, 2, 2, 3), np.uint8)
+  picked = export_lib.calibration_pixels(lambda idx: pool[idx], labels, 10, seed=0)
+  ids = picked[:, 0, 0, 0]
+  assert len(ids) == 10
+  assert set(labels[ids]) == {0, 1, 2}
+
+
+def test_training_dataset_augments_within_pixel_range_and_weights_classes():
+  split = _split(n=8)
+
+  class Bundle:
+    labels = ("a", "b")
+    image_size = 24
+    splits = {"train": split}
+
+    def class_weights(self, mode):
+      return None if mode == "none" else {0: 0.5, 1: 2.0}
+
+  ds = train_lib.training_dataset(Bundle(), MOBILENET_V2, 4, seed=0, augment=True,
+                                  class_weight="balanced", oversample=False)
+  x, y, w = next(iter(ds))
+  assert x.shape == (4, 24, 24, 3)
+  assert float(tf.reduce_min(x)) >= -1.0 and float(tf.reduce_max(x)) <= 1.0
+  np.testing.assert_allclose(w.numpy(), np.where(y.numpy()[:, 1] == 1, 2.0, 0.5))
+  aug = augment_layers(0)(tf.constant(split.images, tf.float32), training=True).numpy()
+  assert not np.allclose(aug, split.images)  # It does change the images.
