@@ -69,6 +69,10 @@ def replace_directory(path: str) -> Iterator[str]:
   old = path + ".old"
   if not os.path.exists(path) and os.path.isdir(old):
     os.replace(old, path)  # An earlier run was killed between the two renames.
+  prefix = "." + os.path.basename(path) + ".new-"
+  for name in os.listdir(parent):
+    if name.startswith(prefix):  # Staging left by a killed run: never swapped in, so junk.
+      shutil.rmtree(os.path.join(parent, name), ignore_errors=True)
   staging = tempfile.mkdtemp(dir=parent, prefix="." + os.path.basename(path) + ".new-")
   os.chmod(staging, 0o755)
   try:
