@@ -261,7 +261,7 @@ def smoke_config(output_dir: str, data_dir: Optional[str] = None, **overrides: A
       output_dir=output_dir,
       assets_dir=os.path.join(output_dir, "android_assets"),
       data=DataConfig(data_format="synthetic", data_dir=data_dir or "", image_size=48,
-                      synthetic_classes=3, synthetic_per_class=40, augment=False),
+                      synthetic_classes=3, synthetic_per_class=60, augment=False),
       model=ModelConfig(weights="none", alpha=0.35, dropout=0.0),
       # A random backbone is a poor feature extractor: the whole network must train.
       train=TrainConfig(transfer=PhaseConfig(epochs=5, learning_rate=1e-3),
@@ -269,5 +269,8 @@ def smoke_config(output_dir: str, data_dir: Optional[str] = None, **overrides: A
                         qat=PhaseConfig(epochs=1, learning_rate=1e-5),
                         finetune_layers=154, batch_size=16),
       export=ExportConfig(calibration_images=32),
+      # The smoke test split has 36 images: one changed prediction is 2.8 points, so 98%
+      # agreement would demand a perfect match; allow two.
+      gate=GateConfig(min_top1_agreement=0.94, max_balanced_accuracy_drop=0.06),
   )
   return dataclasses.replace(base, **overrides).validate()

@@ -92,8 +92,9 @@ def tensor_summary(tflite: bytes) -> dict:
   from ai_edge_litert.interpreter import Interpreter  # pylint: disable=g-import-not-at-top
   interp = Interpreter(model_content=tflite)
   inp, out = interp.get_input_details()[0], interp.get_output_details()[0]
-  weights = set()
+  weights, dtypes = set(), set()
   for t in interp.get_tensor_details():
+    dtypes.add(np.dtype(t["dtype"]).name)
     name = t["name"].lower()
     if len(t["shape"]) == 4 and ("conv" in name or "depthwise" in name):
       weights.add(np.dtype(t["dtype"]).name)
@@ -103,6 +104,7 @@ def tensor_summary(tflite: bytes) -> dict:
       "output_dtype": np.dtype(out["dtype"]).name, "output_shape": out["shape"].tolist(),
       "output_quantization": [float(out["quantization"][0]), int(out["quantization"][1])],
       "conv_weight_dtypes": sorted(weights),
+      "tensor_dtypes": sorted(dtypes),  # float16 weights show here (then DEQUANTIZE).
   }
 
 

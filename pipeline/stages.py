@@ -174,14 +174,14 @@ def run(config: BuildConfig, log: Optional[Callable[[str], None]] = None) -> dic
                 log=log)
 
   # ---- transfer
-  transfer_weights = os.path.join(out, "checkpoints", "transfer_final.weights.h5")
+  transfer_weights = os.path.join(out, "checkpoints", "transfer_final_weights")
   float_path = os.path.join(out, "model_float.keras")
   with strategy.scope():
     model = model_lib.build_classifier(len(labels), config.data.image_size, config.model.alpha,
                                        config.model.weights, config.model.dropout,
                                        seed=config.seed)
-  if state.done("transfer") and os.path.exists(transfer_weights):
-    model.load_weights(transfer_weights)
+  if state.done("transfer") and os.path.exists(transfer_weights + ".index"):
+    model.load_weights(transfer_weights).expect_partial()
   else:
     if config.model.weights == "none":
       train_split = bundle.splits["train"]
@@ -214,7 +214,7 @@ def run(config: BuildConfig, log: Optional[Callable[[str], None]] = None) -> dic
     return report
 
   # ---- qat
-  qat_weights = os.path.join(out, "checkpoints", "qat_final.weights.h5")
+  qat_weights = os.path.join(out, "checkpoints", "qat_final_weights")
   train_split = bundle.splits["train"]
   calibration = export_lib.calibration_pixels(
       lambda idx: split_pixels(train_split, bundle.image_size, idx), train_split.labels,
@@ -224,8 +224,8 @@ def run(config: BuildConfig, log: Optional[Callable[[str], None]] = None) -> dic
   with strategy.scope():
     qat_model = train_lib.quantize_model(model, config.train.finetune_layers, normalization,
                                          calibration_batches=batches)
-  if state.done("qat") and os.path.exists(qat_weights):
-    qat_model.load_weights(qat_weights)
+  if state.done("qat") and os.path.exists(qat_weights + ".index"):
+    qat_model.load_weights(qat_weights).expect_partial()
     train_lib.pin_input_range(qat_model, normalization)
   else:
     t0 = time.time()

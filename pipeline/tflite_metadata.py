@@ -23,6 +23,26 @@ def _writers():
   return md, image_classifier, metadata_info, writer_utils
 
 
+def strip(tflite: bytes) -> bytes:
+  """Returns the model without TFLite metadata or packed files (re-labeling starts here)."""
+  native.load_libusb()
+  import flatbuffers  # pylint: disable=g-import-not-at-top
+  from tensorflow_lite_support.metadata import schema_py_generated as schema  # pylint: disable=g-import-not-at-top
+  model = schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(tflite, 0))
+  kept = []
+  for m in model.metadata or []:
+    name = m.name.decode() if isinstance(m.name, bytes) else m.name
+    if name == "TFLITE_METADATA":
+      model.buffers[m.buffer].data = None  # Emptied, not removed: indices stay valid.
+    else:
+      kept.append(m)
+  model.metadata = kept or None
+  builder = flatbuffers.Builder(1024)
+  builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+  # Packed associated files live in a zip appended after the flatbuffer; Pack drops them.
+  return bytes(builder.Output())
+
+
 def write(tflite: bytes, labels: Sequence[str], display_names: Sequence[str],
           normalization: Normalization, info: Dict[str, str]) -> bytes:
   """Returns `tflite` with TFLite metadata populated.
@@ -37,7 +57,12 @@ def write(tflite: bytes, labels: Sequence[str], display_names: Sequence[str],
   Returns:
     The model with metadata and both label files packed in.
   """
-  _, image_classifier, metadata_info, writer_utils = _writers()
+  md, image_classifier, metadata_info, writer_utils = _writers()
+  try:
+    md.MetadataDisplayer.with_model_buffer(tflite)
+    tflite = strip(tflite)  # Writing twice would fail on the already packed label files.
+  except ValueError:
+    pass  # No metadata yet.
   with tempfile.TemporaryDirectory() as tmp:
     labels_path = os.path.join(tmp, LABELS_FILE)
     names_path = os.path.join(tmp, DISPLAY_NAMES_FILE)

@@ -10,13 +10,14 @@ from tests.conftest import run_cli
      "--metadata_csv is required"),
     (["--data_format=ham10000", "--data_dir=/nonexistent", "--metadata_csv=/nope.csv",
       "--output_dir={tmp}/o"], "image directory not found"),
-    (["--data_format=folders", "--data_dir={tmp}", "--output_dir={tmp}/o"],
+    (["--data_format=folders", "--data_dir={tmp}/empty", "--output_dir={tmp}/o"],
      "no class folders found"),
     (["--weights=/no/such.h5", "--output_dir={tmp}/o"], "--weights='/no/such.h5': no such file"),
     (["--alpha=0.6", "--output_dir={tmp}/o"], "not a MobileNetV2 width"),
     (["--variants=float32", "--output_dir={tmp}/o"], "must include int8"),
 ])
 def test_bad_build_input_is_one_clear_line(tmp_path, args, needle):
+  (tmp_path / "empty").mkdir()
   proc = run_cli(["-m", "pipeline.build", *[a.format(tmp=tmp_path) for a in args]])
   assert proc.returncode != 0
   last = proc.stderr.strip().splitlines()[-1]
@@ -33,6 +34,6 @@ def test_enum_flags_name_valid_values():
 def test_helpfull_lists_the_build_flags():
   proc = run_cli(["-m", "pipeline.build", "--helpfull"])
   assert proc.returncode in (0, 1)
-  for flag in ("--data_format", "--stop_after", "--finetune_layers", "--io_dtype", "--resume",
-               "--strategy", "--gate_min_agreement"):
+  for flag in ("--data_format", "--stop_after", "--finetune_layers", "--io_dtype",
+               "--[no]resume", "--strategy", "--gate_min_agreement"):
     assert flag in proc.stdout, flag

@@ -10,7 +10,7 @@ import time
 from pipeline import labels as labels_lib
 from tests.conftest import REPO
 
-FLAGS = ["--data_format=synthetic", "--synthetic_classes=3", "--synthetic_per_class=40",
+FLAGS = ["--data_format=synthetic", "--synthetic_classes=3", "--synthetic_per_class=60",
          "--image_size=48", "--alpha=0.35", "--weights=none", "--transfer_epochs=2",
          "--finetune_epochs=10", "--finetune_layers=154", "--finetune_lr=0.0003",
          "--qat_epochs=1", "--qat_lr=0.00001", "--batch_size=16", "--noaugment",
@@ -56,7 +56,7 @@ def test_kill_mid_finetune_then_resume(tmp_path):
   assert "transfer epoch" not in log  # The finished phase was not repeated.
   assert labels_lib.read_labels(os.path.join(out, "labels.txt")) == labels_before
   assert open(os.path.join(out, "splits.csv")).read() == splits_before
-  for name in ("model_float.keras", "checkpoints/qat_final.weights.h5", "report.json",
+  for name in ("model_float.keras", "checkpoints/qat_final_weights.index", "flags.txt", "report.json",
                "training_curves.png"):
     assert os.path.exists(os.path.join(out, name)), name
   report = json.load(open(os.path.join(out, "report.json")))
