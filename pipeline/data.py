@@ -529,7 +529,10 @@ def load_labeled_images(config: DataConfig, work_dir: str, seed: int = 0,
   examples, _ = _read_examples(config, seed, work_dir, report)
   examples = _dedupe_keys(examples, report)
   if only_split:
-    assignment = _read_split_file(split_file, []) if split_file else {}
+    if not os.path.isfile(split_file):
+      raise PipelineError(f"{split_file}: split file not found; check --split_file")
+    rows, _ = _read_csv(split_file, ("key", "split"))
+    assignment = {r["key"]: r["split"] for r in rows}
     examples = [e for e in examples if assignment.get(e.key) == only_split]
     if not examples:
       raise PipelineError(f"{split_file}: no usable image of the dataset is in split "

@@ -182,6 +182,7 @@ def run(config: BuildConfig, log: Optional[Callable[[str], None]] = None) -> dic
                                        seed=config.seed)
   if state.done("transfer") and os.path.exists(transfer_weights + ".index"):
     model.load_weights(transfer_weights).expect_partial()
+    log("transfer: reusing the finished stage (--resume)")
   else:
     if config.model.weights == "none":
       train_split = bundle.splits["train"]
@@ -202,6 +203,7 @@ def run(config: BuildConfig, log: Optional[Callable[[str], None]] = None) -> dic
   if state.done("finetune") and os.path.exists(float_path):
     with strategy.scope():
       model = keras.models.load_model(float_path)
+    log("finetune: reusing the finished stage (--resume)")
   else:
     t0 = time.time()
     with strategy.scope():
@@ -227,6 +229,7 @@ def run(config: BuildConfig, log: Optional[Callable[[str], None]] = None) -> dic
   if state.done("qat") and os.path.exists(qat_weights + ".index"):
     qat_model.load_weights(qat_weights).expect_partial()
     train_lib.pin_input_range(qat_model, normalization)
+    log("qat: reusing the finished stage (--resume)")
   else:
     t0 = time.time()
     with strategy.scope():

@@ -463,7 +463,7 @@ class DepthwisePerChannelQuantizer(tfmot.quantization.keras.quantizers.Quantizer
 
 
 class DepthwisePerChannelConfig(tfmot.quantization.keras.QuantizeConfig):
-  """Per-channel depthwise kernels (see above) plus tfmot's usual activation quantizer.
+  """Per-channel depthwise kernels (see above), output left to the following BN + ReLU6.
 
   tfmot 0.8's own "per-axis" depthwise quantizer quantizes along the kernel's last axis,
   the depth multiplier (size 1): in effect per-tensor. Pretrained kernels with folded BN
@@ -476,14 +476,17 @@ class DepthwisePerChannelConfig(tfmot.quantization.keras.QuantizeConfig):
     return [(layer.depthwise_kernel, DepthwisePerChannelQuantizer())]
 
   def get_activations_and_quantizers(self, layer):
-    return [(layer.activation, tfmot.quantization.keras.quantizers.MovingAverageQuantizer(
-        num_bits=8, per_axis=False, symmetric=False, narrow_range=False))]
+    # No quantization point between the depthwise conv and its BatchNormalization: the
+    # converter folds the BN into the conv only when nothing sits between them (with one
+    # there, the int8 model kept 17 extra MUL + 17 ADD ops and ran 1.36x slower). The
+    # ReLU6 after the BN is quantized, as in tfmot's own Conv+BN+ReLU pattern.
+    return []
 
   def set_quantize_weights(self, layer, quantize_weights):
     layer.depthwise_kernel = quantize_weights[0]
 
   def set_quantize_activations(self, layer, quantize_activations):
-    layer.activation = quantize_activations[0]
+    pass
 
   def get_output_quantizers(self, layer):
     return []
