@@ -47,27 +47,15 @@ def run(models: List[str], float_reference: str, data_config, split_file: str, s
   from pipeline import data as data_lib  # pylint: disable=g-import-not-at-top
   from pipeline import metrics  # pylint: disable=g-import-not-at-top
   from pipeline import report as report_lib  # pylint: disable=g-import-not-at-top
-  from pipeline import tflite_metadata  # pylint: disable=g-import-not-at-top
   from pipeline.errors import PipelineError  # pylint: disable=g-import-not-at-top
-  from pipeline.preprocessing import Normalization  # pylint: disable=g-import-not-at-top
-  from pipeline.runner import LiteRunner  # pylint: disable=g-import-not-at-top
+  from pipeline.runner import LiteRunner, load_model_file  # pylint: disable=g-import-not-at-top
 
   if float_reference and float_reference not in models:
     models = models + [float_reference]
   runners: Dict[str, LiteRunner] = {}
   model_labels: Dict[str, list] = {}
   for path in models:
-    try:
-      with open(path, "rb") as f:
-        blob = f.read()
-    except OSError as e:
-      raise PipelineError(f"{path}: cannot read the model ({e.strerror})")
-    meta = tflite_metadata.read(blob)
-    if not meta["labels"] or meta["mean"] is None:
-      raise PipelineError(f"{path}: no labels or normalization in the model's metadata")
-    per_channel = lambda v: tuple(v) * 3 if len(v) == 1 else tuple(v)
-    runners[path] = LiteRunner(blob, Normalization(per_channel(meta["mean"]),
-                                                   per_channel(meta["std"])))
+    runners[path], meta = load_model_file(path)
     model_labels[path] = meta["labels"]
   labels = sorted(set(model_labels[models[0]]))
   images_by_size = {}

@@ -33,20 +33,8 @@ def predict(model_path: str, image_paths: List[str], top_k: int) -> List[dict]:
   """
   import numpy as np  # pylint: disable=g-import-not-at-top
   from pipeline import images as images_lib  # pylint: disable=g-import-not-at-top
-  from pipeline import tflite_metadata  # pylint: disable=g-import-not-at-top
-  from pipeline.preprocessing import Normalization  # pylint: disable=g-import-not-at-top
-  from pipeline.runner import LiteRunner  # pylint: disable=g-import-not-at-top
-  try:
-    with open(model_path, "rb") as f:
-      blob = f.read()
-  except OSError as e:
-    raise PipelineError(f"{model_path}: cannot read the model ({e.strerror}); check --model")
-  meta = tflite_metadata.read(blob)
-  if not meta["labels"] or meta["mean"] is None:
-    raise PipelineError(f"{model_path}: the model has no labels or normalization in its "
-                        "metadata; use a model built by pipeline.build")
-  channels = lambda v: tuple(v) * 3 if len(v) == 1 else tuple(v)
-  runner = LiteRunner(blob, Normalization(channels(meta["mean"]), channels(meta["std"])))
+  from pipeline.runner import load_model_file  # pylint: disable=g-import-not-at-top
+  runner, meta = load_model_file(model_path)
   names = meta["display_names"] or meta["labels"]
   results = []
   for path in image_paths:

@@ -89,3 +89,31 @@ class LiteRunner:
     for i in range(0, len(pixels), self.batch_size):
       outputs.append(self.invoke_prepared(self.prepare(pixels[i:i + self.batch_size])))
     return np.concatenate(outputs, axis=0)
+
+
+def load_model_file(path: str, num_threads: Optional[int] = None):
+  """A runner for a .tflite built by the pipeline, set up from the model's own metadata.
+
+  Args:
+    path: the .tflite file.
+    num_threads: interpreter threads.
+
+  Returns:
+    (LiteRunner, metadata dict from tflite_metadata.read).
+
+  Raises:
+    PipelineError: unreadable file, or no labels/normalization in the metadata.
+  """
+  from pipeline import tflite_metadata  # pylint: disable=g-import-not-at-top
+  try:
+    with open(path, "rb") as f:
+      blob = f.read()
+  except OSError as e:
+    raise PipelineError(f"{path}: cannot read the model ({e.strerror}); check --model") from e
+  meta = tflite_metadata.read(blob)
+  if not meta["labels"] or meta["mean"] is None:
+    raise PipelineError(f"{path}: the model has no labels or normalization in its metadata; "
+                        "use a model built by pipeline.build")
+  per_channel = lambda v: tuple(v) * 3 if len(v) == 1 else tuple(v)
+  normalization = Normalization(per_channel(meta["mean"]), per_channel(meta["std"]))
+  return LiteRunner(blob, normalization, num_threads), meta
