@@ -12,12 +12,9 @@ BuildConfig (see config.py), which is written to OUTPUT_DIR/config.json and, as 
 OUTPUT_DIR/flags.txt so that `--flagfile=OUTPUT_DIR/flags.txt` repeats the build.
 """
 
-import json
 import os
 import sys
-import tempfile
-import time
-from typing import Callable, Dict, List, Optional
+from typing import List
 
 from absl import app
 from absl import logging

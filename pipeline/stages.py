@@ -6,7 +6,7 @@ import os
 import shutil
 import tempfile
 import time
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, Optional
 
 import numpy as np
 
@@ -24,7 +24,7 @@ from pipeline import train as train_lib
 from pipeline.config import STAGES, BuildConfig, stage_index
 from pipeline.errors import PipelineError
 from pipeline.preprocessing import MOBILENET_V2, Normalization
-from pipeline.tf_compat import keras, tf
+from pipeline.tf_compat import keras
 
 TASK_LIBRARY_IMAGES = 8
 

@@ -74,7 +74,7 @@ def write(tflite: bytes, labels: Sequence[str], display_names: Sequence[str],
                                       description=info["description"], author=info["author"],
                                       licenses=info["license"])
     input_md = metadata_info.InputImageTensorMd(
-        name="image", description=f"RGB image; pixels normalized as (p - mean) / std.",
+        name="image", description="RGB image; pixels normalized as (p - mean) / std.",
         norm_mean=list(normalization.mean), norm_std=list(normalization.std),
         color_space_type=metadata_info._metadata_fb.ColorSpaceType.RGB,  # pylint: disable=protected-access
         tensor_type=writer_utils.get_input_tensor_types(tflite)[0])
