@@ -1,7 +1,6 @@
 """Assets stage: the drop-in android_assets/ folder (model, labels, model card, snippets)."""
 
 import os
-import shutil
 from typing import Dict, Optional, Sequence
 
 from pipeline import atomic
@@ -30,13 +29,6 @@ def write_assets(assets_dir: str, model_bytes: bytes, labels: Sequence[str],
       f.write(model_card)
     with open(os.path.join(staging, "README.md"), "w", encoding="utf-8") as f:
       f.write(readme)
-
-
-def copy_file(src: str, dst: str) -> None:
-  """Copies a file atomically."""
-  tmp = dst + ".tmp"
-  shutil.copyfile(src, tmp)
-  os.replace(tmp, dst)
 
 
 def model_card(info: Dict[str, str], report: dict, display_names: Sequence[str],
