@@ -452,7 +452,8 @@ def split_examples(examples: Sequence[Example], val_fraction: float, test_fracti
   return assignment
 
 
-def _read_split_file(path: str, examples: Sequence[Example]) -> Dict[str, str]:
+def _load_split_assignment(path: str) -> Dict[str, str]:
+  """Reads a splits.csv into {key: split}, checking the split names."""
   if not os.path.isfile(path):
     raise PipelineError(f"{path}: split file not found; check --split_file")
   rows, _ = _read_csv(path, ("key", "split"))
@@ -461,8 +462,14 @@ def _read_split_file(path: str, examples: Sequence[Example]) -> Dict[str, str]:
   if bad:
     raise PipelineError(f"{path}: unknown split name(s) {', '.join(sorted(bad))}; use "
                         f"{', '.join(SPLITS)}")
+  return assignment
+
+
+def _read_split_file(path: str, examples: Sequence[Example]) -> Dict[str, str]:
+  """The saved assignment of every usable example; all of them must be in the file."""
+  assignment = _load_split_assignment(path)
   missing = [e.key for e in examples if e.key not in assignment]
-  if examples and missing:
+  if missing:
     raise PipelineError(f"{path}: {len(missing)} usable image(s) are not in the split file "
                         f"(first: {missing[0]}); it belongs to another dataset, or drop "
                         "--split_file to split anew")
@@ -529,10 +536,7 @@ def load_labeled_images(config: DataConfig, work_dir: str, seed: int = 0,
   examples, _ = _read_examples(config, seed, work_dir, report)
   examples = _dedupe_keys(examples, report)
   if only_split:
-    if not os.path.isfile(split_file):
-      raise PipelineError(f"{split_file}: split file not found; check --split_file")
-    rows, _ = _read_csv(split_file, ("key", "split"))
-    assignment = {r["key"]: r["split"] for r in rows}
+    assignment = _load_split_assignment(split_file)
     examples = [e for e in examples if assignment.get(e.key) == only_split]
     if not examples:
       raise PipelineError(f"{split_file}: no usable image of the dataset is in split "

@@ -513,13 +513,19 @@ def quantize_model(float_model: keras.Model, finetune_layers: int,
   model_lib.set_trainable(float_model, finetune_layers)
   qkeras = tfmot.quantization.keras
 
+  # BatchNormalizations fed by a depthwise conv: the converter folds them into the conv.
+  bn_after_depthwise = {
+      l.name for l in float_model.layers
+      if isinstance(l, keras.layers.BatchNormalization) and isinstance(
+          l.inbound_nodes[0].inbound_layers, keras.layers.DepthwiseConv2D)}
+
   def annotate(layer):
     if isinstance(layer, keras.layers.InputLayer):
       return layer.__class__.from_config(layer.get_config())
     if isinstance(layer, keras.layers.DepthwiseConv2D):
       config = DepthwisePerChannelConfig()
-    elif isinstance(layer, keras.layers.BatchNormalization) and "depthwise" in layer.name:
-      config = configs.NoOpQuantizeConfig()  # Folded into the depthwise conv by the converter.
+    elif layer.name in bn_after_depthwise:
+      config = configs.NoOpQuantizeConfig()
     else:
       config = None
     return qkeras.quantize_annotate_layer(layer.__class__.from_config(layer.get_config()),
