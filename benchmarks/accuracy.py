@@ -16,7 +16,8 @@ from absl import flags
 
 from pipeline.config import DATA_FORMATS
 
-flags.DEFINE_multi_string("model", [], "A .tflite with metadata (repeatable).")
+flags.DEFINE_multi_string("model", [], "A .tflite with metadata, or a build's model_float.keras "
+                          "(scored with the labels and normalization its build recorded; repeatable).")
 flags.DEFINE_string("float_reference", "", "The model others are compared with (agreement, "
                     "probability difference); added to --model if missing.")
 flags.DEFINE_enum("data_format", "ham10000", DATA_FORMATS, "Dataset layout (as pipeline.build).")
@@ -78,17 +79,19 @@ def run(models: List[str], float_reference: str, data_config, split_file: str, s
       raise PipelineError(f"{path}: its labels {model_labels[path]} differ from {models[0]}'s")
     p = runner.predict(images_by_size[runner.image_size][2])
     probs[path] = p[:, [model_labels[path].index(l) for l in labels]]
+  names = display_names(models)
   results = []
   for path in models:
     ref = probs[float_reference] if float_reference and path != float_reference else None
     r = metrics.classification_report(y_true, probs[path], labels, reference_probs=ref,
                                       bootstrap_rounds=bootstrap_rounds, seed=seed)
     r["model"] = path
+    r["name"] = names[path]
     r["size_bytes"] = os.path.getsize(path)
     if plot_dir:
-      png = os.path.join(plot_dir, f"confusion_{os.path.splitext(os.path.basename(path))[0]}.png")
-      report_lib.plot_confusion_matrices({os.path.basename(path): r["confusion_matrix"]},
-                                         labels, png)
+      stem = os.path.splitext(names[path])[0].replace(os.sep, "_")
+      png = os.path.join(plot_dir, f"confusion_{stem}.png")
+      report_lib.plot_confusion_matrices({names[path]: r["confusion_matrix"]}, labels, png)
       r["confusion_matrix_png"] = png
     results.append(r)
   return {"results": results, "n": int(len(y_true)), "labels": labels,
@@ -96,14 +99,23 @@ def run(models: List[str], float_reference: str, data_config, split_file: str, s
           "split": split if split_file else "all"}
 
 
+def display_names(paths: List[str]) -> Dict[str, str]:
+  """Short, unique names for report rows: the file name, or parent/file name where two
+  models share a file name (model_float.keras of several builds)."""
+  base = [os.path.basename(p) for p in paths]
+  return {p: b if base.count(b) == 1 else os.path.join(
+      os.path.basename(os.path.dirname(os.path.abspath(p))), b) for p, b in zip(paths, base)}
+
+
 def markdown(payload: dict) -> List[str]:
   """Summary and per-class tables in Markdown."""
   from pipeline import report as report_lib  # pylint: disable=g-import-not-at-top
-  models = {os.path.basename(r["model"]): r for r in payload["results"]}
-  lines = ["# Accuracy (TFLite, LiteRT interpreter)", "",
+  models = {r["name"]: r for r in payload["results"]}
+  lines = ["# Accuracy (TFLite through the LiteRT interpreter; .keras through Keras)", "",
            f"{payload['n']} images ({payload['split']}); labels mapped by name from each "
-           "model's metadata." + (f" Reference: `{os.path.basename(payload['float_reference'])}`."
-                                  if payload["float_reference"] else ""), ""]
+           "model's metadata (a .keras: its build's labels.txt)." +
+           (f" Reference: `{os.path.basename(payload['float_reference'])}`."
+            if payload["float_reference"] else ""), ""]
   lines += report_lib.models_table(models, payload["labels"])
   lines += ["", "| model | accuracy 95% CI | balanced acc. 95% CI | top-3 | mean abs prob diff |",
             "|---|---:|---:|---:|---:|"]
@@ -136,6 +148,7 @@ def main(argv: List[str]) -> None:
                              metadata_csv=FLAGS.metadata_csv, hmnist_labels=FLAGS.hmnist_labels)
     data_config.validate()
     plot_dir = os.path.dirname(os.path.abspath(FLAGS.output_json))
+    os.makedirs(plot_dir, exist_ok=True)
     payload = run(FLAGS.model, FLAGS.float_reference, data_config, FLAGS.split_file, FLAGS.split,
                   FLAGS.bootstrap_rounds, FLAGS.seed, plot_dir)
     common.write_outputs(payload, markdown(payload), FLAGS.output_json, FLAGS.output_md)

@@ -53,7 +53,9 @@ _define("bool", "strict", _D.data.strict, "Fail on any bad input instead of skip
 _define("string", "hmnist_labels", "", "hmnist_csv label table CODE:NAME,... (default: "
         "0:akiec,1:bcc,2:bkl,3:df,4:nv,5:vasc,6:mel).")
 _define("enum", "class_weight", _D.data.class_weight, config_lib.CLASS_WEIGHTS,
-        "Loss weights per class; balanced = n / (classes * n_class).")
+        "How training balances classes: balanced = loss weights n / (classes * n_class); "
+        "logit_adjusted = no weights, the loss adds log class priors to the logits (the "
+        "model's outputs then favour no class by its frequency); none = neither.")
 _define("bool", "oversample", _D.data.oversample,
         "Oversample rare classes to the largest class's count (replaces class weights).")
 _define("bool", "augment", _D.data.augment,
@@ -85,6 +87,9 @@ _define("float", "label_smoothing", _D.train.finetune.label_smoothing,
         "Label smoothing in fine-tuning and QAT.")
 _define("integer", "qat_epochs", _D.train.qat.epochs, "Quantization-aware training epochs.")
 _define("float", "qat_lr", _D.train.qat.learning_rate, "QAT learning rate.")
+_define("enum", "qat_target", _D.train.qat_target, config_lib.QAT_TARGETS,
+        "What QAT learns: float_model = the fine-tuned float model's probabilities on the "
+        "same augmented images (distillation, for int8-vs-float parity); labels = the labels.")
 _define("integer", "batch_size", _D.train.batch_size, "Global batch size.")
 _define("enum", "strategy", _D.train.strategy, config_lib.STRATEGIES,
         "tf.distribute strategy; multi_worker reads the cluster from TF_CONFIG.")
@@ -138,7 +143,8 @@ def config_from_flags(f: flags.FlagValues) -> BuildConfig:
           finetune=PhaseConfig(epochs=f.finetune_epochs, learning_rate=f.finetune_lr,
                                warmup_epochs=f.warmup_epochs, label_smoothing=f.label_smoothing),
           qat=PhaseConfig(epochs=f.qat_epochs, learning_rate=f.qat_lr),
-          transfer_mode=f.transfer_mode, finetune_layers=f.finetune_layers,
+          transfer_mode=f.transfer_mode, qat_target=f.qat_target,
+          finetune_layers=f.finetune_layers,
           batch_size=f.batch_size, strategy=f.strategy),
       export=ExportConfig(io_dtype=f.io_dtype, variants=tuple(f.variants),
                           calibration_images=f.calibration_images),

@@ -13,8 +13,9 @@ STAGES = ("data", "transfer", "finetune", "qat", "export", "metadata", "evaluate
 STRATEGIES = ("default", "mirrored", "multi_worker")
 IO_DTYPES = ("uint8", "int8", "float32")
 VARIANTS = ("int8", "int8_ptq", "float16", "float32")
-CLASS_WEIGHTS = ("balanced", "none")
+CLASS_WEIGHTS = ("balanced", "none", "logit_adjusted")
 TRANSFER_MODES = ("cached_features", "end_to_end")
+QAT_TARGETS = ("float_model", "labels")
 
 
 def check_choice(name: str, value: str, choices: Tuple[str, ...]) -> str:
@@ -107,6 +108,10 @@ class TrainConfig:
   finetune: PhaseConfig = PhaseConfig(epochs=15, learning_rate=3e-4, warmup_epochs=1.0,
                                       label_smoothing=0.1)
   qat: PhaseConfig = PhaseConfig(epochs=1, learning_rate=1e-5)
+  # QAT target: "float_model" = the fine-tuned float model's probabilities on the same
+  # augmented batch (self-distillation: the int8 model learns to agree with the float one);
+  # "labels" = the training labels, as in fine-tuning.
+  qat_target: str = "float_model"
   transfer_mode: str = "cached_features"
   finetune_layers: int = 100  # From block_6_expand up: a block boundary of MobileNetV2.
   batch_size: int = 32
@@ -117,6 +122,7 @@ class TrainConfig:
     self.finetune.validate("finetune")
     self.qat.validate("qat")
     check_choice("transfer_mode", self.transfer_mode, TRANSFER_MODES)
+    check_choice("qat_target", self.qat_target, QAT_TARGETS)
     check_choice("strategy", self.strategy, STRATEGIES)
     if self.finetune_layers < 0:
       raise PipelineError(f"--finetune_layers={self.finetune_layers} must be >= 0")

@@ -56,12 +56,18 @@ class DataBundle:
   report: dict
 
   def class_weights(self, mode: str) -> Optional[Dict[int, float]]:
-    """Per-class loss weights from the training counts ("balanced": n / (k * n_c))."""
-    if mode == "none":
+    """Per-class loss weights from the training counts ("balanced": n / (k * n_c)); None
+    for "none" and "logit_adjusted" (which balances through the loss instead)."""
+    if mode != "balanced":
       return None
     counts = np.bincount(self.splits["train"].labels, minlength=len(self.labels))
     total, k = counts.sum(), len(self.labels)
     return {i: float(total / (k * c)) if c else 0.0 for i, c in enumerate(counts)}
+
+  def class_priors(self) -> np.ndarray:
+    """Each class's share of the training split."""
+    counts = np.bincount(self.splits["train"].labels, minlength=len(self.labels))
+    return counts / counts.sum()
 
 
 class _Report:
@@ -494,6 +500,9 @@ def _summarize(config: DataConfig, bundle: DataBundle, report: _Report, streamed
       "class_weights": ({bundle.labels[i]: round(w, 4) for i, w in weights.items()}
                         if weights else None),
       "oversample": config.oversample,
+      "class_balance": "oversample" if config.oversample else config.class_weight,
+      "class_priors": {label: round(float(p), 4)
+                       for label, p in zip(bundle.labels, bundle.class_priors())},
       "cached_in_memory": not streamed,
       "skipped": report.skipped,
       "converted": report.converted,

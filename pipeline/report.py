@@ -52,6 +52,9 @@ def write_report(path_json: str, path_md: str, report: dict) -> None:
           f"{k} {v:.3f}" for k, v in data["class_weights"].items()) + "."]
     if data.get("oversample"):
       lines += ["", "Oversampling replaced class weights."]
+    elif data.get("class_balance") == "logit_adjusted":
+      lines += ["", "Class balance: logit-adjusted loss (no class weights), training priors " +
+                ", ".join(f"{k} {v:.3f}" for k, v in data["class_priors"].items()) + "."]
     lines += ["", f"Skipped inputs: {len(data['skipped'])}; converted: "
               f"{len(data['converted'])} (details in data_report.json)."]
     for s in data["skipped"][:20]:

@@ -91,19 +91,71 @@ class LiteRunner:
     return np.concatenate(outputs, axis=0)
 
 
+class KerasRunner:
+  """The float Keras model of a build (model_float.keras), with LiteRunner's interface.
+
+  Scores a build that stopped before export (--stop_after=finetune) with the same
+  benchmark as its TFLite variants.
+  """
+
+  def __init__(self, path: str, normalization: Normalization):
+    from pipeline.tf_compat import keras  # pylint: disable=g-import-not-at-top
+    try:
+      self.model = keras.models.load_model(path, compile=False)
+    except (OSError, ValueError) as e:
+      raise PipelineError(f"{path}: not a loadable Keras model ({str(e).splitlines()[0]})")
+    self.name = path
+    self.normalization = normalization
+    self.image_size = int(self.model.input_shape[1])
+
+  def predict(self, pixels: np.ndarray) -> np.ndarray:
+    """Class probabilities [N, K] for uint8 pixels [N, H, W, 3]."""
+    if pixels.shape[1:3] != (self.image_size, self.image_size):
+      raise PipelineError(f"{self.name}: expects {self.image_size}x{self.image_size} images, "
+                          f"got {pixels.shape[1]}x{pixels.shape[2]}")
+    return self.model.predict(self.normalization.apply_np(pixels), batch_size=32, verbose=0)
+
+
+def _load_keras_build_model(path: str):
+  """A KerasRunner for a build's .keras model, with labels.txt and the normalization that
+  the build's report.json recorded (both beside the model)."""
+  import json  # pylint: disable=g-import-not-at-top
+  build_dir = os.path.dirname(os.path.abspath(path))
+  try:
+    with open(os.path.join(build_dir, "labels.txt"), encoding="utf-8") as f:
+      labels = [line.strip() for line in f if line.strip()]
+    with open(os.path.join(build_dir, "report.json"), encoding="utf-8") as f:
+      norm = json.load(f)["normalization"]
+  except (OSError, KeyError, ValueError) as e:
+    raise PipelineError(f"{path}: a .keras model is read from its build directory, which needs "
+                        f"labels.txt and report.json ({e}); give a model_float.keras that "
+                        "pipeline.build wrote") from e
+  if not os.path.isfile(path):
+    raise PipelineError(f"{path}: model file not found")
+  normalization = Normalization(tuple(norm["mean"]), tuple(norm["std"]))
+  meta = {"labels": labels, "display_names": [], "mean": list(normalization.mean),
+          "std": list(normalization.std)}
+  return KerasRunner(path, normalization), meta
+
+
 def load_model_file(path: str, num_threads: Optional[int] = None):
-  """A runner for a .tflite built by the pipeline, set up from the model's own metadata.
+  """A runner for a model built by the pipeline, set up from what the build recorded.
+
+  A .tflite is described by its own metadata; a .keras (the float model of a build) by the
+  labels.txt and report.json of its build directory.
 
   Args:
-    path: the .tflite file.
-    num_threads: interpreter threads.
+    path: the .tflite (or build's .keras) file.
+    num_threads: interpreter threads (TFLite only).
 
   Returns:
-    (LiteRunner, metadata dict from tflite_metadata.read).
+    (LiteRunner or KerasRunner, metadata dict as from tflite_metadata.read).
 
   Raises:
     PipelineError: unreadable file, or no labels/normalization in the metadata.
   """
+  if path.endswith(".keras"):
+    return _load_keras_build_model(path)
   from pipeline import tflite_metadata  # pylint: disable=g-import-not-at-top
   try:
     with open(path, "rb") as f:

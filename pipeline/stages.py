@@ -233,7 +233,7 @@ def run(config: BuildConfig, log: Optional[Callable[[str], None]] = None) -> dic
   else:
     t0 = time.time()
     with strategy.scope():
-      result = train_lib.run_qat(qat_model, resume=config.resume, **common)
+      result = train_lib.run_qat(qat_model, resume=config.resume, float_model=model, **common)
     qat_model.save_weights(qat_weights)
     report["training"]["qat"] = vars(result)
     state.finish("qat", time.time() - t0)

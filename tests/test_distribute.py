@@ -19,6 +19,7 @@ def test_mirrored_training_and_qat(tmp_path):
   report = stages.run(cfg.validate())
   assert set(report["training"]) == {"transfer", "finetune", "qat"}
   assert report["training"]["transfer"]["mode"] == "end_to_end"
+  assert report["training"]["qat"]["mode"] == "distilled from the float model"
   for phase in report["training"].values():
     assert phase["history"]["loss"] and all(math.isfinite(v) for v in phase["history"]["loss"])
   assert report["training"]["finetune"]["history"]["loss"][-1] < \

@@ -188,3 +188,22 @@ def test_benchmark_contracts(built, tmp_path):
   assert "top1_agreement" in by_model[int8] and "top1_agreement" not in by_model[f32]
   assert os.path.isfile(by_model[int8]["confusion_matrix_png"])
   assert by_model[int8]["accuracy"] >= 0.9
+
+
+def test_the_builds_keras_model_loads_like_its_float32_tflite(built, tmp_path):
+  from pipeline import synthetic
+  from pipeline.runner import KerasRunner, load_model_file
+  cfg, _ = built
+  keras_runner, keras_meta = load_model_file(os.path.join(cfg.output_dir, "model_float.keras"))
+  lite_runner, lite_meta = load_model_file(os.path.join(cfg.output_dir, "model_float32.tflite"))
+  assert isinstance(keras_runner, KerasRunner)
+  assert keras_meta["labels"] == lite_meta["labels"]
+  assert keras_meta["mean"] == lite_meta["mean"] and keras_meta["std"] == lite_meta["std"]
+  rng = np.random.default_rng(7)
+  pixels = np.stack([synthetic.make_image(i % 3, 48, rng) for i in range(6)])
+  np.testing.assert_allclose(keras_runner.predict(pixels), lite_runner.predict(pixels), atol=1e-4)
+  # Outside a build directory the .keras has no labels: one clear error.
+  lonely = tmp_path / "model_float.keras"
+  lonely.write_bytes(_read(os.path.join(cfg.output_dir, "model_float.keras")))
+  with pytest.raises(PipelineError, match="labels.txt and report.json"):
+    load_model_file(str(lonely))
