@@ -271,7 +271,7 @@ def smoke_config(output_dir: str, data_dir: Optional[str] = None, **overrides: A
       model=ModelConfig(weights="none", alpha=0.35, dropout=0.0),
       # A random backbone is a poor feature extractor: the whole network must train.
       train=TrainConfig(transfer=PhaseConfig(epochs=5, learning_rate=1e-3),
-                        finetune=PhaseConfig(epochs=12, learning_rate=3e-4),
+                        finetune=PhaseConfig(epochs=12, learning_rate=1e-3),
                         qat=PhaseConfig(epochs=1, learning_rate=1e-5),
                         finetune_layers=154, batch_size=16),
       export=ExportConfig(calibration_images=32),

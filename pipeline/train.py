@@ -141,6 +141,9 @@ class PhaseResult:
 class _EpochCheckpoint(keras.callbacks.Callback):
   """Validates on balanced accuracy, keeps the best weights, checkpoints every epoch.
 
+  The best epoch has the highest validation balanced accuracy; among equal ones, the lowest
+  validation loss.
+
   After each epoch it writes a tf.train.Checkpoint (model and optimizer, so a resumed run
   continues the learning-rate schedule) and state.json (epochs done, history, best epoch).
   """
@@ -172,9 +175,14 @@ class _EpochCheckpoint(keras.callbacks.Callback):
                        ("val_balanced_accuracy", bacc),
                        ("seconds", time.time() - self.epoch_start)):
       history.setdefault(key, []).append(float(value))
-    improved = bacc > self.state["best_val_balanced_accuracy"]
+    # Ties (common when a small validation set saturates) go to the lower validation loss:
+    # the later, better-converged epoch rather than the first one to reach the score.
+    best = self.state["best_val_balanced_accuracy"]
+    improved = bacc > best or (bacc == best and val_loss < self.state.get("best_val_loss",
+                                                                         float("inf")))
     if improved:
-      self.state.update(best_val_balanced_accuracy=bacc, best_epoch=epoch + 1)
+      self.state.update(best_val_balanced_accuracy=bacc, best_val_loss=val_loss,
+                        best_epoch=epoch + 1)
       self.model.save_weights(os.path.join(self.ckpt_dir, BEST_WEIGHTS))
     self.state["epochs_done"] = epoch + 1
     self.manager.save(checkpoint_number=epoch + 1)
