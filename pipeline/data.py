@@ -60,14 +60,17 @@ class DataBundle:
     for "none" and "logit_adjusted" (which balances through the loss instead)."""
     if mode != "balanced":
       return None
-    counts = np.bincount(self.splits["train"].labels, minlength=len(self.labels))
+    counts = self._train_counts()
     total, k = counts.sum(), len(self.labels)
     return {i: float(total / (k * c)) if c else 0.0 for i, c in enumerate(counts)}
 
   def class_priors(self) -> np.ndarray:
     """Each class's share of the training split."""
-    counts = np.bincount(self.splits["train"].labels, minlength=len(self.labels))
+    counts = self._train_counts()
     return counts / counts.sum()
+
+  def _train_counts(self) -> np.ndarray:
+    return np.bincount(self.splits["train"].labels, minlength=len(self.labels))
 
 
 class _Report:

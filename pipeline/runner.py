@@ -9,6 +9,12 @@ from pipeline.errors import PipelineError
 from pipeline.preprocessing import Normalization
 
 
+def _check_image_size(name: str, image_size: int, pixels: np.ndarray) -> None:
+  if pixels.shape[1:3] != (image_size, image_size):
+    raise PipelineError(f"{name}: expects {image_size}x{image_size} images, "
+                        f"got {pixels.shape[1]}x{pixels.shape[2]}")
+
+
 class LiteRunner:
   """Feeds uint8 RGB pixels to a .tflite and returns float class probabilities.
 
@@ -82,9 +88,7 @@ class LiteRunner:
 
   def predict(self, pixels: np.ndarray) -> np.ndarray:
     """Class probabilities [N, K] for uint8 pixels [N, H, W, 3] (any N)."""
-    if pixels.shape[1:3] != (self.image_size, self.image_size):
-      raise PipelineError(f"{self.name}: expects {self.image_size}x{self.image_size} images, "
-                          f"got {pixels.shape[1]}x{pixels.shape[2]}")
+    _check_image_size(self.name, self.image_size, pixels)
     outputs = []
     for i in range(0, len(pixels), self.batch_size):
       outputs.append(self.invoke_prepared(self.prepare(pixels[i:i + self.batch_size])))
@@ -110,9 +114,7 @@ class KerasRunner:
 
   def predict(self, pixels: np.ndarray) -> np.ndarray:
     """Class probabilities [N, K] for uint8 pixels [N, H, W, 3]."""
-    if pixels.shape[1:3] != (self.image_size, self.image_size):
-      raise PipelineError(f"{self.name}: expects {self.image_size}x{self.image_size} images, "
-                          f"got {pixels.shape[1]}x{pixels.shape[2]}")
+    _check_image_size(self.name, self.image_size, pixels)
     return self.model.predict(self.normalization.apply_np(pixels), batch_size=32, verbose=0)
 
 
@@ -120,18 +122,18 @@ def _load_keras_build_model(path: str):
   """A KerasRunner for a build's .keras model, with labels.txt and the normalization that
   the build's report.json recorded (both beside the model)."""
   import json  # pylint: disable=g-import-not-at-top
+  from pipeline import labels as labels_lib  # pylint: disable=g-import-not-at-top
+  if not os.path.isfile(path):
+    raise PipelineError(f"{path}: model file not found")
   build_dir = os.path.dirname(os.path.abspath(path))
   try:
-    with open(os.path.join(build_dir, "labels.txt"), encoding="utf-8") as f:
-      labels = [line.strip() for line in f if line.strip()]
+    labels = list(labels_lib.read_labels(os.path.join(build_dir, "labels.txt")))
     with open(os.path.join(build_dir, "report.json"), encoding="utf-8") as f:
       norm = json.load(f)["normalization"]
-  except (OSError, KeyError, ValueError) as e:
+  except (PipelineError, OSError, KeyError, ValueError) as e:
     raise PipelineError(f"{path}: a .keras model is read from its build directory, which needs "
                         f"labels.txt and report.json ({e}); give a model_float.keras that "
                         "pipeline.build wrote") from e
-  if not os.path.isfile(path):
-    raise PipelineError(f"{path}: model file not found")
   normalization = Normalization(tuple(norm["mean"]), tuple(norm["std"]))
   meta = {"labels": labels, "display_names": [], "mean": list(normalization.mean),
           "std": list(normalization.std)}

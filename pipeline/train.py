@@ -482,8 +482,6 @@ def calibrate_qat_ranges(qat_model: keras.Model, float_model: keras.Model, batch
   return count
 
 
-
-
 class DepthwisePerChannelQuantizer(tfmot.quantization.keras.quantizers.Quantizer):
   """Symmetric int8 fake quantization of a depthwise kernel, one scale per channel.
 
@@ -640,7 +638,7 @@ class Distillation(keras.Model):
 def run_qat(qat_model: keras.Model, bundle: DataBundle, config: TrainConfig,
             normalization: Normalization, work_dir: str, seed: int, augment: bool,
             class_weight: str, oversample: bool, resume: bool, log: Callable[[str], None],
-            float_model: Optional[keras.Model] = None) -> PhaseResult:
+            float_model: keras.Model) -> PhaseResult:
   """A short, low learning rate quantization-aware training run from the fine-tuned
   weights. Arguments as for `run_transfer`, with the model from `quantize_model`; with
   config.qat_target == "float_model", `float_model` (the fine-tuned float classifier) is the
@@ -651,10 +649,8 @@ def run_qat(qat_model: keras.Model, bundle: DataBundle, config: TrainConfig,
   steps = _steps(bundle, config.batch_size, oversample)
   val = bundle.splits["val"]
   if config.qat_target == "float_model":
-    if float_model is None:
-      raise ValueError("qat_target=float_model needs the float model")
-    model, loss, mode = (Distillation(qat_model, float_model), keras.losses.CategoricalCrossentropy(),
-                         "distilled from the float model")
+    model, mode = Distillation(qat_model, float_model), "distilled from the float model"
+    loss = keras.losses.CategoricalCrossentropy()
   else:
     model, mode = qat_model, "labels"
     loss = classification_loss(bundle, class_weight, oversample,
