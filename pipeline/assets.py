@@ -31,6 +31,19 @@ def write_assets(assets_dir: str, model_bytes: bytes, labels: Sequence[str],
       f.write(readme)
 
 
+_PHASE_NAMES = {"transfer": "transfer learning", "finetune": "fine-tuning",
+                "qat": "quantization-aware training"}
+
+
+def training_summary(training: Dict[str, dict]) -> str:
+  """"transfer learning (cached_features), fine-tuning (...), then ..." from the report."""
+  parts = [f"{_PHASE_NAMES[name]} ({training[name]['mode']})" if training[name].get("mode")
+           else _PHASE_NAMES[name] for name in _PHASE_NAMES if name in training]
+  if not parts:
+    return "none recorded"
+  return ", ".join(parts[:-1]) + (", then " if len(parts) > 1 else "") + parts[-1]
+
+
 def model_card(info: Dict[str, str], report: dict, display_names: Sequence[str],
                latency: Optional[list]) -> str:
   """Renders MODEL_CARD.md from the build report."""
@@ -42,7 +55,7 @@ def model_card(info: Dict[str, str], report: dict, display_names: Sequence[str],
            "## Model", "", info["description"], "",
            f"- Version {info['version']}; author: {info['author']}.", f"- License: {info['license']}",
            f"- Architecture: MobileNetV2 (alpha {report['config']['model']['alpha']}) with a "
-           "new softmax head; transfer learning, fine-tuning, then quantization-aware training.",
+           f"new softmax head. Training: {training_summary(report.get('training', {}))}.",
            f"- File: `model.tflite`, full-integer int8, {int8['size_bytes'] / 1e6:.2f} MB; input "
            f"{report['tensors']['int8']['input_dtype']} "
            f"{report['tensors']['int8']['input_shape']} RGB pixels (0-255), output "

@@ -49,6 +49,12 @@ class DataConfig:
   synthetic_per_class: int = 40
   decode_workers: int = 0  # 0: one per CPU core.
 
+  @property
+  def class_balance(self) -> str:
+    """How training balances classes: "oversample" (which wins over weights), else
+    --class_weight ("balanced", "none" or "logit_adjusted")."""
+    return "oversample" if self.oversample else self.class_weight
+
   def validate(self) -> None:
     check_choice("data_format", self.data_format, DATA_FORMATS)
     check_choice("class_weight", self.class_weight, CLASS_WEIGHTS)
@@ -114,6 +120,12 @@ class TrainConfig:
   qat_target: str = "float_model"
   transfer_mode: str = "cached_features"
   finetune_layers: int = 100  # From block_6_expand up: a block boundary of MobileNetV2.
+  # Fine-tuning validates and keeps an exponential moving average of the weights over about
+  # this many epochs (0: the raw weights).
+  finetune_average_epochs: float = 0.0
+  # Re-estimate the backbone's BatchNormalization statistics on the training images before
+  # the head is trained (AdaBN); BN then stays frozen in inference mode as always.
+  adapt_batchnorm: bool = False
   batch_size: int = 32
   strategy: str = "default"
 
@@ -124,6 +136,9 @@ class TrainConfig:
     check_choice("transfer_mode", self.transfer_mode, TRANSFER_MODES)
     check_choice("qat_target", self.qat_target, QAT_TARGETS)
     check_choice("strategy", self.strategy, STRATEGIES)
+    if self.finetune_average_epochs < 0:
+      raise PipelineError(f"--finetune_average_epochs={self.finetune_average_epochs} must be "
+                          ">= 0 (0 turns weight averaging off)")
     if self.finetune_layers < 0:
       raise PipelineError(f"--finetune_layers={self.finetune_layers} must be >= 0")
     if self.batch_size < 1:

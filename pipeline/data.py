@@ -55,10 +55,10 @@ class DataBundle:
   image_size: int
   report: dict
 
-  def class_weights(self, mode: str) -> Optional[Dict[int, float]]:
+  def class_weights(self, class_balance: str) -> Optional[Dict[int, float]]:
     """Per-class loss weights from the training counts ("balanced": n / (k * n_c)); None
-    for "none" and "logit_adjusted" (which balances through the loss instead)."""
-    if mode != "balanced":
+    otherwise ("logit_adjusted" and "oversample" balance through the loss or the sampling)."""
+    if class_balance != "balanced":
       return None
     counts = self._train_counts()
     total, k = counts.sum(), len(self.labels)
@@ -493,7 +493,7 @@ def _summarize(config: DataConfig, bundle: DataBundle, report: _Report, streamed
       name: {label: int((split.labels == i).sum()) for i, label in enumerate(bundle.labels)}
       for name, split in bundle.splits.items()
   }
-  weights = bundle.class_weights("none" if config.oversample else config.class_weight)
+  weights = bundle.class_weights(config.class_balance)
   return {
       "data_format": config.data_format,
       "image_size": config.image_size,
@@ -503,7 +503,7 @@ def _summarize(config: DataConfig, bundle: DataBundle, report: _Report, streamed
       "class_weights": ({bundle.labels[i]: round(w, 4) for i, w in weights.items()}
                         if weights else None),
       "oversample": config.oversample,
-      "class_balance": "oversample" if config.oversample else config.class_weight,
+      "class_balance": config.class_balance,
       "class_priors": {label: round(float(p), 4)
                        for label, p in zip(bundle.labels, bundle.class_priors())},
       "cached_in_memory": not streamed,

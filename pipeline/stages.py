@@ -89,6 +89,8 @@ def metadata_info(config: BuildConfig, labels, image_size: int) -> Dict[str, str
   path = os.path.join(labels_lib.METADATA_DIR, "defaults.json")
   with open(path, encoding="utf-8") as f:
     defaults = json.load(f)
+  # A data format may override the templates (the synthetic demo is not a skin model).
+  defaults.update(defaults.pop("by_data_format", {}).get(config.data.data_format, {}))
   values = {"dataset": config.data.data_format, "alpha": config.model.alpha, "size": image_size,
             "classes": ", ".join(labels), "pipeline_version": __version__}
   m = config.metadata
@@ -145,6 +147,12 @@ def run(config: BuildConfig, log: Optional[Callable[[str], None]] = None) -> dic
     report_lib.write_report(os.path.join(out, "report.json"), os.path.join(out, "report.md"),
                             report)
 
+  def finish(stage: str, seconds: float) -> bool:
+    """Records a finished stage and saves the report; True when the build stops after it."""
+    state.finish(stage, seconds)
+    save_report()
+    return last <= stage_index(stage)
+
   # ---- data
   t0 = time.time()
   split_file = os.path.join(out, "splits.csv") if config.resume and os.path.exists(
@@ -162,15 +170,13 @@ def run(config: BuildConfig, log: Optional[Callable[[str], None]] = None) -> dic
   log(f"data: {sum(len(s) for s in bundle.splits.values())} images ({counts}), "
       f"{len(labels)} labels, {len(bundle.report['skipped'])} skipped, "
       f"{len(bundle.report['converted'])} converted")
-  state.finish("data", time.time() - t0)
-  save_report()
-  if last <= stage_index("data"):
+  if finish("data", time.time() - t0):
     return report
 
   strategy = train_lib.get_strategy(config.train.strategy)
   common = dict(bundle=bundle, config=config.train, normalization=normalization, work_dir=out,
                 seed=config.seed, augment=config.data.augment,
-                class_weight=config.data.class_weight, oversample=config.data.oversample,
+                class_balance=config.data.class_balance,
                 log=log)
 
   # ---- transfer
@@ -184,12 +190,20 @@ def run(config: BuildConfig, log: Optional[Callable[[str], None]] = None) -> dic
     model.load_weights(transfer_weights).expect_partial()
     log("transfer: reusing the finished stage (--resume)")
   else:
-    if config.model.weights == "none":
-      train_split = bundle.splits["train"]
-      sample = np.random.default_rng(config.seed).permutation(len(train_split))[:128]
-      model_lib.init_batchnorm_statistics(
-          model, normalization.apply_np(split_pixels(train_split, bundle.image_size, sample)))
     t0 = time.time()
+    train_split = bundle.splits["train"]
+    order = np.random.default_rng(config.seed).permutation(len(train_split))
+    if config.train.adapt_batchnorm:
+      step = config.train.batch_size
+      used = model_lib.init_batchnorm_statistics(model, (
+          normalization.apply_np(split_pixels(train_split, bundle.image_size, order[i:i + step]))
+          for i in range(0, len(order), step)))
+      log(f"transfer: BatchNormalization statistics re-estimated on {len(order)} training "
+          f"images ({used} batches) in {time.time() - t0:.0f}s")
+    elif config.model.weights == "none":
+      model_lib.init_batchnorm_statistics(
+          model, normalization.apply_np(split_pixels(train_split, bundle.image_size,
+                                                     order[:128])))
     with strategy.scope():
       result = train_lib.run_transfer(model, resume=config.resume, **common)
     model.save_weights(transfer_weights)
@@ -258,11 +272,9 @@ def run(config: BuildConfig, log: Optional[Callable[[str], None]] = None) -> dic
     atomic.write_bytes(os.path.join(out, export_lib.file_name(variant)), blob)
   report["tensors"] = tensors
   report["calibration_images"] = int(len(calibration))
-  state.finish("export", time.time() - t0)
   log(f"export: {', '.join(f'{v} {len(b) / 1e6:.2f} MB' for v, b in blobs.items())} "
       f"(calibrated on {len(calibration)} training images)")
-  save_report()
-  if last <= stage_index("export"):
+  if finish("export", time.time() - t0):
     return report
 
   # ---- metadata (+ the Task Library check an app would do)
@@ -276,11 +288,9 @@ def run(config: BuildConfig, log: Optional[Callable[[str], None]] = None) -> dic
     atomic.write_bytes(os.path.join(out, export_lib.file_name(variant)), blobs[variant])
   report["metadata"] = info
   report["task_library"] = _task_library_check(blobs["int8"], bundle, normalization, out)
-  state.finish("metadata", time.time() - t0)
   log(f"metadata: written and read back on {len(blobs)} models; "
       f"{report['task_library']['message']}")
-  save_report()
-  if last <= stage_index("metadata"):
+  if finish("metadata", time.time() - t0):
     return report
 
   # ---- evaluate
@@ -292,12 +302,10 @@ def run(config: BuildConfig, log: Optional[Callable[[str], None]] = None) -> dic
   report_lib.plot_confusion_matrices(
       {name: report["models"][name]["confusion_matrix"] for name in ("float32", "int8")},
       labels, os.path.join(out, "confusion_matrix.png"))
-  state.finish("evaluate", time.time() - t0)
   for name, m in report["models"].items():
     log(f"evaluate: {name:9s} accuracy {m['accuracy']:.4f}  balanced {m['balanced_accuracy']:.4f}"
         + (f"  agreement {m['top1_agreement']:.4f}" if "top1_agreement" in m else ""))
-  save_report()
-  if last <= stage_index("evaluate"):
+  if finish("evaluate", time.time() - t0):
     return report
 
   # ---- gate
@@ -309,8 +317,7 @@ def run(config: BuildConfig, log: Optional[Callable[[str], None]] = None) -> dic
   log(gate.message())
   if config.gate.enabled:
     evaluate_lib.check_gate(gate)
-  state.finish("gate", 0.0)
-  if last <= stage_index("gate"):
+  if finish("gate", 0.0):
     return report
 
   # ---- assets
@@ -324,9 +331,8 @@ def run(config: BuildConfig, log: Optional[Callable[[str], None]] = None) -> dic
   assets_lib.write_assets(config.assets_dir, blobs["int8"], labels, card,
                           assets_lib.readme(tensors["int8"], labels))
   atomic.write_text(os.path.join(out, "MODEL_CARD.md"), card)
-  state.finish("assets", time.time() - t0)
+  finish("assets", time.time() - t0)
   log(f"assets: {config.assets_dir} updated (model.tflite, labels.txt, MODEL_CARD.md, README.md)")
-  save_report()
   log(f"done: reports in {os.path.join(out, 'report.md')}")
   return report
 

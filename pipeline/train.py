@@ -1,5 +1,6 @@
 """Training stages: transfer (frozen backbone), fine-tune, and quantization-aware training."""
 
+import contextlib
 import dataclasses
 import json
 import math
@@ -101,12 +102,12 @@ def preprocess_batch(pixels, normalization: Normalization, augmenter=None):
 
 
 def training_dataset(bundle: DataBundle, normalization: Normalization, batch_size: int,
-                     seed: int, augment: bool, class_weight: str, oversample: bool):
+                     seed: int, augment: bool, class_balance: str):
   """(x, one-hot y, sample weight) batches of the train split, shuffled every epoch."""
   split = bundle.splits["train"]
   k = len(bundle.labels)
-  indices = oversample_indices(split.labels, seed) if oversample else None
-  weights = bundle.class_weights("none" if oversample else class_weight)
+  indices = oversample_indices(split.labels, seed) if class_balance == "oversample" else None
+  weights = bundle.class_weights(class_balance)
   weight_table = tf.constant([weights[i] if weights else 1.0 for i in range(k)], tf.float32)
   augmenter = augment_layers(seed) if augment else None
   ds = pixel_dataset(split, bundle.image_size, batch_size, indices, shuffle_seed=seed)
@@ -138,6 +139,68 @@ class PhaseResult:
   resumed_from_epoch: int = 0
 
 
+class WeightAverage(tf.Module):
+  """An exponential moving average of a model's trainable weights (Polyak averaging).
+
+  Fine-tuning on a few thousand images is noisy from step to step: on HAM10000 validation
+  balanced accuracy moves by several points between consecutive epochs. Evaluating and
+  keeping the averaged weights instead of the last step's smooths that out. With
+  BatchNormalization frozen (inference mode, fixed statistics) averaged weights need no
+  statistics recomputation.
+
+  The average is a tf.Module, so it is saved in the phase checkpoint and resumes with it.
+  """
+
+  def __init__(self, variables, decay: float):
+    super().__init__(name="weight_average")
+    self.decay = float(decay)
+    self._variables = list(variables)
+    self.averages = [tf.Variable(v, trainable=False, name=f"average_{i}")
+                     for i, v in enumerate(self._variables)]
+    self.updates = tf.Variable(0, dtype=tf.int64, trainable=False, name="updates")
+
+  @classmethod
+  def over_epochs(cls, variables, epochs: float, steps_per_epoch: int) -> "WeightAverage":
+    """An average whose horizon (1 / (1 - decay) steps) is `epochs` epochs."""
+    return cls(variables, 1.0 - 1.0 / max(epochs * steps_per_epoch, 1.0))
+
+  @tf.function
+  def update(self):
+    """Moves the averages towards the current weights (after each training step).
+
+    Early on the decay is min(decay, (1 + n) / (10 + n)), as tf.train.ExponentialMovingAverage
+    does with num_updates, so the first epochs are not dominated by the starting weights.
+    """
+    self.updates.assign_add(1)
+    n = tf.cast(self.updates, tf.float32)
+    decay = tf.minimum(self.decay, (1.0 + n) / (10.0 + n))
+    for variable, average in zip(self._variables, self.averages):
+      average.assign_sub((1.0 - decay) * (average - tf.cast(variable, average.dtype)))
+
+  @contextlib.contextmanager
+  def swapped_in(self):
+    """Within the block the model's weights are the averages; the training weights after."""
+    training = [v.numpy() for v in self._variables]
+    for variable, average in zip(self._variables, self.averages):
+      variable.assign(average)
+    try:
+      yield
+    finally:
+      for variable, value in zip(self._variables, training):
+        variable.assign(value)
+
+
+class _AverageUpdate(keras.callbacks.Callback):
+  """Updates a WeightAverage after every training step."""
+
+  def __init__(self, average: WeightAverage):
+    super().__init__()
+    self.average = average
+
+  def on_train_batch_end(self, batch, logs=None):
+    self.average.update()
+
+
 class _EpochCheckpoint(keras.callbacks.Callback):
   """Validates on balanced accuracy, keeps the best weights, checkpoints every epoch.
 
@@ -149,23 +212,28 @@ class _EpochCheckpoint(keras.callbacks.Callback):
   """
 
   def __init__(self, name: str, ckpt_dir: str, val_inputs, val_labels: np.ndarray,
-               epochs: int, state: dict, log: Callable[[str], None]):
+               epochs: int, state: dict, log: Callable[[str], None],
+               checkpoint: tf.train.Checkpoint, average: Optional[WeightAverage]):
     super().__init__()
     self.name, self.ckpt_dir, self.epochs, self.log = name, ckpt_dir, epochs, log
     self.val_inputs, self.val_labels = val_inputs, val_labels
     self.state = state
-    self.manager = None
-    self.epoch_start = 0.0
-
-  def on_train_begin(self, logs=None):
-    ckpt = tf.train.Checkpoint(model=self.model, optimizer=self.model.optimizer)
-    self.manager = tf.train.CheckpointManager(ckpt, os.path.join(self.ckpt_dir, "ckpt"),
+    self.average = average
+    self.manager = tf.train.CheckpointManager(checkpoint, os.path.join(ckpt_dir, "ckpt"),
                                               max_to_keep=1)
+    self.epoch_start = 0.0
 
   def on_epoch_begin(self, epoch, logs=None):
     self.epoch_start = time.time()
 
   def on_epoch_end(self, epoch, logs=None):
+    # With a weight average, the averaged weights are validated and kept as the best.
+    with self.average.swapped_in() if self.average else contextlib.nullcontext():
+      self._validate(epoch, logs)
+    self.manager.save(checkpoint_number=epoch + 1)
+    atomic.write_json(os.path.join(self.ckpt_dir, "state.json"), self.state)
+
+  def _validate(self, epoch, logs):
     probs = self.model.predict(self.val_inputs, verbose=0)
     y = self.val_labels
     bacc = metrics.balanced_accuracy(metrics.confusion_matrix(y, probs.argmax(1), probs.shape[1]))
@@ -185,8 +253,6 @@ class _EpochCheckpoint(keras.callbacks.Callback):
                         best_epoch=epoch + 1)
       self.model.save_weights(os.path.join(self.ckpt_dir, BEST_WEIGHTS))
     self.state["epochs_done"] = epoch + 1
-    self.manager.save(checkpoint_number=epoch + 1)
-    atomic.write_json(os.path.join(self.ckpt_dir, "state.json"), self.state)
     per_epoch = float(np.mean(history["seconds"]))
     eta = per_epoch * (self.epochs - epoch - 1)
     self.log(f"{self.name} epoch {epoch + 1}/{self.epochs}: loss {history['loss'][-1]:.4f}  "
@@ -225,10 +291,10 @@ class LogitAdjustedCrossentropy(keras.losses.Loss):
             "label_smoothing": self.label_smoothing}
 
 
-def classification_loss(bundle: DataBundle, class_weight: str, oversample: bool,
+def classification_loss(bundle: DataBundle, class_balance: str,
                         label_smoothing: float) -> keras.losses.Loss:
-  """The training loss for `--class_weight` (weights themselves come with the data)."""
-  if class_weight == "logit_adjusted" and not oversample:
+  """The training loss for a class balance (weights themselves come with the data)."""
+  if class_balance == "logit_adjusted":
     return LogitAdjustedCrossentropy(bundle.class_priors(), label_smoothing=label_smoothing)
   return keras.losses.CategoricalCrossentropy(label_smoothing=label_smoothing)
 
@@ -241,18 +307,25 @@ def _duration(seconds: float) -> str:
 def _fit_phase(name: str, model: keras.Model, phase: PhaseConfig, steps_per_epoch: int,
                make_optimizer: Callable[[], keras.optimizers.Optimizer], loss, train_data,
                val_inputs, val_labels: np.ndarray, ckpt_dir: str, resume: bool,
-               tensorboard_dir: str, log: Callable[[str], None], mode: str = "") -> PhaseResult:
-  """Compiles and fits one phase with checkpoints and resume; restores the best epoch."""
+               tensorboard_dir: str, log: Callable[[str], None], mode: str = "",
+               average_epochs: float = 0.0) -> PhaseResult:
+  """Compiles and fits one phase with checkpoints and resume; restores the best epoch.
+
+  With average_epochs > 0 a WeightAverage over about that many epochs is validated and
+  kept instead of the raw weights (see WeightAverage)."""
   os.makedirs(ckpt_dir, exist_ok=True)
   state_path = os.path.join(ckpt_dir, "state.json")
   state = {"phase": name, "epochs_done": 0, "best_epoch": 0,
            "best_val_balanced_accuracy": -1.0, "history": {}}
   model.compile(optimizer=make_optimizer(), loss=loss, weighted_metrics=[])
+  average = (WeightAverage.over_epochs(model.trainable_variables, average_epochs,
+                                       steps_per_epoch) if average_epochs > 0 else None)
+  ckpt = tf.train.Checkpoint(model=model, optimizer=model.optimizer,
+                             **({"average": average} if average else {}))
   start_epoch = 0
   if resume and os.path.exists(state_path):
     with open(state_path, encoding="utf-8") as f:
       state = json.load(f)
-    ckpt = tf.train.Checkpoint(model=model, optimizer=model.optimizer)
     latest = tf.train.latest_checkpoint(os.path.join(ckpt_dir, "ckpt"))
     if latest:
       ckpt.restore(latest).expect_partial()
@@ -263,11 +336,13 @@ def _fit_phase(name: str, model: keras.Model, phase: PhaseConfig, steps_per_epoc
       if os.path.exists(os.path.join(ckpt_dir, stale)):
         os.remove(os.path.join(ckpt_dir, stale))
   t0 = time.time()
-  callback = _EpochCheckpoint(name, ckpt_dir, val_inputs, val_labels, phase.epochs, state, log)
+  callbacks = [_AverageUpdate(average)] if average else []
+  callbacks.append(_EpochCheckpoint(name, ckpt_dir, val_inputs, val_labels, phase.epochs, state,
+                                    log, ckpt, average))
   if start_epoch < phase.epochs:
     model.fit(train_data, epochs=phase.epochs, initial_epoch=start_epoch,
               steps_per_epoch=steps_per_epoch,
-              callbacks=[callback, keras.callbacks.TensorBoard(
+              callbacks=callbacks + [keras.callbacks.TensorBoard(
                   os.path.join(tensorboard_dir, name), write_graph=False, profile_batch=0)],
               verbose=1 if sys.stdout.isatty() else 0)
   best_path = os.path.join(ckpt_dir, BEST_WEIGHTS)
@@ -304,7 +379,7 @@ def _optimizer_factory(phase: PhaseConfig, steps_per_epoch: int):
 
 def run_transfer(model: keras.Model, bundle: DataBundle, config: TrainConfig,
                  normalization: Normalization, work_dir: str, seed: int, augment: bool,
-                 class_weight: str, oversample: bool, resume: bool,
+                 class_balance: str, resume: bool,
                  log: Callable[[str], None]) -> PhaseResult:
   """Trains the new head on the frozen backbone.
 
@@ -320,8 +395,8 @@ def run_transfer(model: keras.Model, bundle: DataBundle, config: TrainConfig,
     work_dir: the build's output directory.
     seed: shuffling seed.
     augment: augment in end_to_end mode.
-    class_weight: "balanced", "none" or "logit_adjusted".
-    oversample: oversample instead of weighting.
+    class_balance: "balanced", "none", "logit_adjusted" or "oversample"
+      (DataConfig.class_balance).
     resume: continue from the phase's last checkpoint.
     log: progress printer.
 
@@ -334,11 +409,10 @@ def run_transfer(model: keras.Model, bundle: DataBundle, config: TrainConfig,
   tb_dir = os.path.join(work_dir, "tensorboard")
   val = bundle.splits["val"]
   k = len(bundle.labels)
-  loss = classification_loss(bundle, class_weight, oversample, phase.label_smoothing)
+  loss = classification_loss(bundle, class_balance, phase.label_smoothing)
   if config.transfer_mode == "end_to_end":
-    ds = training_dataset(bundle, normalization, config.batch_size, seed, augment, class_weight,
-                          oversample)
-    steps = _steps(bundle, config.batch_size, oversample)
+    ds = training_dataset(bundle, normalization, config.batch_size, seed, augment, class_balance)
+    steps = _steps(bundle, config.batch_size, class_balance)
     return _fit_phase("transfer", model, phase, steps, _optimizer_factory(phase, steps), loss,
                       ds.repeat(), eval_dataset(val, bundle.image_size, normalization,
                                                 config.batch_size),
@@ -351,8 +425,9 @@ def run_transfer(model: keras.Model, bundle: DataBundle, config: TrainConfig,
   log(f"transfer: features of {len(train_x) + len(val_x)} images ready in "
       f"{_duration(time.time() - t0)}")
   train = bundle.splits["train"]
-  indices = oversample_indices(train.labels, seed) if oversample else np.arange(len(train))
-  weights = bundle.class_weights("none" if oversample else class_weight)
+  indices = (oversample_indices(train.labels, seed) if class_balance == "oversample"
+             else np.arange(len(train)))
+  weights = bundle.class_weights(class_balance)
   sample_w = np.array([weights[c] if weights else 1.0 for c in train.labels[indices]],
                       np.float32)
   head_in = keras.Input(shape=train_x.shape[1:], name="features")
@@ -390,15 +465,16 @@ def _cached_features(model: keras.Model, bundle: DataBundle, split_name: str,
   return feats
 
 
-def _steps(bundle: DataBundle, batch_size: int, oversample: bool) -> int:
+def _steps(bundle: DataBundle, batch_size: int, class_balance: str) -> int:
   labels = bundle.splits["train"].labels
-  n = np.bincount(labels).max() * len(np.unique(labels)) if oversample else len(labels)
+  n = (np.bincount(labels).max() * len(np.unique(labels)) if class_balance == "oversample"
+       else len(labels))
   return math.ceil(n / batch_size)
 
 
 def run_finetune(model: keras.Model, bundle: DataBundle, config: TrainConfig,
                  normalization: Normalization, work_dir: str, seed: int, augment: bool,
-                 class_weight: str, oversample: bool, resume: bool,
+                 class_balance: str, resume: bool,
                  log: Callable[[str], None]) -> PhaseResult:
   """Unfreezes the top `finetune_layers` of the backbone (BN stays in inference mode) and
   trains at a lower learning rate with warm-up and cosine decay, keeping the epoch with the
@@ -406,16 +482,17 @@ def run_finetune(model: keras.Model, bundle: DataBundle, config: TrainConfig,
   phase = config.finetune
   model_lib.set_trainable(model, config.finetune_layers)
   ds = training_dataset(bundle, normalization, config.batch_size, seed + 1, augment,
-                        class_weight, oversample)
-  steps = _steps(bundle, config.batch_size, oversample)
+                        class_balance)
+  steps = _steps(bundle, config.batch_size, class_balance)
   val = bundle.splits["val"]
   return _fit_phase(
       "finetune", model, phase, steps, _optimizer_factory(phase, steps),
-      classification_loss(bundle, class_weight, oversample, phase.label_smoothing), ds.repeat(),
+      classification_loss(bundle, class_balance, phase.label_smoothing), ds.repeat(),
       eval_dataset(val, bundle.image_size, normalization, config.batch_size), val.labels,
       os.path.join(work_dir, "checkpoints", "finetune"), resume,
       os.path.join(work_dir, "tensorboard"), log,
-      mode=f"top {config.finetune_layers} backbone layers")
+      mode=f"top {config.finetune_layers} backbone layers",
+      average_epochs=config.finetune_average_epochs)
 
 
 def calibrate_qat_ranges(qat_model: keras.Model, float_model: keras.Model, batches) -> int:
@@ -637,7 +714,7 @@ class Distillation(keras.Model):
 
 def run_qat(qat_model: keras.Model, bundle: DataBundle, config: TrainConfig,
             normalization: Normalization, work_dir: str, seed: int, augment: bool,
-            class_weight: str, oversample: bool, resume: bool, log: Callable[[str], None],
+            class_balance: str, resume: bool, log: Callable[[str], None],
             float_model: keras.Model) -> PhaseResult:
   """A short, low learning rate quantization-aware training run from the fine-tuned
   weights. Arguments as for `run_transfer`, with the model from `quantize_model`; with
@@ -645,16 +722,15 @@ def run_qat(qat_model: keras.Model, bundle: DataBundle, config: TrainConfig,
   teacher whose probabilities QAT learns."""
   phase = config.qat
   ds = training_dataset(bundle, normalization, config.batch_size, seed + 2, augment,
-                        class_weight, oversample)
-  steps = _steps(bundle, config.batch_size, oversample)
+                        class_balance)
+  steps = _steps(bundle, config.batch_size, class_balance)
   val = bundle.splits["val"]
   if config.qat_target == "float_model":
     model, mode = Distillation(qat_model, float_model), "distilled from the float model"
     loss = keras.losses.CategoricalCrossentropy()
   else:
     model, mode = qat_model, "labels"
-    loss = classification_loss(bundle, class_weight, oversample,
-                               config.finetune.label_smoothing)
+    loss = classification_loss(bundle, class_balance, config.finetune.label_smoothing)
   result = _fit_phase(
       "qat", model, phase, steps, _optimizer_factory(phase, steps), loss,
       ds.repeat(), eval_dataset(val, bundle.image_size, normalization, config.batch_size),

@@ -76,7 +76,7 @@ def test_training_dataset_augments_within_pixel_range_and_weights_classes():
       return None if mode == "none" else {0: 0.5, 1: 2.0}
 
   ds = train_lib.training_dataset(Bundle(), MOBILENET_V2, 4, seed=0, augment=True,
-                                  class_weight="balanced", oversample=False)
+                                  class_balance="balanced")
   x, y, w = next(iter(ds))
   assert x.shape == (4, 24, 24, 3)
   assert float(tf.reduce_min(x)) >= -1.0 and float(tf.reduce_max(x)) <= 1.0
