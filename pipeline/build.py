@@ -81,12 +81,6 @@ _define("float", "finetune_lr", _D.train.finetune.learning_rate, "Fine-tuning pe
 _define("integer", "finetune_layers", _D.train.finetune_layers,
         "Top backbone layers to unfreeze; block boundaries: 100 = from block_6, 56 = block_11, "
         "47 = block_12, 38 = block_13.")
-_define("float", "finetune_average_epochs", _D.train.finetune_average_epochs,
-        "Validate and keep an exponential moving average of the fine-tuned weights over about "
-        "this many epochs (smooths step-to-step noise); 0 keeps the raw weights.")
-_define("bool", "adapt_batchnorm", _D.train.adapt_batchnorm,
-        "Before training, re-estimate the backbone's BatchNormalization statistics on the "
-        "training images (AdaBN); they stay frozen during training.")
 _define("float", "warmup_epochs", _D.train.finetune.warmup_epochs,
         "Linear warm-up before cosine decay in fine-tuning.")
 _define("float", "label_smoothing", _D.train.finetune.label_smoothing,
@@ -150,8 +144,7 @@ def config_from_flags(f: flags.FlagValues) -> BuildConfig:
                                warmup_epochs=f.warmup_epochs, label_smoothing=f.label_smoothing),
           qat=PhaseConfig(epochs=f.qat_epochs, learning_rate=f.qat_lr),
           transfer_mode=f.transfer_mode, qat_target=f.qat_target,
-          finetune_layers=f.finetune_layers, finetune_average_epochs=f.finetune_average_epochs,
-          adapt_batchnorm=f.adapt_batchnorm,
+          finetune_layers=f.finetune_layers,
           batch_size=f.batch_size, strategy=f.strategy),
       export=ExportConfig(io_dtype=f.io_dtype, variants=tuple(f.variants),
                           calibration_images=f.calibration_images),

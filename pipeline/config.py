@@ -120,12 +120,6 @@ class TrainConfig:
   qat_target: str = "float_model"
   transfer_mode: str = "cached_features"
   finetune_layers: int = 100  # From block_6_expand up: a block boundary of MobileNetV2.
-  # Fine-tuning validates and keeps an exponential moving average of the weights over about
-  # this many epochs (0: the raw weights).
-  finetune_average_epochs: float = 0.0
-  # Re-estimate the backbone's BatchNormalization statistics on the training images before
-  # the head is trained (AdaBN); BN then stays frozen in inference mode as always.
-  adapt_batchnorm: bool = False
   batch_size: int = 32
   strategy: str = "default"
 
@@ -136,9 +130,6 @@ class TrainConfig:
     check_choice("transfer_mode", self.transfer_mode, TRANSFER_MODES)
     check_choice("qat_target", self.qat_target, QAT_TARGETS)
     check_choice("strategy", self.strategy, STRATEGIES)
-    if self.finetune_average_epochs < 0:
-      raise PipelineError(f"--finetune_average_epochs={self.finetune_average_epochs} must be "
-                          ">= 0 (0 turns weight averaging off)")
     if self.finetune_layers < 0:
       raise PipelineError(f"--finetune_layers={self.finetune_layers} must be >= 0")
     if self.batch_size < 1:

@@ -41,45 +41,28 @@ def build_classifier(num_classes: int, image_size: int, alpha: float, weights: s
   return keras.Model(base.input, outputs, name=f"mobilenetv2_{alpha}_{image_size}")
 
 
-def init_batchnorm_statistics(model: keras.Model, batches) -> int:
-  """Sets every BatchNormalization's moving statistics from real inputs.
+def init_batchnorm_statistics(model: keras.Model, inputs) -> None:
+  """Sets every BatchNormalization's moving statistics from one batch of real inputs.
 
-  Each batch runs once in training mode; the momentum of batch i (1-based) is (i - 1) / i,
-  so the moving mean ends as the mean of the batch means (and likewise the variance), not
-  an exponential average. Each layer's statistics are computed on the already-normalized
-  activations before it, so inference mode is then well scaled.
-
-  Two uses:
-  - A randomly initialised backbone (--weights=none) has identity statistics, and with BN
-    frozen in inference mode its activations shrink towards zero block after block (about
-    1e-11 at the output of a 0.35 MobileNetV2): the head would see constant features.
-  - --adapt_batchnorm re-estimates ImageNet statistics on the training images (AdaBN,
-    Li et al. 2016) before the head is trained.
+  A randomly initialised backbone (--weights=none) has identity statistics, and with BN
+  frozen in inference mode its activations shrink towards zero block after block (about
+  1e-11 at the output of a 0.35 MobileNetV2): the head would see constant features. One
+  training-mode pass with momentum 0 stores each layer's batch statistics, computed on
+  the already-normalized activations before it, so inference mode is then well scaled.
 
   Args:
     model: the classifier.
-    batches: one batch (an array [B, H, W, 3]) or a sequence of batches of normalized
-      training images.
-
-  Returns:
-    The number of batches used.
+    inputs: a batch of normalized training images.
   """
-  if hasattr(batches, "ndim") and batches.ndim == 4:
-    batches = [batches]
   bns = [l for l in model.layers if isinstance(l, keras.layers.BatchNormalization)]
-  saved = [(l.momentum, l.trainable) for l in bns]
-  count = 0
+  momenta = [l.momentum for l in bns]
   try:
     for layer in bns:
-      layer.trainable = True  # A frozen Keras 2 BN ignores training=True.
-    for count, batch in enumerate(batches, start=1):
-      for layer in bns:
-        layer.momentum = (count - 1) / count
-      model(batch, training=True)
+      layer.momentum = 0.0
+    model(inputs, training=True)
   finally:
-    for layer, (momentum, trainable) in zip(bns, saved):
-      layer.momentum, layer.trainable = momentum, trainable
-  return count
+    for layer, momentum in zip(bns, momenta):
+      layer.momentum = momentum
 
 
 def backbone_layers(model: keras.Model):

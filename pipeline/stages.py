@@ -190,20 +190,12 @@ def run(config: BuildConfig, log: Optional[Callable[[str], None]] = None) -> dic
     model.load_weights(transfer_weights).expect_partial()
     log("transfer: reusing the finished stage (--resume)")
   else:
-    t0 = time.time()
-    train_split = bundle.splits["train"]
-    order = np.random.default_rng(config.seed).permutation(len(train_split))
-    if config.train.adapt_batchnorm:
-      step = config.train.batch_size
-      used = model_lib.init_batchnorm_statistics(model, (
-          normalization.apply_np(split_pixels(train_split, bundle.image_size, order[i:i + step]))
-          for i in range(0, len(order), step)))
-      log(f"transfer: BatchNormalization statistics re-estimated on {len(order)} training "
-          f"images ({used} batches) in {time.time() - t0:.0f}s")
-    elif config.model.weights == "none":
+    if config.model.weights == "none":
+      train_split = bundle.splits["train"]
+      sample = np.random.default_rng(config.seed).permutation(len(train_split))[:128]
       model_lib.init_batchnorm_statistics(
-          model, normalization.apply_np(split_pixels(train_split, bundle.image_size,
-                                                     order[:128])))
+          model, normalization.apply_np(split_pixels(train_split, bundle.image_size, sample)))
+    t0 = time.time()
     with strategy.scope():
       result = train_lib.run_transfer(model, resume=config.resume, **common)
     model.save_weights(transfer_weights)

@@ -1,6 +1,5 @@
 """Training stages: transfer (frozen backbone), fine-tune, and quantization-aware training."""
 
-import contextlib
 import dataclasses
 import json
 import math
@@ -139,68 +138,6 @@ class PhaseResult:
   resumed_from_epoch: int = 0
 
 
-class WeightAverage(tf.Module):
-  """An exponential moving average of a model's trainable weights (Polyak averaging).
-
-  Fine-tuning on a few thousand images is noisy from step to step: on HAM10000 validation
-  balanced accuracy moves by several points between consecutive epochs. Evaluating and
-  keeping the averaged weights instead of the last step's smooths that out. With
-  BatchNormalization frozen (inference mode, fixed statistics) averaged weights need no
-  statistics recomputation.
-
-  The average is a tf.Module, so it is saved in the phase checkpoint and resumes with it.
-  """
-
-  def __init__(self, variables, decay: float):
-    super().__init__(name="weight_average")
-    self.decay = float(decay)
-    self._variables = list(variables)
-    self.averages = [tf.Variable(v, trainable=False, name=f"average_{i}")
-                     for i, v in enumerate(self._variables)]
-    self.updates = tf.Variable(0, dtype=tf.int64, trainable=False, name="updates")
-
-  @classmethod
-  def over_epochs(cls, variables, epochs: float, steps_per_epoch: int) -> "WeightAverage":
-    """An average whose horizon (1 / (1 - decay) steps) is `epochs` epochs."""
-    return cls(variables, 1.0 - 1.0 / max(epochs * steps_per_epoch, 1.0))
-
-  @tf.function
-  def update(self):
-    """Moves the averages towards the current weights (after each training step).
-
-    Early on the decay is min(decay, (1 + n) / (10 + n)), as tf.train.ExponentialMovingAverage
-    does with num_updates, so the first epochs are not dominated by the starting weights.
-    """
-    self.updates.assign_add(1)
-    n = tf.cast(self.updates, tf.float32)
-    decay = tf.minimum(self.decay, (1.0 + n) / (10.0 + n))
-    for variable, average in zip(self._variables, self.averages):
-      average.assign_sub((1.0 - decay) * (average - tf.cast(variable, average.dtype)))
-
-  @contextlib.contextmanager
-  def swapped_in(self):
-    """Within the block the model's weights are the averages; the training weights after."""
-    training = [v.numpy() for v in self._variables]
-    for variable, average in zip(self._variables, self.averages):
-      variable.assign(average)
-    try:
-      yield
-    finally:
-      for variable, value in zip(self._variables, training):
-        variable.assign(value)
-
-
-class _AverageUpdate(keras.callbacks.Callback):
-  """Updates a WeightAverage after every training step."""
-
-  def __init__(self, average: WeightAverage):
-    super().__init__()
-    self.average = average
-
-  def on_train_batch_end(self, batch, logs=None):
-    self.average.update()
-
-
 class _EpochCheckpoint(keras.callbacks.Callback):
   """Validates on balanced accuracy, keeps the best weights, checkpoints every epoch.
 
@@ -212,28 +149,23 @@ class _EpochCheckpoint(keras.callbacks.Callback):
   """
 
   def __init__(self, name: str, ckpt_dir: str, val_inputs, val_labels: np.ndarray,
-               epochs: int, state: dict, log: Callable[[str], None],
-               checkpoint: tf.train.Checkpoint, average: Optional[WeightAverage]):
+               epochs: int, state: dict, log: Callable[[str], None]):
     super().__init__()
     self.name, self.ckpt_dir, self.epochs, self.log = name, ckpt_dir, epochs, log
     self.val_inputs, self.val_labels = val_inputs, val_labels
     self.state = state
-    self.average = average
-    self.manager = tf.train.CheckpointManager(checkpoint, os.path.join(ckpt_dir, "ckpt"),
-                                              max_to_keep=1)
+    self.manager = None
     self.epoch_start = 0.0
+
+  def on_train_begin(self, logs=None):
+    ckpt = tf.train.Checkpoint(model=self.model, optimizer=self.model.optimizer)
+    self.manager = tf.train.CheckpointManager(ckpt, os.path.join(self.ckpt_dir, "ckpt"),
+                                              max_to_keep=1)
 
   def on_epoch_begin(self, epoch, logs=None):
     self.epoch_start = time.time()
 
   def on_epoch_end(self, epoch, logs=None):
-    # With a weight average, the averaged weights are validated and kept as the best.
-    with self.average.swapped_in() if self.average else contextlib.nullcontext():
-      self._validate(epoch, logs)
-    self.manager.save(checkpoint_number=epoch + 1)
-    atomic.write_json(os.path.join(self.ckpt_dir, "state.json"), self.state)
-
-  def _validate(self, epoch, logs):
     probs = self.model.predict(self.val_inputs, verbose=0)
     y = self.val_labels
     bacc = metrics.balanced_accuracy(metrics.confusion_matrix(y, probs.argmax(1), probs.shape[1]))
@@ -253,6 +185,8 @@ class _EpochCheckpoint(keras.callbacks.Callback):
                         best_epoch=epoch + 1)
       self.model.save_weights(os.path.join(self.ckpt_dir, BEST_WEIGHTS))
     self.state["epochs_done"] = epoch + 1
+    self.manager.save(checkpoint_number=epoch + 1)
+    atomic.write_json(os.path.join(self.ckpt_dir, "state.json"), self.state)
     per_epoch = float(np.mean(history["seconds"]))
     eta = per_epoch * (self.epochs - epoch - 1)
     self.log(f"{self.name} epoch {epoch + 1}/{self.epochs}: loss {history['loss'][-1]:.4f}  "
@@ -307,25 +241,18 @@ def _duration(seconds: float) -> str:
 def _fit_phase(name: str, model: keras.Model, phase: PhaseConfig, steps_per_epoch: int,
                make_optimizer: Callable[[], keras.optimizers.Optimizer], loss, train_data,
                val_inputs, val_labels: np.ndarray, ckpt_dir: str, resume: bool,
-               tensorboard_dir: str, log: Callable[[str], None], mode: str = "",
-               average_epochs: float = 0.0) -> PhaseResult:
-  """Compiles and fits one phase with checkpoints and resume; restores the best epoch.
-
-  With average_epochs > 0 a WeightAverage over about that many epochs is validated and
-  kept instead of the raw weights (see WeightAverage)."""
+               tensorboard_dir: str, log: Callable[[str], None], mode: str = "") -> PhaseResult:
+  """Compiles and fits one phase with checkpoints and resume; restores the best epoch."""
   os.makedirs(ckpt_dir, exist_ok=True)
   state_path = os.path.join(ckpt_dir, "state.json")
   state = {"phase": name, "epochs_done": 0, "best_epoch": 0,
            "best_val_balanced_accuracy": -1.0, "history": {}}
   model.compile(optimizer=make_optimizer(), loss=loss, weighted_metrics=[])
-  average = (WeightAverage.over_epochs(model.trainable_variables, average_epochs,
-                                       steps_per_epoch) if average_epochs > 0 else None)
-  ckpt = tf.train.Checkpoint(model=model, optimizer=model.optimizer,
-                             **({"average": average} if average else {}))
   start_epoch = 0
   if resume and os.path.exists(state_path):
     with open(state_path, encoding="utf-8") as f:
       state = json.load(f)
+    ckpt = tf.train.Checkpoint(model=model, optimizer=model.optimizer)
     latest = tf.train.latest_checkpoint(os.path.join(ckpt_dir, "ckpt"))
     if latest:
       ckpt.restore(latest).expect_partial()
@@ -336,13 +263,11 @@ def _fit_phase(name: str, model: keras.Model, phase: PhaseConfig, steps_per_epoc
       if os.path.exists(os.path.join(ckpt_dir, stale)):
         os.remove(os.path.join(ckpt_dir, stale))
   t0 = time.time()
-  callbacks = [_AverageUpdate(average)] if average else []
-  callbacks.append(_EpochCheckpoint(name, ckpt_dir, val_inputs, val_labels, phase.epochs, state,
-                                    log, ckpt, average))
+  callback = _EpochCheckpoint(name, ckpt_dir, val_inputs, val_labels, phase.epochs, state, log)
   if start_epoch < phase.epochs:
     model.fit(train_data, epochs=phase.epochs, initial_epoch=start_epoch,
               steps_per_epoch=steps_per_epoch,
-              callbacks=callbacks + [keras.callbacks.TensorBoard(
+              callbacks=[callback, keras.callbacks.TensorBoard(
                   os.path.join(tensorboard_dir, name), write_graph=False, profile_batch=0)],
               verbose=1 if sys.stdout.isatty() else 0)
   best_path = os.path.join(ckpt_dir, BEST_WEIGHTS)
@@ -491,8 +416,7 @@ def run_finetune(model: keras.Model, bundle: DataBundle, config: TrainConfig,
       eval_dataset(val, bundle.image_size, normalization, config.batch_size), val.labels,
       os.path.join(work_dir, "checkpoints", "finetune"), resume,
       os.path.join(work_dir, "tensorboard"), log,
-      mode=f"top {config.finetune_layers} backbone layers",
-      average_epochs=config.finetune_average_epochs)
+      mode=f"top {config.finetune_layers} backbone layers")
 
 
 def calibrate_qat_ranges(qat_model: keras.Model, float_model: keras.Model, batches) -> int:

@@ -56,39 +56,3 @@ def test_a_model_compiled_with_the_logit_adjusted_loss_saves_and_loads(tmp_path)
   model.save(path)
   loaded = keras.models.load_model(path)
   assert loaded.loss.priors == [0.5, 0.3, 0.2] and loaded.loss.label_smoothing == 0.1
-
-
-def test_weight_average_follows_the_ema_formula_and_swaps_back():
-  model = _dense(4, 0.1)
-  kernel = model.trainable_variables[0]
-  average = train_lib.WeightAverage(model.trainable_variables, decay=0.5)
-  want = kernel.numpy().copy()
-  for step in range(1, 6):
-    kernel.assign(np.full(kernel.shape, float(step), np.float32))
-    average.update()
-    decay = min(0.5, (1 + step) / (10 + step))  # The warm-up decay caps it early on.
-    want = decay * want + (1 - decay) * step
-  np.testing.assert_allclose(average.averages[0].numpy(), want, rtol=1e-6)
-  with average.swapped_in():
-    np.testing.assert_allclose(kernel.numpy(), want, rtol=1e-6)
-  np.testing.assert_array_equal(kernel.numpy(), np.full(kernel.shape, 5.0, np.float32))
-
-
-def test_weight_average_horizon_is_given_in_epochs():
-  model = _dense(5, 0.1)
-  average = train_lib.WeightAverage.over_epochs(model.trainable_variables, epochs=2.0,
-                                                steps_per_epoch=50)
-  assert abs(1.0 / (1.0 - average.decay) - 100.0) < 1e-6
-
-
-def test_batchnorm_statistics_are_the_mean_over_all_batches_and_bn_stays_frozen():
-  from pipeline import model as model_lib  # pylint: disable=g-import-not-at-top
-  bn = keras.layers.BatchNormalization()
-  model = keras.Sequential([keras.Input((4,)), bn])
-  bn.trainable = False  # As in every training phase: frozen, inference mode.
-  rng = np.random.default_rng(0)
-  batches = [rng.normal(loc=mu, size=(16, 4)).astype(np.float32) for mu in (1.0, 2.0, 6.0)]
-  assert model_lib.init_batchnorm_statistics(model, batches) == 3
-  np.testing.assert_allclose(bn.moving_mean.numpy(),
-                             np.mean([b.mean(0) for b in batches], axis=0), rtol=1e-5)
-  assert not bn.trainable and abs(bn.momentum - 0.99) < 1e-9
