@@ -117,6 +117,9 @@ _define("float", "gate_max_bacc_drop", _D.gate.max_balanced_accuracy_drop,
 _define("string", "output_dir", "", "Where the build writes everything.")
 _define("string", "assets_dir", _D.assets_dir, "Where the drop-in app assets go.")
 _define("integer", "seed", _D.seed, "Seed for splits, shuffling and initialization.")
+_define("bool", "deterministic", _D.deterministic,
+        "Enable TensorFlow op determinism: two builds with the same seed train bit-identical "
+        "models (for comparing changes); without it only the split and labels repeat.")
 _define("enum", "stop_after", _D.stop_after, config_lib.STAGES,
         "Run the stages up to and including this one.")
 _define("bool", "resume", _D.resume, "Continue a killed build: finished stages are reused, "
@@ -128,7 +131,8 @@ FLAGS = flags.FLAGS
 def config_from_flags(f: flags.FlagValues) -> BuildConfig:
   """Builds and validates the BuildConfig from parsed flags."""
   return BuildConfig(
-      output_dir=f.output_dir, assets_dir=f.assets_dir, seed=f.seed, stop_after=f.stop_after,
+      output_dir=f.output_dir, assets_dir=f.assets_dir, seed=f.seed, deterministic=f.deterministic,
+      stop_after=f.stop_after,
       resume=f.resume,
       data=DataConfig(
           data_format=f.data_format, data_dir=f.data_dir, metadata_csv=f.metadata_csv,

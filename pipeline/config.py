@@ -189,6 +189,9 @@ class BuildConfig:
   output_dir: str
   assets_dir: str = "android_assets"
   seed: int = 42
+  # TensorFlow op determinism: the same seed then gives bit-identical weights (without it the
+  # split and labels repeat but CPU training does not).
+  deterministic: bool = False
   stop_after: str = "assets"
   resume: bool = False
   data: DataConfig = DataConfig()

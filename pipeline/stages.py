@@ -24,7 +24,7 @@ from pipeline import train as train_lib
 from pipeline.config import STAGES, BuildConfig, stage_index
 from pipeline.errors import PipelineError
 from pipeline.preprocessing import MOBILENET_V2, Normalization
-from pipeline.tf_compat import keras
+from pipeline.tf_compat import keras, tf
 
 TASK_LIBRARY_IMAGES = 8
 
@@ -131,6 +131,8 @@ def run(config: BuildConfig, log: Optional[Callable[[str], None]] = None) -> dic
   last = stage_index(config.stop_after)
   normalization = MOBILENET_V2
   keras.utils.set_random_seed(config.seed)
+  if config.deterministic:
+    tf.config.experimental.enable_op_determinism()  # Process-wide; there is no way back.
   report: dict = {"name": os.path.basename(os.path.abspath(out)), "config": config.to_dict(),
                   "normalization": {"mean": list(normalization.mean),
                                     "std": list(normalization.std)},
