@@ -202,8 +202,7 @@ def run(config: BuildConfig, log: Optional[Callable[[str], None]] = None) -> dic
       result = train_lib.run_transfer(model, resume=config.resume, **common)
     model.save_weights(transfer_weights)
     report["training"]["transfer"] = vars(result)
-    state.finish("transfer", time.time() - t0)
-    save_report()
+    finish("transfer", time.time() - t0)
   if last <= stage_index("transfer"):
     return report
 
@@ -218,8 +217,7 @@ def run(config: BuildConfig, log: Optional[Callable[[str], None]] = None) -> dic
       result = train_lib.run_finetune(model, resume=config.resume, **common)
     _save_keras(model, float_path)
     report["training"]["finetune"] = vars(result)
-    state.finish("finetune", time.time() - t0)
-    save_report()
+    finish("finetune", time.time() - t0)
   if last <= stage_index("finetune"):
     return report
 
@@ -244,8 +242,7 @@ def run(config: BuildConfig, log: Optional[Callable[[str], None]] = None) -> dic
       result = train_lib.run_qat(qat_model, resume=config.resume, float_model=model, **common)
     qat_model.save_weights(qat_weights)
     report["training"]["qat"] = vars(result)
-    state.finish("qat", time.time() - t0)
-    save_report()
+    finish("qat", time.time() - t0)
   if report["training"]:
     report_lib.plot_training_curves(report["training"], os.path.join(out, "training_curves.png"))
   if last <= stage_index("qat"):

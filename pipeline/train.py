@@ -100,14 +100,29 @@ def preprocess_batch(pixels, normalization: Normalization, augmenter=None):
   return normalization.apply_tf(x)
 
 
+def train_sampling(bundle: DataBundle, seed: int, class_balance: str):
+  """What one epoch of the train split is made of under a class balance.
+
+  Returns:
+    (indices into the train split: every item once, or oversampled; per-class loss weight
+    as a float32 array of length k, all 1.0 unless class_balance == "balanced").
+  """
+  labels = bundle.splits["train"].labels
+  indices = (oversample_indices(labels, seed) if class_balance == "oversample"
+             else np.arange(len(labels)))
+  weights = bundle.class_weights(class_balance)
+  per_class = np.array([weights[i] if weights else 1.0 for i in range(len(bundle.labels))],
+                       np.float32)
+  return indices, per_class
+
+
 def training_dataset(bundle: DataBundle, normalization: Normalization, batch_size: int,
                      seed: int, augment: bool, class_balance: str):
   """(x, one-hot y, sample weight) batches of the train split, shuffled every epoch."""
   split = bundle.splits["train"]
   k = len(bundle.labels)
-  indices = oversample_indices(split.labels, seed) if class_balance == "oversample" else None
-  weights = bundle.class_weights(class_balance)
-  weight_table = tf.constant([weights[i] if weights else 1.0 for i in range(k)], tf.float32)
+  indices, per_class = train_sampling(bundle, seed, class_balance)
+  weight_table = tf.constant(per_class)
   augmenter = augment_layers(seed) if augment else None
   ds = pixel_dataset(split, bundle.image_size, batch_size, indices, shuffle_seed=seed)
   ds = ds.map(lambda x, y: (preprocess_batch(x, normalization, augmenter),
@@ -350,11 +365,8 @@ def run_transfer(model: keras.Model, bundle: DataBundle, config: TrainConfig,
   log(f"transfer: features of {len(train_x) + len(val_x)} images ready in "
       f"{_duration(time.time() - t0)}")
   train = bundle.splits["train"]
-  indices = (oversample_indices(train.labels, seed) if class_balance == "oversample"
-             else np.arange(len(train)))
-  weights = bundle.class_weights(class_balance)
-  sample_w = np.array([weights[c] if weights else 1.0 for c in train.labels[indices]],
-                      np.float32)
+  indices, per_class = train_sampling(bundle, seed, class_balance)
+  sample_w = per_class[train.labels[indices]]
   head_in = keras.Input(shape=train_x.shape[1:], name="features")
   head_out = model.get_layer("classifier")(model.get_layer("head_dropout")(head_in))
   head = keras.Model(head_in, head_out, name="head")  # Shares the classifier's weights.
