@@ -6,12 +6,9 @@ r"""Accuracy of TFLite models on a labeled image set, scored by the labels embed
 """
 
 import os
-import sys
-import tempfile
-from typing import Dict, List
+from typing import List
 
 from absl import app
-from absl import logging
 from absl import flags
 
 from pipeline.config import DATA_FORMATS
@@ -37,49 +34,20 @@ def run(models: List[str], float_reference: str, data_config, split_file: str, s
         bootstrap_rounds: int, seed: int, plot_dir: str) -> dict:
   """Scores every model on every image of the set (or of one split).
 
-  Each model's outputs are mapped to class names with the labels embedded in it, so a
-  model with a wrong label order scores as badly as it would in an app.
-
   Returns:
     {"results": [...], "n": N, "labels": [...], "float_reference": path or None}.
   """
-  import dataclasses  # pylint: disable=g-import-not-at-top
-  import numpy as np  # pylint: disable=g-import-not-at-top
-  from pipeline import data as data_lib  # pylint: disable=g-import-not-at-top
+  from benchmarks import scoring as scoring_lib  # pylint: disable=g-import-not-at-top
   from pipeline import metrics  # pylint: disable=g-import-not-at-top
   from pipeline import report as report_lib  # pylint: disable=g-import-not-at-top
-  from pipeline.errors import PipelineError  # pylint: disable=g-import-not-at-top
-  from pipeline.runner import LiteRunner, load_model_file  # pylint: disable=g-import-not-at-top
 
   if float_reference and float_reference not in models:
     models = models + [float_reference]
-  runners: Dict[str, LiteRunner] = {}
-  model_labels: Dict[str, list] = {}
-  for path in models:
-    runners[path], meta = load_model_file(path)
-    model_labels[path] = meta["labels"]
-  labels = sorted(set(model_labels[models[0]]))
-  images_by_size = {}
-  with tempfile.TemporaryDirectory() as work:
-    for size in sorted({r.image_size for r in runners.values()}):
-      cfg = dataclasses.replace(data_config, image_size=size)
-      keys, names, pixels, _ = data_lib.load_labeled_images(cfg, work, only_split=split if
-                                                            split_file else "",
-                                                            split_file=split_file)
-      images_by_size[size] = (keys, names, pixels)
-  keys, names, _ = next(iter(images_by_size.values()))
-  unknown = sorted(set(names) - set(labels))
-  if unknown:
-    raise PipelineError(f"the data has classes {unknown} that the model "
-                        f"{models[0]} does not know ({labels})")
-  y_true = np.array([labels.index(n) for n in names])
-  probs = {}
-  for path, runner in runners.items():
-    if sorted(model_labels[path]) != labels:
-      raise PipelineError(f"{path}: its labels {model_labels[path]} differ from {models[0]}'s")
-    p = runner.predict(images_by_size[runner.image_size][2])
-    probs[path] = p[:, [model_labels[path].index(l) for l in labels]]
-  names = display_names(models)
+  scoring = scoring_lib.ScoringSet(models, data_config, split_file, [split])
+  split = next(iter(scoring.y_true))
+  y_true, labels = scoring.y_true[split], scoring.labels
+  probs = {path: scoring.probs(path, split) for path in models}
+  names = scoring_lib.display_names(models)
   results = []
   for path in models:
     ref = probs[float_reference] if float_reference and path != float_reference else None
@@ -95,16 +63,7 @@ def run(models: List[str], float_reference: str, data_config, split_file: str, s
       r["confusion_matrix_png"] = png
     results.append(r)
   return {"results": results, "n": int(len(y_true)), "labels": labels,
-          "float_reference": float_reference or None,
-          "split": split if split_file else "all"}
-
-
-def display_names(paths: List[str]) -> Dict[str, str]:
-  """Short, unique names for report rows: the file name, or parent/file name where two
-  models share a file name (model_float.keras of several builds)."""
-  base = [os.path.basename(p) for p in paths]
-  return {p: b if base.count(b) == 1 else os.path.join(
-      os.path.basename(os.path.dirname(os.path.abspath(p))), b) for p, b in zip(paths, base)}
+          "float_reference": float_reference or None, "split": split}
 
 
 def markdown(payload: dict) -> List[str]:
@@ -117,14 +76,21 @@ def markdown(payload: dict) -> List[str]:
            (f" Reference: `{os.path.basename(payload['float_reference'])}`."
             if payload["float_reference"] else ""), ""]
   lines += report_lib.models_table(models, payload["labels"])
-  lines += ["", "| model | accuracy 95% CI | balanced acc. 95% CI | top-3 | mean abs prob diff |",
-            "|---|---:|---:|---:|---:|"]
+  lines += ["", "| model | accuracy 95% CI | balanced acc. 95% CI | top-3 | mean abs prob diff | "
+            "top-1 flips (reference margin: median / max) |", "|---|---:|---:|---:|---:|---:|"]
   for name, r in models.items():
     ci = r.get("ci95", {})
     fmt = lambda c: f"{100 * c[0]:.1f}-{100 * c[1]:.1f}%" if c else "n/a"
     diff = r.get("mean_abs_prob_diff")
+    flips = ("n/a" if diff is None else f"{r['disagreements']}" + (
+        f" ({r['disagreement_median_reference_margin']:.3f} / "
+        f"{r['disagreement_max_reference_margin']:.3f})" if r["disagreements"] else ""))
     lines.append(f"| {name} | {fmt(ci.get('accuracy'))} | {fmt(ci.get('balanced_accuracy'))} | "
-                 f"{100 * r['top3_accuracy']:.1f}% | {'n/a' if diff is None else f'{diff:.4f}'} |")
+                 f"{100 * r['top3_accuracy']:.1f}% | {'n/a' if diff is None else f'{diff:.4f}'} | "
+                 f"{flips} |")
+  lines += ["", "A top-1 flip is an image whose top-1 differs from the reference's; its margin is "
+            "the reference's top-1 minus top-2 probability there (near 0: a near-tie that any "
+            "rounding can flip; large: a real disagreement)."]
   lines += ["", "Per-class precision / recall / F1:", "",
             "| class | " + " | ".join(models) + " |", "|---|" + "---|" * len(models)]
   for label in payload["labels"]:
@@ -134,27 +100,24 @@ def markdown(payload: dict) -> List[str]:
   return lines
 
 
-def main(argv: List[str]) -> None:
-  logging.set_verbosity(logging.WARNING)  # TensorFlow's checkpoint INFO lines drown progress.
-  from benchmarks import common  # pylint: disable=g-import-not-at-top
+def measure_from_flags() -> dict:
   from pipeline.config import DataConfig  # pylint: disable=g-import-not-at-top
   from pipeline.errors import PipelineError  # pylint: disable=g-import-not-at-top
-  if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-  try:
-    if not FLAGS.model:
-      raise PipelineError("give at least one --model=PATH.tflite")
-    data_config = DataConfig(data_format=FLAGS.data_format, data_dir=FLAGS.data_dir,
-                             metadata_csv=FLAGS.metadata_csv, hmnist_labels=FLAGS.hmnist_labels)
-    data_config.validate()
-    plot_dir = os.path.dirname(os.path.abspath(FLAGS.output_json))
-    os.makedirs(plot_dir, exist_ok=True)
-    payload = run(FLAGS.model, FLAGS.float_reference, data_config, FLAGS.split_file, FLAGS.split,
-                  FLAGS.bootstrap_rounds, FLAGS.seed, plot_dir)
-    common.write_outputs(payload, markdown(payload), FLAGS.output_json, FLAGS.output_md)
-    print("\n".join(markdown(payload)))
-  except PipelineError as e:
-    sys.exit(f"benchmarks.accuracy: error: {e}")
+  if not FLAGS.model:
+    raise PipelineError("give at least one --model=PATH.tflite")
+  data_config = DataConfig(data_format=FLAGS.data_format, data_dir=FLAGS.data_dir,
+                           metadata_csv=FLAGS.metadata_csv, hmnist_labels=FLAGS.hmnist_labels)
+  data_config.validate()
+  plot_dir = os.path.dirname(os.path.abspath(FLAGS.output_json))
+  os.makedirs(plot_dir, exist_ok=True)
+  return run(FLAGS.model, FLAGS.float_reference, data_config, FLAGS.split_file, FLAGS.split,
+             FLAGS.bootstrap_rounds, FLAGS.seed, plot_dir)
+
+
+def main(argv: List[str]) -> None:
+  from benchmarks import common  # pylint: disable=g-import-not-at-top
+  common.main("benchmarks.accuracy", argv, measure_from_flags, markdown, FLAGS.output_json,
+              FLAGS.output_md)
 
 
 if __name__ == "__main__":

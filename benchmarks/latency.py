@@ -5,11 +5,9 @@ r"""Latency of TFLite models with the LiteRT interpreter, side by side, in inter
 """
 
 import os
-import sys
 from typing import List
 
 from absl import app
-from absl import logging
 from absl import flags
 
 flags.DEFINE_multi_string("model", [], "A .tflite to time (repeatable).")
@@ -86,25 +84,22 @@ def markdown(payload: dict) -> List[str]:
   return lines
 
 
-def main(argv: List[str]) -> None:
-  logging.set_verbosity(logging.WARNING)  # TensorFlow's checkpoint INFO lines drown progress.
-  from benchmarks import common  # pylint: disable=g-import-not-at-top
+def measure_from_flags() -> dict:
   from pipeline.errors import PipelineError  # pylint: disable=g-import-not-at-top
-  if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+  if not FLAGS.model:
+    raise PipelineError("give at least one --model=PATH.tflite")
   try:
-    if not FLAGS.model:
-      raise PipelineError("give at least one --model=PATH.tflite")
-    try:
-      threads = [int(t) for t in FLAGS.threads]
-    except ValueError:
-      raise PipelineError(f"--threads={','.join(FLAGS.threads)}: use integers, e.g. 1,2")
-    payload = run(FLAGS.model, threads, FLAGS.runs, FLAGS.warmup_runs, FLAGS.warmup_seconds,
-                  FLAGS.reference, FLAGS.images_dir, FLAGS.seed)
-    common.write_outputs(payload, markdown(payload), FLAGS.output_json, FLAGS.output_md)
-    print("\n".join(markdown(payload)))
-  except PipelineError as e:
-    sys.exit(f"benchmarks.latency: error: {e}")
+    threads = [int(t) for t in FLAGS.threads]
+  except ValueError:
+    raise PipelineError(f"--threads={','.join(FLAGS.threads)}: use integers, e.g. 1,2")
+  return run(FLAGS.model, threads, FLAGS.runs, FLAGS.warmup_runs, FLAGS.warmup_seconds,
+             FLAGS.reference, FLAGS.images_dir, FLAGS.seed)
+
+
+def main(argv: List[str]) -> None:
+  from benchmarks import common  # pylint: disable=g-import-not-at-top
+  common.main("benchmarks.latency", argv, measure_from_flags, markdown, FLAGS.output_json,
+              FLAGS.output_md)
 
 
 if __name__ == "__main__":

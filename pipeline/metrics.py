@@ -56,6 +56,58 @@ def group_sensitivity(cm: np.ndarray, labels: Sequence[str],
   return float(cm[np.ix_(idx, idx)].sum() / total) if total else None
 
 
+def top1_margin(probs: np.ndarray) -> np.ndarray:
+  """Highest minus second-highest probability per item: how close a prediction is to a tie."""
+  top2 = np.sort(probs, axis=1)[:, -2:]
+  return top2[:, 1] - top2[:, 0]
+
+
+def disagreement_margins(reference_probs: np.ndarray, y_pred: np.ndarray) -> dict:
+  """How confident the reference was where a candidate's top-1 differs from it.
+
+  Quantization flips near-ties first; a flip where the reference was sure is a real defect.
+  Returns the number of disagreements and the largest and median reference top-1 margin
+  among them (None without disagreements).
+  """
+  margin = top1_margin(reference_probs)[reference_probs.argmax(axis=1) != np.asarray(y_pred)]
+  return {"disagreements": int(margin.size),
+          "disagreement_max_reference_margin": float(margin.max()) if margin.size else None,
+          "disagreement_median_reference_margin":
+              float(np.median(margin)) if margin.size else None}
+
+
+def fit_class_offsets(y_true: np.ndarray, log_probs: np.ndarray, rounds: int = 3,
+                      grid: Sequence[float] = tuple(np.linspace(-3.0, 3.0, 61))) -> np.ndarray:
+  """Per-class additive offsets to log-probabilities that maximize balanced accuracy.
+
+  Moving a class's offset moves its decision threshold: this is the best operating point of
+  a model on `y_true`'s items. Coordinate ascent over `grid`, class by class, `rounds` times;
+  an offset changes only when it strictly helps, so the result never scores below zeros.
+
+  Args:
+    y_true: true class indices [N].
+    log_probs: [N, K] log-probabilities (or logits).
+    rounds: passes over the classes.
+    grid: candidate offsets.
+
+  Returns:
+    float offsets [K]; argmax(log_probs + offsets) is the tuned prediction.
+  """
+  k = log_probs.shape[1]
+  offsets = np.zeros(k)
+  score = lambda o: balanced_accuracy(confusion_matrix(y_true, (log_probs + o).argmax(1), k))
+  best = score(offsets)
+  for _ in range(rounds):
+    for c in range(k):
+      for value in grid:
+        trial = offsets.copy()
+        trial[c] = value
+        s = score(trial)
+        if s > best + 1e-12:
+          best, offsets = s, trial
+  return offsets
+
+
 def bootstrap_ci(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int,
                  rounds: int = 1000, seed: int = 0) -> Dict[str, list]:
   """95% percentile-bootstrap intervals for accuracy and balanced accuracy."""
@@ -110,6 +162,7 @@ def classification_report(y_true: np.ndarray, probs: np.ndarray, labels: Sequenc
   if reference_probs is not None:
     report["top1_agreement"] = float((reference_probs.argmax(axis=1) == y_pred).mean())
     report["mean_abs_prob_diff"] = float(np.abs(reference_probs - probs).mean())
+    report.update(disagreement_margins(reference_probs, y_pred))
   if bootstrap_rounds:
     report["ci95"] = bootstrap_ci(y_true, y_pred, k, bootstrap_rounds, seed)
   return report

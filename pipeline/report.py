@@ -76,6 +76,13 @@ def write_report(path_json: str, path_md: str, report: dict) -> None:
     lines += models_table(report["models"], report["data"]["labels"])
   if report.get("gate"):
     lines += ["", "## Parity gate", "", report["gate"]["message"]]
+    int8 = report.get("models", {}).get("int8", {})
+    if int8.get("disagreements"):
+      lines += ["", f"int8's top-1 differs from float32's on {int8['disagreements']} test images; "
+                "float32's top-1 margin (top-1 minus top-2 probability) on them: median "
+                f"{int8['disagreement_median_reference_margin']:.3f}, max "
+                f"{int8['disagreement_max_reference_margin']:.3f} (near 0: near-ties that any "
+                "rounding can flip)."]
   if report.get("task_library"):
     lines += ["", "## On-device API check", "", report["task_library"]["message"]]
   lines += ["", "## Stage times", "", "| stage | seconds |", "|---|---:|"]

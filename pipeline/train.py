@@ -118,7 +118,11 @@ def train_sampling(bundle: DataBundle, seed: int, class_balance: str):
 
 def training_dataset(bundle: DataBundle, normalization: Normalization, batch_size: int,
                      seed: int, augment: bool, class_balance: str):
-  """(x, one-hot y, sample weight) batches of the train split, shuffled every epoch."""
+  """(x, one-hot y, sample weight) batches of the train split, shuffled every epoch.
+
+  Returns:
+    (the dataset of one epoch, its number of batches).
+  """
   split = bundle.splits["train"]
   k = len(bundle.labels)
   indices, per_class = train_sampling(bundle, seed, class_balance)
@@ -128,7 +132,7 @@ def training_dataset(bundle: DataBundle, normalization: Normalization, batch_siz
   ds = ds.map(lambda x, y: (preprocess_batch(x, normalization, augmenter),
                             tf.one_hot(y, k), tf.gather(weight_table, y)),
               num_parallel_calls=tf.data.AUTOTUNE)
-  return ds.prefetch(tf.data.AUTOTUNE)
+  return ds.prefetch(tf.data.AUTOTUNE), math.ceil(len(indices) / batch_size)
 
 
 def eval_dataset(split: Split, image_size: int, normalization: Normalization, batch_size: int):
@@ -351,8 +355,8 @@ def run_transfer(model: keras.Model, bundle: DataBundle, config: TrainConfig,
   k = len(bundle.labels)
   loss = classification_loss(bundle, class_balance, phase.label_smoothing)
   if config.transfer_mode == "end_to_end":
-    ds = training_dataset(bundle, normalization, config.batch_size, seed, augment, class_balance)
-    steps = _steps(bundle, config.batch_size, class_balance)
+    ds, steps = training_dataset(bundle, normalization, config.batch_size, seed, augment,
+                                 class_balance)
     return _fit_phase("transfer", model, phase, steps, _optimizer_factory(phase, steps), loss,
                       ds.repeat(), eval_dataset(val, bundle.image_size, normalization,
                                                 config.batch_size),
@@ -402,13 +406,6 @@ def _cached_features(model: keras.Model, bundle: DataBundle, split_name: str,
   return feats
 
 
-def _steps(bundle: DataBundle, batch_size: int, class_balance: str) -> int:
-  labels = bundle.splits["train"].labels
-  n = (np.bincount(labels).max() * len(np.unique(labels)) if class_balance == "oversample"
-       else len(labels))
-  return math.ceil(n / batch_size)
-
-
 def run_finetune(model: keras.Model, bundle: DataBundle, config: TrainConfig,
                  normalization: Normalization, work_dir: str, seed: int, augment: bool,
                  class_balance: str, resume: bool,
@@ -418,9 +415,8 @@ def run_finetune(model: keras.Model, bundle: DataBundle, config: TrainConfig,
   best validation balanced accuracy. Arguments as for `run_transfer`."""
   phase = config.finetune
   model_lib.set_trainable(model, config.finetune_layers)
-  ds = training_dataset(bundle, normalization, config.batch_size, seed + 1, augment,
-                        class_balance)
-  steps = _steps(bundle, config.batch_size, class_balance)
+  ds, steps = training_dataset(bundle, normalization, config.batch_size, seed + 1, augment,
+                               class_balance)
   val = bundle.splits["val"]
   return _fit_phase(
       "finetune", model, phase, steps, _optimizer_factory(phase, steps),
@@ -657,9 +653,8 @@ def run_qat(qat_model: keras.Model, bundle: DataBundle, config: TrainConfig,
   config.qat_target == "float_model", `float_model` (the fine-tuned float classifier) is the
   teacher whose probabilities QAT learns."""
   phase = config.qat
-  ds = training_dataset(bundle, normalization, config.batch_size, seed + 2, augment,
-                        class_balance)
-  steps = _steps(bundle, config.batch_size, class_balance)
+  ds, steps = training_dataset(bundle, normalization, config.batch_size, seed + 2, augment,
+                               class_balance)
   val = bundle.splits["val"]
   if config.qat_target == "float_model":
     model, mode = Distillation(qat_model, float_model), "distilled from the float model"

@@ -190,6 +190,36 @@ def test_benchmark_contracts(built, tmp_path):
   assert "top1_agreement" in by_model[int8] and "top1_agreement" not in by_model[f32]
   assert os.path.isfile(by_model[int8]["confusion_matrix_png"])
   assert by_model[int8]["accuracy"] >= 0.9
+  flips = by_model[int8]["disagreements"]
+  assert flips == round((1 - by_model[int8]["top1_agreement"]) * payload["n"])
+  assert (by_model[int8]["disagreement_max_reference_margin"] is None) == (flips == 0)
+
+
+def test_headroom_benchmark_on_a_builds_test_split(built, tmp_path):
+  cfg, report = built
+  out = cfg.output_dir
+  int8, f32 = os.path.join(out, "model_int8.tflite"), os.path.join(out, "model_float32.tflite")
+  data = ["--data_format=folders", f"--data_dir={os.path.join(out, 'synthetic_data')}",
+          f"--split_file={os.path.join(out, 'splits.csv')}", "--split=test"]
+  run = run_cli(["-m", "benchmarks.headroom", f"--model={int8}", f"--model={f32}", *data,
+                 "--fit_split=val", f"--output_json={tmp_path / 'headroom.json'}"])
+  assert run.returncode == 0, run.stderr
+  payload = json.load(open(tmp_path / "headroom.json"))
+  rows = {r["model"]: r for r in payload["rows"]}
+  assert set(rows) == {"model_int8.tflite", "model_float32.tflite", "ensemble"}
+  assert payload["n"] == report["data"]["totals"]["test"]
+  # As shipped, the benchmark agrees with the build's own evaluation of the same split.
+  assert rows["model_int8.tflite"]["balanced_accuracy"] == pytest.approx(
+      report["models"]["int8"]["balanced_accuracy"])
+  for r in rows.values():
+    assert r["oracle_offsets"] >= r["balanced_accuracy"] and 0.0 <= r["tta8"] <= 1.0
+    assert {"fit_split_offsets", "tta8_fit_split_offsets"} <= set(r)
+  assert os.path.isfile(tmp_path / "headroom.md")
+  # Scoring the split it fits on would be a leak: one clear line, non-zero exit.
+  bad = run_cli(["-m", "benchmarks.headroom", f"--model={int8}", *data, "--fit_split=test",
+                 f"--output_json={tmp_path / 'bad.json'}"])
+  assert bad.returncode != 0 and not os.path.exists(tmp_path / "bad.json")
+  assert bad.stderr.strip().splitlines()[-1].startswith("benchmarks.headroom: error: --fit_split")
 
 
 def test_the_builds_keras_model_loads_like_its_float32_tflite(built, tmp_path):

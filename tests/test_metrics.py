@@ -68,3 +68,34 @@ def test_bootstrap_interval_brackets_the_estimate_and_is_deterministic():
   assert ci["accuracy"][0] < acc < ci["accuracy"][1]
   assert ci["accuracy"][1] - ci["accuracy"][0] < 0.15
   assert ci == metrics.bootstrap_ci(y, pred, 3, rounds=300, seed=1)
+
+
+def test_disagreement_margins_report_how_sure_the_reference_was_where_top1_flips():
+  ref = np.array([[0.9, 0.1], [0.52, 0.48], [0.3, 0.7], [0.45, 0.55]])
+  y_pred = np.array([0, 1, 1, 0])  # Flips items 1 (ref margin 0.04) and 3 (ref margin 0.10).
+  r = metrics.disagreement_margins(ref, y_pred)
+  assert r["disagreements"] == 2
+  assert r["disagreement_max_reference_margin"] == pytest.approx(0.10)
+  assert r["disagreement_median_reference_margin"] == pytest.approx(0.07)
+  none = metrics.disagreement_margins(ref, ref.argmax(axis=1))
+  assert none == {"disagreements": 0, "disagreement_max_reference_margin": None,
+                  "disagreement_median_reference_margin": None}
+
+
+def test_fit_class_offsets_finds_the_threshold_a_minority_class_needs():
+  # Class 1 (10 items) always scores 1.0 below where it should: its items have
+  # log p1 = log p0 - 0.5, class 0's items have log p1 = log p0 - 2. Plain argmax never
+  # predicts class 1 (balanced accuracy 0.5); an offset in (0.5, 2] for class 1 (or the
+  # opposite for class 0) separates them perfectly.
+  y = np.array([0] * 90 + [1] * 10)
+  log_probs = np.zeros((100, 2))
+  log_probs[:90, 1] = -2.0
+  log_probs[90:, 1] = -0.5
+  plain = metrics.balanced_accuracy(metrics.confusion_matrix(y, log_probs.argmax(1), 2))
+  offsets = metrics.fit_class_offsets(y, log_probs)
+  tuned = metrics.balanced_accuracy(metrics.confusion_matrix(y, (log_probs + offsets).argmax(1), 2))
+  assert plain == pytest.approx(0.5)
+  assert tuned == pytest.approx(1.0)
+  assert 0.5 < offsets[1] - offsets[0] <= 2.0  # At 2.0 class 0 wins the tie (argmax: first).
+  # Already perfect: nothing moves.
+  np.testing.assert_array_equal(metrics.fit_class_offsets(y, np.eye(2)[y] * 5.0), [0.0, 0.0])

@@ -1,5 +1,7 @@
 """Preprocessing is the same eagerly, inside tf.data, and in the representative dataset."""
 
+import math
+
 import numpy as np
 
 from pipeline import export as export_lib
@@ -75,8 +77,9 @@ def test_training_dataset_augments_within_pixel_range_and_weights_classes():
     def class_weights(self, mode):
       return None if mode == "none" else {0: 0.5, 1: 2.0}
 
-  ds = train_lib.training_dataset(Bundle(), MOBILENET_V2, 4, seed=0, augment=True,
-                                  class_balance="balanced")
+  ds, steps = train_lib.training_dataset(Bundle(), MOBILENET_V2, 4, seed=0, augment=True,
+                                         class_balance="balanced")
+  assert steps == math.ceil(len(split.labels) / 4) == len(list(ds))
   x, y, w = next(iter(ds))
   assert x.shape == (4, 24, 24, 3)
   assert float(tf.reduce_min(x)) >= -1.0 and float(tf.reduce_max(x)) <= 1.0

@@ -1,0 +1,169 @@
+r"""Headroom: how far the given models could go without training a better one.
+
+For each model, and for the ensemble of all of them (mean probabilities), on one split:
+- balanced accuracy as shipped;
+- with test-time augmentation over the 8 dihedral views (4 rotations x flip; dermoscopy has
+  no canonical orientation), which costs 8x the inference;
+- at the model's best operating point: per-class offsets to the log-probabilities fit on
+  the scored split itself (`metrics.fit_class_offsets`). This uses the answers, so it is an
+  upper bound on what re-thresholding can do, never a result;
+- with --fit_split: with offsets fit on another split (e.g. val), which is what a user
+  could actually deploy.
+
+If even the ensemble with TTA at its best operating point is short of a target, no choice of
+epoch, threshold or averaging of these models reaches it: the models themselves must get
+better (data, resolution, backbone).
+
+  python -m benchmarks.headroom --model=build/a/model_float.keras \
+      --model=build/b/model_float.keras --flagfile=build/a/bench_data.flags \
+      --split_file=build/a/splits.csv --split=test --fit_split=val \
+      --output_json=headroom.json
+"""
+
+from typing import Dict, List
+
+import numpy as np
+from absl import app
+from absl import flags
+
+from pipeline.config import DATA_FORMATS
+
+flags.DEFINE_multi_string("model", [], "A .tflite with metadata, or a build's model_float.keras "
+                          "(repeatable; two or more also score their ensemble).")
+flags.DEFINE_enum("data_format", "ham10000", DATA_FORMATS, "Dataset layout (as pipeline.build).")
+flags.DEFINE_string("data_dir", "", "Image root.")
+flags.DEFINE_string("metadata_csv", "", "Metadata or pixel CSV.")
+flags.DEFINE_string("hmnist_labels", "", "hmnist_csv label table (as pipeline.build).")
+flags.DEFINE_string("split_file", "", "A build's splits.csv (required: the split to score).")
+flags.DEFINE_string("split", "test", "The split to score.")
+flags.DEFINE_string("fit_split", "", "Also fit per-class offsets on this split (e.g. val) and "
+                    "score them on --split.")
+flags.DEFINE_string("output_json", "headroom.json", "JSON report path.")
+flags.DEFINE_string("output_md", "", "Markdown report path (default: beside the JSON).")
+FLAGS = flags.FLAGS
+
+ENSEMBLE = "ensemble"
+
+
+def dihedral_views():
+  """The 8 symmetries of a square image, as functions of a batch [N, H, W, C]."""
+  views = []
+  for k in range(4):
+    views.append(lambda x, k=k: np.ascontiguousarray(np.rot90(x, k, axes=(1, 2))))
+    views.append(lambda x, k=k: np.ascontiguousarray(np.rot90(x, k, axes=(1, 2))[:, :, ::-1]))
+  return views
+
+
+def _balanced(y_true: np.ndarray, probs: np.ndarray, offsets=None) -> float:
+  from pipeline import metrics  # pylint: disable=g-import-not-at-top
+  scores = np.log(np.maximum(probs, 1e-12)) + (0.0 if offsets is None else offsets)
+  return metrics.balanced_accuracy(
+      metrics.confusion_matrix(y_true, scores.argmax(axis=1), probs.shape[1]))
+
+
+def score_rows(y_true: np.ndarray, plain: Dict[str, np.ndarray], tta: Dict[str, np.ndarray],
+               fit: Dict[str, tuple] = None) -> List[dict]:
+  """One row per model (plus the ensemble when there are several).
+
+  Args:
+    y_true: true classes of the scored split.
+    plain: name -> probabilities [N, K] as shipped.
+    tta: name -> probabilities averaged over the dihedral views.
+    fit: optional name -> (y of the fit split, plain probs there, TTA probs there).
+
+  Returns:
+    JSON-ready rows of balanced accuracies (fractions).
+  """
+  from pipeline import metrics  # pylint: disable=g-import-not-at-top
+  plain, tta, fit = dict(plain), dict(tta), dict(fit or {})
+  if len(plain) > 1:
+    plain[ENSEMBLE] = np.mean(list(plain.values()), axis=0)
+    tta[ENSEMBLE] = np.mean(list(tta.values()), axis=0)
+    if fit:
+      fit[ENSEMBLE] = (next(iter(fit.values()))[0],
+                       np.mean([f[1] for f in fit.values()], axis=0),
+                       np.mean([f[2] for f in fit.values()], axis=0))
+  log = lambda p: np.log(np.maximum(p, 1e-12))
+  rows = []
+  for name in plain:
+    row = {"model": name, "balanced_accuracy": _balanced(y_true, plain[name]),
+           "tta8": _balanced(y_true, tta[name])}
+    for key, probs in (("oracle_offsets", plain[name]), ("tta8_oracle_offsets", tta[name])):
+      row[key] = _balanced(y_true, probs, metrics.fit_class_offsets(y_true, log(probs)))
+    if name in fit:
+      y_fit, plain_fit, tta_fit = fit[name]
+      row["fit_split_offsets"] = _balanced(
+          y_true, plain[name], metrics.fit_class_offsets(y_fit, log(plain_fit)))
+      row["tta8_fit_split_offsets"] = _balanced(
+          y_true, tta[name], metrics.fit_class_offsets(y_fit, log(tta_fit)))
+    rows.append(row)
+  return rows
+
+
+def run(models: List[str], data_config, split_file: str, split: str, fit_split: str,
+        progress=print) -> dict:
+  """Scores every model (and their ensemble) plainly, with TTA, and at tuned offsets."""
+  from benchmarks.scoring import ScoringSet, display_names  # pylint: disable=g-import-not-at-top
+  splits = [split] + ([fit_split] if fit_split else [])
+  scoring = ScoringSet(models, data_config, split_file, splits)
+  names = display_names(models)
+  views = dihedral_views()
+  probs = {s: {} for s in splits}  # split -> name -> (plain, tta)
+  for path in models:
+    for s in splits:
+      per_view = [scoring.probs(path, s, view) for view in views]
+      probs[s][names[path]] = (per_view[0], np.mean(per_view, axis=0))
+    progress(f"headroom: {names[path]}: {len(views)} views of {len(splits)} split(s) scored")
+  fit = ({n: (scoring.y_true[fit_split], *probs[fit_split][n]) for n in probs[fit_split]}
+         if fit_split else None)
+  rows = score_rows(scoring.y_true[split], {n: p[0] for n, p in probs[split].items()},
+                    {n: p[1] for n, p in probs[split].items()}, fit)
+  return {"split": split, "fit_split": fit_split or None, "n": int(len(scoring.y_true[split])),
+          "labels": scoring.labels, "models": {names[p]: p for p in models}, "rows": rows}
+
+
+def markdown(payload: dict) -> List[str]:
+  pct = lambda v: "n/a" if v is None else f"{100 * v:.1f}%"
+  fit = payload["fit_split"]
+  lines = ["# Headroom: balanced accuracy without training a better model", "",
+           f"{payload['n']} images ({payload['split']}). TTA8: mean over the 8 dihedral views. "
+           "Oracle offsets: per-class thresholds fit on this same split (uses its labels: an "
+           "upper bound, not a result)." +
+           (f" {fit} offsets: fit on the {fit} split, scored here (deployable)." if fit else ""),
+           ""]
+  head = ["model", "as shipped", "TTA8", "oracle offsets", "TTA8 + oracle offsets"]
+  keys = ["balanced_accuracy", "tta8", "oracle_offsets", "tta8_oracle_offsets"]
+  if fit:
+    head += [f"{fit} offsets", f"TTA8 + {fit} offsets"]
+    keys += ["fit_split_offsets", "tta8_fit_split_offsets"]
+  lines += ["| " + " | ".join(head) + " |", "|---|" + "---:|" * (len(head) - 1)]
+  for row in payload["rows"]:
+    lines.append(f"| {row['model']} | " + " | ".join(pct(row.get(k)) for k in keys) + " |")
+  return lines
+
+
+def measure_from_flags() -> dict:
+  from pipeline.config import DataConfig  # pylint: disable=g-import-not-at-top
+  from pipeline.errors import PipelineError  # pylint: disable=g-import-not-at-top
+  if not FLAGS.model:
+    raise PipelineError("give at least one --model=PATH (.tflite or a build's .keras)")
+  if not FLAGS.split_file:
+    raise PipelineError("give --split_file=BUILD/splits.csv: headroom is measured on one "
+                        "split of a build (usually test), never on its training images")
+  if FLAGS.fit_split == FLAGS.split:
+    raise PipelineError(f"--fit_split={FLAGS.fit_split} is the scored split; use another "
+                        "one (e.g. val), or leave it empty for the oracle bound only")
+  data_config = DataConfig(data_format=FLAGS.data_format, data_dir=FLAGS.data_dir,
+                           metadata_csv=FLAGS.metadata_csv, hmnist_labels=FLAGS.hmnist_labels)
+  data_config.validate()
+  return run(FLAGS.model, data_config, FLAGS.split_file, FLAGS.split, FLAGS.fit_split)
+
+
+def main(argv: List[str]) -> None:
+  from benchmarks import common  # pylint: disable=g-import-not-at-top
+  common.main("benchmarks.headroom", argv, measure_from_flags, markdown, FLAGS.output_json,
+              FLAGS.output_md)
+
+
+if __name__ == "__main__":
+  app.run(main)
