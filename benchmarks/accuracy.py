@@ -11,16 +11,13 @@ from typing import List
 from absl import app
 from absl import flags
 
-from pipeline.config import DATA_FORMATS
+from benchmarks import common
 
 flags.DEFINE_multi_string("model", [], "A .tflite with metadata, or a build's model_float.keras "
                           "(scored with the labels and normalization its build recorded; repeatable).")
 flags.DEFINE_string("float_reference", "", "The model others are compared with (agreement, "
                     "probability difference); added to --model if missing.")
-flags.DEFINE_enum("data_format", "ham10000", DATA_FORMATS, "Dataset layout (as pipeline.build).")
-flags.DEFINE_string("data_dir", "", "Image root.")
-flags.DEFINE_string("metadata_csv", "", "Metadata or pixel CSV.")
-flags.DEFINE_string("hmnist_labels", "", "hmnist_csv label table (as pipeline.build).")
+common.define_data_flags(flags)
 flags.DEFINE_string("split_file", "", "A build's splits.csv, to score one split only.")
 flags.DEFINE_string("split", "test", "With --split_file: which split to score.")
 flags.DEFINE_integer("bootstrap_rounds", 1000, "Bootstrap rounds for 95% intervals (0: off).")
@@ -101,13 +98,10 @@ def markdown(payload: dict) -> List[str]:
 
 
 def measure_from_flags() -> dict:
-  from pipeline.config import DataConfig  # pylint: disable=g-import-not-at-top
   from pipeline.errors import PipelineError  # pylint: disable=g-import-not-at-top
   if not FLAGS.model:
     raise PipelineError("give at least one --model=PATH.tflite")
-  data_config = DataConfig(data_format=FLAGS.data_format, data_dir=FLAGS.data_dir,
-                           metadata_csv=FLAGS.metadata_csv, hmnist_labels=FLAGS.hmnist_labels)
-  data_config.validate()
+  data_config = common.data_config_from_flags(FLAGS)
   plot_dir = os.path.dirname(os.path.abspath(FLAGS.output_json))
   os.makedirs(plot_dir, exist_ok=True)
   return run(FLAGS.model, FLAGS.float_reference, data_config, FLAGS.split_file, FLAGS.split,
@@ -115,7 +109,6 @@ def measure_from_flags() -> dict:
 
 
 def main(argv: List[str]) -> None:
-  from benchmarks import common  # pylint: disable=g-import-not-at-top
   common.main("benchmarks.accuracy", argv, measure_from_flags, markdown, FLAGS.output_json,
               FLAGS.output_md)
 

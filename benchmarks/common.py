@@ -7,6 +7,25 @@ from typing import Callable, List
 from pipeline import atomic
 
 
+def define_data_flags(flags) -> None:
+  """The dataset flags of a benchmark that reads labeled images (as pipeline.build has
+  them), defined by the entry point that calls this."""
+  from pipeline.config import DATA_FORMATS  # pylint: disable=g-import-not-at-top
+  flags.DEFINE_enum("data_format", "ham10000", DATA_FORMATS, "Dataset layout (as pipeline.build).")
+  flags.DEFINE_string("data_dir", "", "Image root.")
+  flags.DEFINE_string("metadata_csv", "", "Metadata or pixel CSV.")
+  flags.DEFINE_string("hmnist_labels", "", "hmnist_csv label table (as pipeline.build).")
+
+
+def data_config_from_flags(values):
+  """The validated DataConfig of the flags from `define_data_flags`."""
+  from pipeline.config import DataConfig  # pylint: disable=g-import-not-at-top
+  config = DataConfig(data_format=values.data_format, data_dir=values.data_dir,
+                      metadata_csv=values.metadata_csv, hmnist_labels=values.hmnist_labels)
+  config.validate()
+  return config
+
+
 def write_outputs(payload: dict, markdown: List[str], output_json: str, output_md: str) -> None:
   """Writes the JSON and Markdown reports atomically (making their folders) and says where
   they are."""

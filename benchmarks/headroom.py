@@ -26,14 +26,11 @@ import numpy as np
 from absl import app
 from absl import flags
 
-from pipeline.config import DATA_FORMATS
+from benchmarks import common
 
 flags.DEFINE_multi_string("model", [], "A .tflite with metadata, or a build's model_float.keras "
                           "(repeatable; two or more also score their ensemble).")
-flags.DEFINE_enum("data_format", "ham10000", DATA_FORMATS, "Dataset layout (as pipeline.build).")
-flags.DEFINE_string("data_dir", "", "Image root.")
-flags.DEFINE_string("metadata_csv", "", "Metadata or pixel CSV.")
-flags.DEFINE_string("hmnist_labels", "", "hmnist_csv label table (as pipeline.build).")
+common.define_data_flags(flags)
 flags.DEFINE_string("split_file", "", "A build's splits.csv (required: the split to score).")
 flags.DEFINE_string("split", "test", "The split to score.")
 flags.DEFINE_string("fit_split", "", "Also fit per-class offsets on this split (e.g. val) and "
@@ -143,7 +140,6 @@ def markdown(payload: dict) -> List[str]:
 
 
 def measure_from_flags() -> dict:
-  from pipeline.config import DataConfig  # pylint: disable=g-import-not-at-top
   from pipeline.errors import PipelineError  # pylint: disable=g-import-not-at-top
   if not FLAGS.model:
     raise PipelineError("give at least one --model=PATH (.tflite or a build's .keras)")
@@ -153,14 +149,11 @@ def measure_from_flags() -> dict:
   if FLAGS.fit_split == FLAGS.split:
     raise PipelineError(f"--fit_split={FLAGS.fit_split} is the scored split; use another "
                         "one (e.g. val), or leave it empty for the oracle bound only")
-  data_config = DataConfig(data_format=FLAGS.data_format, data_dir=FLAGS.data_dir,
-                           metadata_csv=FLAGS.metadata_csv, hmnist_labels=FLAGS.hmnist_labels)
-  data_config.validate()
+  data_config = common.data_config_from_flags(FLAGS)
   return run(FLAGS.model, data_config, FLAGS.split_file, FLAGS.split, FLAGS.fit_split)
 
 
 def main(argv: List[str]) -> None:
-  from benchmarks import common  # pylint: disable=g-import-not-at-top
   common.main("benchmarks.headroom", argv, measure_from_flags, markdown, FLAGS.output_json,
               FLAGS.output_md)
 

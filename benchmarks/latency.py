@@ -10,6 +10,8 @@ from typing import List
 from absl import app
 from absl import flags
 
+from benchmarks import common
+
 flags.DEFINE_multi_string("model", [], "A .tflite to time (repeatable).")
 flags.DEFINE_list("threads", ["1", "2"], "Interpreter thread counts.")
 flags.DEFINE_integer("runs", 200, "Timed rounds; each round invokes every model once.")
@@ -97,7 +99,6 @@ def measure_from_flags() -> dict:
 
 
 def main(argv: List[str]) -> None:
-  from benchmarks import common  # pylint: disable=g-import-not-at-top
   common.main("benchmarks.latency", argv, measure_from_flags, markdown, FLAGS.output_json,
               FLAGS.output_md)
 
