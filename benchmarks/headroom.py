@@ -20,7 +20,7 @@ better (data, resolution, backbone).
       --output_json=headroom.json
 """
 
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 import numpy as np
 from absl import app
@@ -51,15 +51,20 @@ def dihedral_views():
   return views
 
 
+def _log(probs: np.ndarray) -> np.ndarray:
+  return np.log(np.maximum(probs, 1e-12))
+
+
 def _balanced(y_true: np.ndarray, probs: np.ndarray, offsets=None) -> float:
+  """Balanced accuracy of argmax(log probs + offsets)."""
   from pipeline import metrics  # pylint: disable=g-import-not-at-top
-  scores = np.log(np.maximum(probs, 1e-12)) + (0.0 if offsets is None else offsets)
+  scores = _log(probs) + (0.0 if offsets is None else offsets)
   return metrics.balanced_accuracy(
       metrics.confusion_matrix(y_true, scores.argmax(axis=1), probs.shape[1]))
 
 
 def score_rows(y_true: np.ndarray, plain: Dict[str, np.ndarray], tta: Dict[str, np.ndarray],
-               fit: Dict[str, tuple] = None) -> List[dict]:
+               fit: Optional[Dict[str, tuple]] = None) -> List[dict]:
   """One row per model (plus the ensemble when there are several).
 
   Args:
@@ -80,19 +85,18 @@ def score_rows(y_true: np.ndarray, plain: Dict[str, np.ndarray], tta: Dict[str, 
       fit[ENSEMBLE] = (next(iter(fit.values()))[0],
                        np.mean([f[1] for f in fit.values()], axis=0),
                        np.mean([f[2] for f in fit.values()], axis=0))
-  log = lambda p: np.log(np.maximum(p, 1e-12))
   rows = []
   for name in plain:
     row = {"model": name, "balanced_accuracy": _balanced(y_true, plain[name]),
            "tta8": _balanced(y_true, tta[name])}
     for key, probs in (("oracle_offsets", plain[name]), ("tta8_oracle_offsets", tta[name])):
-      row[key] = _balanced(y_true, probs, metrics.fit_class_offsets(y_true, log(probs)))
+      row[key] = _balanced(y_true, probs, metrics.fit_class_offsets(y_true, _log(probs)))
     if name in fit:
       y_fit, plain_fit, tta_fit = fit[name]
       row["fit_split_offsets"] = _balanced(
-          y_true, plain[name], metrics.fit_class_offsets(y_fit, log(plain_fit)))
+          y_true, plain[name], metrics.fit_class_offsets(y_fit, _log(plain_fit)))
       row["tta8_fit_split_offsets"] = _balanced(
-          y_true, tta[name], metrics.fit_class_offsets(y_fit, log(tta_fit)))
+          y_true, tta[name], metrics.fit_class_offsets(y_fit, _log(tta_fit)))
     rows.append(row)
   return rows
 
