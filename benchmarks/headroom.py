@@ -58,9 +58,8 @@ def _log(probs: np.ndarray) -> np.ndarray:
 def _balanced(y_true: np.ndarray, probs: np.ndarray, offsets=None) -> float:
   """Balanced accuracy of argmax(log probs + offsets)."""
   from pipeline import metrics  # pylint: disable=g-import-not-at-top
-  scores = _log(probs) + (0.0 if offsets is None else offsets)
-  return metrics.balanced_accuracy(
-      metrics.confusion_matrix(y_true, scores.argmax(axis=1), probs.shape[1]))
+  return metrics.argmax_balanced_accuracy(
+      y_true, _log(probs) + (0.0 if offsets is None else offsets))
 
 
 def score_rows(y_true: np.ndarray, plain: Dict[str, np.ndarray], tta: Dict[str, np.ndarray],

@@ -35,6 +35,12 @@ def balanced_accuracy(cm: np.ndarray) -> float:
   return float((np.diag(cm)[present] / support[present]).mean())
 
 
+def argmax_balanced_accuracy(y_true: np.ndarray, scores: np.ndarray) -> float:
+  """Balanced accuracy of the top-1 of per-class scores [N, K] (probabilities, logits or
+  offset log-probabilities)."""
+  return balanced_accuracy(confusion_matrix(y_true, scores.argmax(axis=1), scores.shape[1]))
+
+
 def top_k_accuracy(y_true: np.ndarray, probs: np.ndarray, k: int) -> float:
   """Share of items whose true class is among the k highest probabilities."""
   k = min(k, probs.shape[1])
@@ -95,7 +101,7 @@ def fit_class_offsets(y_true: np.ndarray, log_probs: np.ndarray, rounds: int = 3
   """
   k = log_probs.shape[1]
   offsets = np.zeros(k)
-  score = lambda o: balanced_accuracy(confusion_matrix(y_true, (log_probs + o).argmax(1), k))
+  score = lambda o: argmax_balanced_accuracy(y_true, log_probs + o)
   best = score(offsets)
   for _ in range(rounds):
     for c in range(k):

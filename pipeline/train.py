@@ -187,7 +187,7 @@ class _EpochCheckpoint(keras.callbacks.Callback):
   def on_epoch_end(self, epoch, logs=None):
     probs = self.model.predict(self.val_inputs, verbose=0)
     y = self.val_labels
-    bacc = metrics.balanced_accuracy(metrics.confusion_matrix(y, probs.argmax(1), probs.shape[1]))
+    bacc = metrics.argmax_balanced_accuracy(y, probs)
     val_loss = float(-np.log(np.clip(probs[np.arange(len(y)), y], 1e-7, 1.0)).mean())
     history = self.state["history"]
     for key, value in (("loss", (logs or {}).get("loss", float("nan"))), ("val_loss", val_loss),
