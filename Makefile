@@ -1,4 +1,4 @@
-# make demo | make test | make bench | make ham10000 | make clean
+# make demo | make test | make bench | make ham10000 | make demo-seeds | make clean
 PY ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 PYTHON := $(VENV)/bin/python
@@ -8,7 +8,7 @@ SHARED ?= ../shared
 BUILD_DIR ?= $(shell ls -td build/*/ 2>/dev/null | while read d; do [ -f "$$d/model_int8.tflite" ] && echo "$${d%/}" && break; done)
 ANCHOR := $(SHARED)/anchors/tf2_mobilenet_v2_1.0_224_ptq.tflite
 
-.PHONY: venv demo test bench ham10000 clean
+.PHONY: venv demo demo-seeds test bench ham10000 clean
 
 $(STAMP): requirements.txt requirements-nodeps.txt pyproject.toml
 	test -x $(PYTHON) || $(PY) -m venv $(VENV)
@@ -21,6 +21,11 @@ venv: $(STAMP)
 
 demo: venv
 	$(PYTHON) -m pipeline.build --flagfile=configs/demo.flags
+
+# The demo build under five seeds: its parity gate must pass every time.
+demo-seeds: venv
+	$(PYTHON) -m benchmarks.gate_seeds --build_flagfile=configs/demo.flags --seeds=1,2,3,4,5 \
+	  --output_dir=build/gate_seeds
 
 test: venv
 	$(PYTHON) -m pytest -q tests

@@ -36,7 +36,9 @@ def run(models: List[str], float_reference: str, data_config, split_file: str, s
   """
   from benchmarks import scoring as scoring_lib  # pylint: disable=g-import-not-at-top
   from pipeline import metrics  # pylint: disable=g-import-not-at-top
+  from pipeline import parity  # pylint: disable=g-import-not-at-top
   from pipeline import report as report_lib  # pylint: disable=g-import-not-at-top
+  from pipeline.config import GateConfig  # pylint: disable=g-import-not-at-top
 
   if float_reference and float_reference not in models:
     models = models + [float_reference]
@@ -50,6 +52,9 @@ def run(models: List[str], float_reference: str, data_config, split_file: str, s
     ref = probs[float_reference] if float_reference and path != float_reference else None
     r = metrics.classification_report(y_true, probs[path], labels, reference_probs=ref,
                                       bootstrap_rounds=bootstrap_rounds, seed=seed)
+    if ref is not None:  # The parity gate's paired figures and its default rule's verdict.
+      r["paired"] = parity.paired_comparison(y_true, ref, probs[path], labels, seed=seed)
+      r["gate_default_rule"] = parity.verdict(r["paired"], GateConfig(), names[path]).passed
     r["model"] = path
     r["name"] = names[path]
     r["size_bytes"] = os.path.getsize(path)
@@ -85,6 +90,18 @@ def markdown(payload: dict) -> List[str]:
     lines.append(f"| {name} | {fmt(ci.get('accuracy'))} | {fmt(ci.get('balanced_accuracy'))} | "
                  f"{100 * r['top3_accuracy']:.1f}% | {'n/a' if diff is None else f'{diff:.4f}'} | "
                  f"{flips} |")
+  paired = {name: r["paired"] for name, r in models.items() if "paired" in r}
+  if paired:
+    lines += ["", "Paired with the reference on the same images (the build's parity gate):", "",
+              "| model | reference alone right | model alone right | McNemar p (one-sided: "
+              "model worse) | balanced-acc. drop (paired 95% CI) | gate, default rule |",
+              "|---|---:|---:|---:|---:|---|"]
+    for name, p in paired.items():
+      m, (lo, hi) = p["mcnemar"], p["balanced_accuracy_drop_ci95"]
+      lines.append(f"| {name} | {m['reference_only_right']} | {m['candidate_only_right']} | "
+                   f"{m['p_two_sided']:.3g} ({m['p_candidate_worse']:.3g}) | "
+                   f"{100 * p['balanced_accuracy_drop']:+.2f} ({100 * lo:+.2f} to {100 * hi:+.2f}) "
+                   f"| {'passes' if models[name]['gate_default_rule'] else 'FAILS'} |")
   lines += ["", "A top-1 flip is an image whose top-1 differs from the reference's; its margin is "
             "the reference's top-1 minus top-2 probability there (near 0: a near-tie that any "
             "rounding can flip; large: a real disagreement)."]

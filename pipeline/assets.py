@@ -1,5 +1,6 @@
 """Assets stage: the drop-in android_assets/ folder (model, labels, model card, snippets)."""
 
+import json
 import os
 from typing import Dict, Optional, Sequence
 
@@ -11,16 +12,22 @@ DISCLAIMER = ("This model is a triage aid, never a diagnosis. It is not a diagno
 
 MODEL_FILE = "model.tflite"
 LABELS_FILE = "labels.txt"
+REFERRAL_FILE = "referral.json"
 
 
 def write_assets(assets_dir: str, model_bytes: bytes, labels: Sequence[str],
-                 model_card: str, readme: str) -> None:
-  """Replaces `assets_dir` atomically with model.tflite, labels.txt, MODEL_CARD.md, README.md.
+                 model_card: str, readme: str, referral: Optional[dict] = None) -> None:
+  """Replaces `assets_dir` atomically with model.tflite, labels.txt, MODEL_CARD.md, README.md
+  and, when the model has a referral threshold, referral.json.
 
   The new folder is built beside the old one and swapped in, so a failed or killed build
   never leaves a partial android_assets/.
   """
   with atomic.replace_directory(assets_dir) as staging:
+    if referral:
+      with open(os.path.join(staging, REFERRAL_FILE), "w", encoding="utf-8") as f:
+        json.dump(referral, f, indent=2)
+        f.write("\n")
     with open(os.path.join(staging, MODEL_FILE), "wb") as f:
       f.write(model_bytes)
     with open(os.path.join(staging, LABELS_FILE), "w", encoding="utf-8") as f:
@@ -80,9 +87,10 @@ def model_card(info: Dict[str, str], report: dict, display_names: Sequence[str],
   if int8.get("malignant_sensitivity") is not None:
     lines += ["", f"Malignant-group sensitivity (mel, bcc, akiec predicted as any of them): "
               f"float32 {ref['malignant_sensitivity']:.3f}, int8 {int8['malignant_sensitivity']:.3f}."]
+  lines += referral_section(report.get("referral"))
   gate = report.get("gate")
   if gate:
-    lines += ["", gate["message"] + "."]
+    lines += ["", "## Parity gate (int8 against float32)", "", gate["message"]]
   if latency:
     lines += ["", "## Latency", "", "On the build machine's CPU (LiteRT interpreter, XNNPACK), "
               "median of interleaved runs; phones differ, measure on the target device.", "",
@@ -101,9 +109,70 @@ def model_card(info: Dict[str, str], report: dict, display_names: Sequence[str],
   return "\n".join(lines)
 
 
-def readme(tensors: dict, labels: Sequence[str]) -> str:
+def referral_section(referral: Optional[dict]) -> list:
+  """The model card's referral paragraph and table (empty without a referral threshold)."""
+  if not referral:
+    return []
+  ci = lambda r, k: (f" ({100 * r['ci95'][k][0]:.1f}-{100 * r['ci95'][k][1]:.1f})"
+                     if r.get("ci95") else "")
+  lines = ["", "## Referral threshold", "",
+           f"Refer the person to a clinician when {referral['score']} is at least "
+           f"**{referral['threshold']:.4f}** (`{REFERRAL_FILE}`). The threshold was fit on the "
+           f"{referral['fit_on']} to refer {referral['target_sensitivity']:.0%} of its serious "
+           f"cases (it referred {referral['validation']['sensitivity']:.1%} of "
+           f"{referral['validation']['positives']}). On the test split (95% intervals):", "",
+           "| model | sensitivity | specificity | ROC AUC |", "|---|---:|---:|---:|"]
+  for name, r in referral["test"].items():
+    auc = f"{r['roc_auc']:.3f}" if r["roc_auc"] is not None else "n/a"
+    lines.append(f"| {name} | {100 * r['sensitivity']:.1f}%{ci(r, 'sensitivity')} | "
+                 f"{100 * r['specificity']:.1f}%{ci(r, 'specificity')} | {auc} |")
+  lines += ["", "A referral is a prompt to seek care, never a diagnosis; a photo that is not "
+            "referred can still be serious."]
+  return lines
+
+
+def readme(tensors: dict, labels: Sequence[str], referral: Optional[dict] = None) -> str:
   """Renders android_assets/README.md with snippets that match the real file and types."""
   t = tensors
+  files = "" if not referral else (
+      f"\n| `{REFERRAL_FILE}` | the referral threshold on P({' + '.join(referral['classes'])}) "
+      "and its measured sensitivity and specificity |")
+  return _readme_body(t, labels, files) + (_referral_snippets(referral) if referral else "") + \
+      "\nShow the user the disclaimer with every result.\n"
+
+
+def _referral_snippets(referral: dict) -> str:
+  """README section: how an app applies referral.json (all class scores are needed)."""
+  classes = ", ".join(f'"{c}"' for c in referral["classes"])
+  return f"""
+## Referral (`{REFERRAL_FILE}`)
+
+Refer the user to a clinician when the summed probability of {', '.join(referral['classes'])}
+is at least `threshold` ({referral['threshold']:.4f}); on the test split that referred
+{100 * referral['test']['sensitivity']:.1f}% of the serious cases at a specificity of
+{100 * referral['test']['specificity']:.1f}% (MODEL_CARD.md). Ask the classifier for every class
+(no `maxResults` limit) so that the sum sees all of them.
+
+```kotlin
+val referral = JSONObject(context.assets.open("{REFERRAL_FILE}").bufferedReader().readText())
+val serious = referral.getJSONArray("classes").let {{ a -> (0 until a.length()).map {{ a.getString(it) }} }}
+// Task Library: categories of classify(...) with the default maxResults (all classes).
+val score = categories.filter {{ it.label in serious }}.sumOf {{ it.score.toDouble() }}
+val refer = score >= referral.getDouble("threshold")
+```
+
+```swift
+let data = try Data(contentsOf: Bundle.main.url(forResource: "referral", withExtension: "json")!)
+let referral = try JSONSerialization.jsonObject(with: data) as! [String: Any]
+let serious = Set(referral["classes"] as! [String])  // {classes}
+let categories = result.classificationResult.classifications.first?.categories ?? []
+let score = categories.filter {{ serious.contains($0.categoryName ?? "") }}.reduce(0.0) {{ $0 + Double($1.score) }}
+let refer = score >= (referral["threshold"] as! Double)
+```
+"""
+
+
+def _readme_body(t: dict, labels: Sequence[str], files: str) -> str:
   return f"""# android_assets
 
 Drop-in files for an Android or iOS app. {DISCLAIMER}
@@ -112,7 +181,7 @@ Drop-in files for an Android or iOS app. {DISCLAIMER}
 |---|---|
 | `{MODEL_FILE}` | int8 MobileNetV2 classifier with TFLite metadata (labels, display names, normalization) |
 | `{LABELS_FILE}` | the {len(labels)} class ids in output order (also embedded in the model) |
-| `MODEL_CARD.md` | data, metrics, latency, limitations and intended use |
+| `MODEL_CARD.md` | data, metrics, latency, limitations and intended use |{files}
 
 Input: `{t['input_dtype']}` tensor of shape {t['input_shape']}, RGB pixels 0-255 (the APIs below
 resize and convert the bitmap for you). Output: `{t['output_dtype']}` tensor of shape
@@ -128,7 +197,7 @@ import org.tensorflow.lite.support.image.TensorImage
 import org.tensorflow.lite.task.vision.classifier.ImageClassifier
 
 val options = ImageClassifier.ImageClassifierOptions.builder()
-    .setMaxResults(3)
+    .setMaxResults(5)
     .build()
 val classifier = ImageClassifier.createFromFileAndOptions(context, "{MODEL_FILE}", options)
 val categories = classifier.classify(TensorImage.fromBitmap(bitmap))[0].categories
@@ -144,7 +213,7 @@ import com.google.mediapipe.tasks.vision.imageclassifier.ImageClassifier
 
 val options = ImageClassifier.ImageClassifierOptions.builder()
     .setBaseOptions(BaseOptions.builder().setModelAssetPath("{MODEL_FILE}").build())
-    .setMaxResults(3)
+    .setMaxResults(5)
     .build()
 val classifier = ImageClassifier.createFromOptions(context, options)
 val result = classifier.classify(BitmapImageBuilder(bitmap).build())
@@ -161,13 +230,11 @@ import MediaPipeTasksVision
 
 let options = ImageClassifierOptions()
 options.baseOptions.modelAssetPath = Bundle.main.path(forResource: "model", ofType: "tflite")!
-options.maxResults = 3
+options.maxResults = 5
 let classifier = try ImageClassifier(options: options)
 let result = try classifier.classify(image: try MPImage(uiImage: image))
 if let top = result.classificationResult.classifications.first?.categories.first {{
   print("\\(top.categoryName ?? "") (\\(top.displayName ?? "")): \\(top.score)")
 }}
 ```
-
-Show the user the disclaimer with every result.
 """

@@ -1,45 +1,77 @@
-"""Evaluate stage and parity gate: TFLite models on the test split through LiteRT."""
+"""Evaluate stage: TFLite models on the test split through LiteRT, scored and compared."""
 
-import dataclasses
-from typing import Dict, Sequence
+from typing import Dict, Optional, Sequence
 
 import numpy as np
 
 from pipeline import metrics
+from pipeline import parity
 from pipeline.errors import PipelineError
 from pipeline.preprocessing import Normalization
 from pipeline.runner import LiteRunner
 
 
-def evaluate_models(models: Dict[str, bytes], pixels: np.ndarray, y_true: np.ndarray,
-                    labels: Sequence[str], normalization: Normalization,
-                    reference: str = "float32", bootstrap_rounds: int = 1000,
-                    seed: int = 0) -> Dict[str, dict]:
-  """Runs every model on the same images with the LiteRT interpreter.
+def predict_models(models: Dict[str, bytes], pixels: np.ndarray, labels: Sequence[str],
+                   normalization: Normalization) -> Dict[str, np.ndarray]:
+  """Every model's probabilities on the same images through LiteRT, in `labels` order.
 
   Args:
-    models: {variant: tflite bytes}; must contain `reference`.
-    pixels: uint8 test images [N, S, S, 3].
-    y_true: true class indices.
-    labels: class names in output order.
+    models: {variant: tflite bytes}.
+    pixels: uint8 images [N, S, S, 3].
+    labels: class names in the order wanted.
     normalization: the models' input normalization.
+
+  Returns:
+    {variant: probabilities [N, K]}, columns mapped by each model's embedded labels.
+  """
+  return {name: align_to_labels(LiteRunner(blob, normalization).predict(pixels),
+                                embedded_labels(blob), labels, name)
+          for name, blob in models.items()}
+
+
+def score_models(probs: Dict[str, np.ndarray], y_true: np.ndarray, labels: Sequence[str],
+                 keys: Optional[Sequence[str]] = None, reference: str = "float32",
+                 bootstrap_rounds: int = 1000, paired_rounds: int = 2000,
+                 seed: int = 0) -> Dict[str, dict]:
+  """Metrics of every model, and each one's paired comparison with `reference`.
+
+  Args:
+    probs: {variant: probabilities [N, K]} on the same images; must contain `reference`.
+    y_true: true class indices.
+    labels: class names in column order.
+    keys: image ids (named in the flip lists).
     reference: the variant the others are compared with.
-    bootstrap_rounds: for 95% intervals (0 to skip).
+    bootstrap_rounds: for each model's 95% intervals (0 to skip).
+    paired_rounds: for the paired drop's interval.
     seed: bootstrap seed.
 
   Returns:
-    {variant: metrics.classification_report(...) plus "size_bytes"}.
+    {variant: metrics.classification_report(...), plus "paired" (parity.paired_comparison)
+    for every variant but the reference}.
   """
-  probs = {name: align_to_labels(LiteRunner(blob, normalization).predict(pixels),
-                                 embedded_labels(blob), labels, name)
-           for name, blob in models.items()}
-  ref = probs.get(reference)
+  ref = probs[reference]
   out = {}
   for name, p in probs.items():
+    is_ref = name == reference
     out[name] = metrics.classification_report(
-        y_true, p, labels, reference_probs=None if name == reference else ref,
+        y_true, p, labels, reference_probs=None if is_ref else ref,
         bootstrap_rounds=bootstrap_rounds, seed=seed)
-    out[name]["size_bytes"] = len(models[name])
+    if not is_ref:
+      out[name]["paired"] = parity.paired_comparison(y_true, ref, p, labels, keys,
+                                                     paired_rounds, seed)
+  return out
+
+
+def evaluate_models(models: Dict[str, bytes], pixels: np.ndarray, y_true: np.ndarray,
+                    labels: Sequence[str], normalization: Normalization,
+                    keys: Optional[Sequence[str]] = None, reference: str = "float32",
+                    bootstrap_rounds: int = 1000, paired_rounds: int = 2000,
+                    seed: int = 0) -> Dict[str, dict]:
+  """`score_models` of `predict_models`, plus each model's "size_bytes"."""
+  out = score_models(predict_models(models, pixels, labels, normalization), y_true, labels,
+                     keys, reference, bootstrap_rounds, paired_rounds, seed)
+  for name, blob in models.items():
+    out[name]["size_bytes"] = len(blob)
   return out
 
 
@@ -68,50 +100,3 @@ def align_to_labels(probs: np.ndarray, model_labels, labels: Sequence[str],
     raise PipelineError(f"{where}: its embedded labels {list(model_labels)} are not the "
                         f"dataset's labels {list(labels)}")
   return probs[:, [list(model_labels).index(l) for l in labels]]
-
-
-@dataclasses.dataclass(frozen=True)
-class GateResult:
-  """The parity gate's figures and verdict."""
-  passed: bool
-  top1_agreement: float
-  balanced_accuracy_drop: float
-  min_top1_agreement: float
-  max_balanced_accuracy_drop: float
-
-  def message(self) -> str:
-    verdict = "passed" if self.passed else "FAILED"
-    return (f"parity gate {verdict}: int8 vs float32 top-1 agreement "
-            f"{self.top1_agreement:.4f} (min {self.min_top1_agreement:.4f}), balanced accuracy "
-            f"drop {self.balanced_accuracy_drop * 100:+.2f} points (max "
-            f"{self.max_balanced_accuracy_drop * 100:.2f})")
-
-
-def parity_gate(candidate: dict, reference: dict, min_top1_agreement: float,
-                max_balanced_accuracy_drop: float) -> GateResult:
-  """Compares a candidate's metrics with the reference's (both from `evaluate_models`).
-
-  Args:
-    candidate: the int8 model's report (holds top1_agreement with the reference).
-    reference: the float32 model's report.
-    min_top1_agreement: e.g. 0.98.
-    max_balanced_accuracy_drop: e.g. 0.01 (one point).
-
-  Returns:
-    The verdict with its figures.
-  """
-  drop = reference["balanced_accuracy"] - candidate["balanced_accuracy"]
-  agreement = candidate["top1_agreement"]
-  return GateResult(passed=agreement >= min_top1_agreement and
-                    drop <= max_balanced_accuracy_drop + 1e-12,
-                    top1_agreement=agreement, balanced_accuracy_drop=drop,
-                    min_top1_agreement=min_top1_agreement,
-                    max_balanced_accuracy_drop=max_balanced_accuracy_drop)
-
-
-def check_gate(result: GateResult) -> None:
-  """Raises PipelineError when the gate failed, with the figures and thresholds."""
-  if not result.passed:
-    raise PipelineError(result.message() + "; android_assets/ was not updated. Train longer "
-                        "(--qat_epochs), check the export, or relax --gate_min_agreement / "
-                        "--gate_max_bacc_drop deliberately")

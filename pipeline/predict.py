@@ -13,7 +13,8 @@ from absl import flags
 from pipeline.errors import PipelineError
 
 flags.DEFINE_string("model", "android_assets/model.tflite", "A .tflite built by pipeline.build.")
-flags.DEFINE_integer("top_k", 3, "How many labels to print per image.")
+flags.DEFINE_integer("top_k", 5, "How many labels to print per image (at most the number of "
+                     "classes).", lower_bound=1)
 FLAGS = flags.FLAGS
 
 
@@ -26,7 +27,9 @@ def predict(model_path: str, image_paths: List[str], top_k: int) -> List[dict]:
     top_k: labels per image.
 
   Returns:
-    [{"image": path, "top": [{"label", "display_name", "score"}, ...]}, ...]
+    [{"image": path, "top": [{"label", "display_name", "score"}, ...], "refer": bool or None,
+      "referral_score": float or None}, ...]; "refer" is None without a referral threshold
+    that was fit for this model file (referral.json beside it).
 
   Raises:
     PipelineError: the model or an image cannot be read.
@@ -34,8 +37,12 @@ def predict(model_path: str, image_paths: List[str], top_k: int) -> List[dict]:
   import numpy as np  # pylint: disable=g-import-not-at-top
   from pipeline import images as images_lib  # pylint: disable=g-import-not-at-top
   from pipeline.runner import load_model_file  # pylint: disable=g-import-not-at-top
+  import hashlib  # pylint: disable=g-import-not-at-top
+  from pipeline import referral as referral_lib  # pylint: disable=g-import-not-at-top
   runner, meta = load_model_file(model_path)
   names = meta["display_names"] or meta["labels"]
+  with open(model_path, "rb") as f:
+    referral, _ = referral_lib.load_for_model(model_path, hashlib.sha256(f.read()).hexdigest())
   results = []
   for path in image_paths:
     try:
@@ -44,9 +51,12 @@ def predict(model_path: str, image_paths: List[str], top_k: int) -> List[dict]:
       raise PipelineError(f"{path}: {e}; give a JPEG or PNG image") from e
     probs = runner.predict(pixels[None])[0]
     order = np.argsort(-probs, kind="stable")[:top_k]
+    score = (float(referral_lib.serious_score(probs[None], meta["labels"],
+                                              referral["classes"])[0]) if referral else None)
     results.append({"image": path, "top": [
         {"label": meta["labels"][i], "display_name": names[i], "score": float(probs[i])}
-        for i in order]})
+        for i in order], "refer": None if referral is None else score >= referral["threshold"],
+                    "referral_score": score})
   return results
 
 
@@ -64,6 +74,8 @@ def main(argv: List[str]) -> None:
     print(r["image"])
     for t in r["top"]:
       print(f"  {t['score']:6.3f}  {t['label']:<12s} {t['display_name']}")
+    if r["refer"] is not None:
+      print(f"  refer: {'yes' if r['refer'] else 'no'} (P(serious) {r['referral_score']:.3f})")
   print(f"\n{DISCLAIMER}")
 
 

@@ -32,6 +32,20 @@ def models_table(models: Dict[str, dict], labels: Sequence[str]) -> List[str]:
   return rows
 
 
+def flips_table(paired: Optional[dict], most: int = 10) -> List[str]:
+  """Markdown rows of the images whose top-1 int8 changed, the surest float32 first."""
+  if not paired or not paired["flips"]:
+    return []
+  rows = ["", f"Flips (int8's top-1 differs from float32's; {len(paired['flips'])}, the "
+          f"{min(most, len(paired['flips']))} where float32 was surest):", "",
+          "| image | true | float32 top-2 | int8 top-2 | float32 margin |", "|---|---|---|---|---:|"]
+  top2 = lambda t: ", ".join(f"{label} {p:.2f}" for label, p in t)
+  for f in paired["flips"][:most]:
+    rows.append(f"| {f['image']} | {f['true']} | {top2(f['reference_top2'])} | "
+                f"{top2(f['candidate_top2'])} | {f['reference_margin']:.3f} |")
+  return rows
+
+
 def write_report(path_json: str, path_md: str, report: dict) -> None:
   """Writes the build report as JSON and as Markdown."""
   atomic.write_json(path_json, report)
@@ -76,13 +90,17 @@ def write_report(path_json: str, path_md: str, report: dict) -> None:
     lines += models_table(report["models"], report["data"]["labels"])
   if report.get("gate"):
     lines += ["", "## Parity gate", "", report["gate"]["message"]]
-    int8 = report.get("models", {}).get("int8", {})
-    if int8.get("disagreements"):
-      lines += ["", f"int8's top-1 differs from float32's on {int8['disagreements']} test images; "
-                "float32's top-1 margin (top-1 minus top-2 probability) on them: median "
-                f"{int8['disagreement_median_reference_margin']:.3f}, max "
-                f"{int8['disagreement_max_reference_margin']:.3f} (near 0: near-ties that any "
-                "rounding can flip)."]
+    if report["gate"].get("referral"):
+      lines += ["", report["gate"]["referral"]]
+    others = report["gate"].get("other_variants", {})
+    if others:
+      lines += ["", "The same rule on the other variants (reported, not enforced): " + ", ".join(
+          f"{name} {'passes' if ok else 'FAILS'}" for name, ok in others.items()) + "."]
+    lines += flips_table(report.get("models", {}).get("int8", {}).get("paired"))
+  if report.get("referral"):
+    from pipeline import assets  # pylint: disable=g-import-not-at-top
+    lines += assets.referral_section(report["referral"])
+    lines += ["", "ROC of the serious-class score: `referral_roc.png`."]
   if report.get("task_library"):
     lines += ["", "## On-device API check", "", report["task_library"]["message"]]
   lines += ["", "## Stage times", "", "| stage | seconds |", "|---|---:|"]
@@ -92,7 +110,7 @@ def write_report(path_json: str, path_md: str, report: dict) -> None:
   atomic.write_text(path_md, "\n".join(lines) + "\n")
 
 
-def _savefig(fig, path: str) -> None:
+def save_figure(fig, path: str) -> None:
   tmp = path + ".tmp.png"
   fig.savefig(tmp, dpi=110, bbox_inches="tight")
   os.replace(tmp, path)
@@ -121,7 +139,7 @@ def plot_training_curves(phases: Dict[str, dict], path: str) -> None:
   ax_acc.set(title="validation balanced accuracy", xlabel="epoch (all phases)", ylim=(0, 1))
   ax_loss.legend(fontsize=8)
   ax_acc.legend(fontsize=8)
-  _savefig(fig, path)
+  save_figure(fig, path)
   plt.close(fig)
 
 
@@ -145,5 +163,5 @@ def plot_confusion_matrices(matrices: Dict[str, list], labels: Sequence[str], pa
            ylabel="true")
     ax.set_xticklabels(labels, rotation=45, ha="right", fontsize=8)
     ax.set_yticklabels(labels, fontsize=8)
-  _savefig(fig, path)
+  save_figure(fig, path)
   plt.close(fig)

@@ -1,6 +1,8 @@
 """Runs the build's stages in order from a BuildConfig; resumable, flag-free."""
 
+import dataclasses
 import datetime
+import hashlib
 import json
 import os
 import shutil
@@ -18,6 +20,8 @@ from pipeline import evaluate as evaluate_lib
 from pipeline import export as export_lib
 from pipeline import labels as labels_lib
 from pipeline import model as model_lib
+from pipeline import parity
+from pipeline import referral as referral_lib
 from pipeline import report as report_lib
 from pipeline import tflite_metadata
 from pipeline import train as train_lib
@@ -167,6 +171,7 @@ def run(config: BuildConfig, log: Optional[Callable[[str], None]] = None) -> dic
   if previous_labels is not None and previous_labels != labels:
     raise PipelineError(f"--resume: the data now gives labels {labels}, the interrupted build "
                         f"had {previous_labels}; the dataset changed, start a fresh build")
+  config.referral.check_labels(config.data.data_format, labels)  # Before hours of training.
   report["data"] = bundle.report
   counts = ", ".join(f"{k} {len(s)}" for k, s in bundle.splits.items())
   log(f"data: {sum(len(s) for s in bundle.splits.values())} images ({counts}), "
@@ -287,27 +292,51 @@ def run(config: BuildConfig, log: Optional[Callable[[str], None]] = None) -> dic
   # ---- evaluate
   t0 = time.time()
   test = bundle.splits["test"]
-  test_pixels = split_pixels(test, bundle.image_size)
-  report["models"] = evaluate_lib.evaluate_models(blobs, test_pixels, test.labels, labels,
-                                                  normalization, seed=config.seed)
+  test_probs = evaluate_lib.predict_models(blobs, split_pixels(test, bundle.image_size), labels,
+                                           normalization)
+  report["models"] = evaluate_lib.score_models(
+      test_probs, test.labels, labels, keys=test.keys, seed=config.seed,
+      paired_rounds=config.gate.bootstrap_rounds)
+  for name, blob in blobs.items():
+    report["models"][name]["size_bytes"] = len(blob)
   report_lib.plot_confusion_matrices(
       {name: report["models"][name]["confusion_matrix"] for name in ("float32", "int8")},
       labels, os.path.join(out, "confusion_matrix.png"))
   for name, m in report["models"].items():
     log(f"evaluate: {name:9s} accuracy {m['accuracy']:.4f}  balanced {m['balanced_accuracy']:.4f}"
         + (f"  agreement {m['top1_agreement']:.4f}" if "top1_agreement" in m else ""))
+  serious = config.referral.classes(config.data.data_format)
+  if serious:
+    report["referral"] = _referral(config, bundle, blobs, test_probs, labels, normalization, out)
+    r = report["referral"]
+    log(f"evaluate: referral threshold {r['threshold']:.3f} on P({'+'.join(serious)}) for "
+        f"{r['target_sensitivity']:.0%} validation sensitivity; test sensitivity / specificity: "
+        + ", ".join(f"{n} {t['sensitivity']:.3f} / {t['specificity']:.3f}"
+                    for n, t in r["test"].items()))
   if finish("evaluate", time.time() - t0):
     return report
 
   # ---- gate
-  gate = evaluate_lib.parity_gate(report["models"]["int8"], report["models"]["float32"],
-                                  config.gate.min_top1_agreement,
-                                  config.gate.max_balanced_accuracy_drop)
-  report["gate"] = {**vars(gate), "message": gate.message(), "enforced": config.gate.enabled}
+  gate = parity.verdict(report["models"]["int8"]["paired"], config.gate)
+  report["gate"] = {**dataclasses.asdict(gate), "message": gate.message(),
+                    "enforced": config.gate.enabled,
+                    # The same rule applied to the other variants, for QA (never enforced).
+                    "other_variants": {
+                        name: parity.verdict(m["paired"], config.gate, name).passed
+                        for name, m in report["models"].items()
+                        if name not in ("int8", "float32")}}
+  if report.get("referral"):
+    test = report["referral"]["test"]
+    report["gate"]["referral"] = (
+        f"At the shipped referral threshold ({report['referral']['threshold']:.3f}) the int8 "
+        f"model refers {test['int8']['sensitivity']:.1%} of the serious test cases, float32 "
+        f"{test['float32']['sensitivity']:.1%}.")
   save_report()
   log(gate.message())
+  if report["gate"].get("referral"):
+    log(report["gate"]["referral"])
   if config.gate.enabled:
-    evaluate_lib.check_gate(gate)
+    parity.check_gate(gate, config.assets_dir)
   if finish("gate", 0.0):
     return report
 
@@ -318,14 +347,39 @@ def run(config: BuildConfig, log: Optional[Callable[[str], None]] = None) -> dic
                          os.path.join(out, "model_float32.tflite")], threads=[1], runs=30,
                         warmup_runs=5)
   report["latency"] = lat
+  referral_file = None
+  if report.get("referral"):
+    referral_file = referral_lib.shipped_file(report["referral"],
+                                              hashlib.sha256(blobs["int8"]).hexdigest(),
+                                              assets_lib.DISCLAIMER)
+    atomic.write_json(os.path.join(out, referral_lib.FILE_NAME), referral_file)
   card = assets_lib.model_card(info, report, display, lat)
   assets_lib.write_assets(config.assets_dir, blobs["int8"], labels, card,
-                          assets_lib.readme(tensors["int8"], labels))
+                          assets_lib.readme(tensors["int8"], labels, referral_file),
+                          referral_file)
   atomic.write_text(os.path.join(out, "MODEL_CARD.md"), card)
   finish("assets", time.time() - t0)
   log(f"assets: {config.assets_dir} updated (model.tflite, labels.txt, MODEL_CARD.md, README.md)")
   log(f"done: reports in {os.path.join(out, 'report.md')}")
   return report
+
+
+def _referral(config: BuildConfig, bundle: data_lib.DataBundle, blobs: Dict[str, bytes],
+              test_probs: Dict[str, np.ndarray], labels, normalization: Normalization,
+              out: str) -> dict:
+  """Fits the referral threshold on the validation split and scores it on test (+ ROC plot)."""
+  val = bundle.splits["val"]
+  scored = {name: blobs[name] for name in ("int8", "float32")}
+  val_probs = evaluate_lib.predict_models(scored, split_pixels(val, bundle.image_size), labels,
+                                          normalization)
+  classes = config.referral.classes(config.data.data_format)
+  referral = referral_lib.evaluate(
+      val_probs, val.labels, {n: test_probs[n] for n in scored}, bundle.splits["test"].labels,
+      list(labels), classes, config.referral.sensitivity,
+      bootstrap_rounds=config.gate.bootstrap_rounds // 2, seed=config.seed)
+  referral_lib.plot_roc({n: test_probs[n] for n in scored}, bundle.splits["test"].labels,
+                        list(labels), referral, os.path.join(out, "referral_roc.png"))
+  return referral
 
 
 def _save_keras(model: keras.Model, path: str) -> None:

@@ -6,7 +6,6 @@ import os
 import numpy as np
 import pytest
 
-from pipeline import evaluate as evaluate_lib
 from pipeline import export as export_lib
 from pipeline import labels as labels_lib
 from pipeline import task_library_check
@@ -91,7 +90,7 @@ def test_task_library_agrees_with_interpreter(built, tmp_path):
 def test_assets_are_complete_and_snippets_match_the_model(built):
   cfg, report = built
   files = sorted(os.listdir(cfg.assets_dir))
-  assert files == ["MODEL_CARD.md", "README.md", "labels.txt", "model.tflite"]
+  assert files == ["MODEL_CARD.md", "README.md", "labels.txt", "model.tflite", "referral.json"]
   assert _read(os.path.join(cfg.assets_dir, "model.tflite")) == _read(
       os.path.join(cfg.output_dir, "model_int8.tflite"))
   readme = open(os.path.join(cfg.assets_dir, "README.md")).read()
@@ -102,32 +101,10 @@ def test_assets_are_complete_and_snippets_match_the_model(built):
   for needle in ("not a diagnostic device", "Intended use", "Limitations", "Latency",
                  "Per-class recall", "| train |",
                  "then quantization-aware training (distilled from the float model)",
-                 "Pipeline demo classifier (synthetic colour images"):
+                 "Pipeline demo classifier (synthetic colour images", "## Referral threshold",
+                 "## Parity gate (int8 against float32)", "McNemar"):
     assert needle in card, needle
-
-
-def test_gate_fails_a_model_with_shuffled_labels_and_passes_the_good_one(built):
-  cfg, report = built
-  out = cfg.output_dir
-  labels = labels_lib.read_labels(os.path.join(out, "labels.txt"))
-  good = _read(os.path.join(out, "model_int8.tflite"))
-  shuffled = list(reversed(labels))
-  broken = tflite_metadata.write(good, shuffled, shuffled, MOBILENET_V2, report["metadata"])
-  from pipeline import data as data_lib
-  bundle = data_lib.run_data_stage(cfg.data, cfg.seed, str(out) + "_regate",
-                                   split_file=os.path.join(out, "splits.csv"))
-  test = bundle.splits["test"]
-  ref = _read(os.path.join(out, "model_float32.tflite"))
-  results = evaluate_lib.evaluate_models({"float32": ref, "int8": good, "broken": broken},
-                                         test.images, test.labels, labels, MOBILENET_V2,
-                                         bootstrap_rounds=0)
-  thresholds = (cfg.gate.min_top1_agreement, cfg.gate.max_balanced_accuracy_drop)
-  gate_good = evaluate_lib.parity_gate(results["int8"], results["float32"], *thresholds)
-  gate_bad = evaluate_lib.parity_gate(results["broken"], results["float32"], *thresholds)
-  assert gate_good.passed, gate_good.message()
-  assert not gate_bad.passed
-  with pytest.raises(PipelineError, match="parity gate FAILED"):
-    evaluate_lib.check_gate(gate_bad)
+  assert 'open("referral.json")' in readme and "referral.json" in readme
 
 
 def test_predict_cli(built, tmp_path):
@@ -149,6 +126,16 @@ def test_predict_cli(built, tmp_path):
   assert [l.split()[1] for l in lines[1:4]] == [labels[i] for i in order]  # Same ranking.
   assert float(lines[1].split()[0]) == pytest.approx(probs[order[0]], abs=1e-3)
   assert "not a diagnostic device" in proc.stdout
+  # Top 5 by default = every class of 3; then the referral decision of the shipped threshold.
+  referral = json.load(open(os.path.join(cfg.assets_dir, "referral.json")))
+  refer = probs[labels.index("red")] >= referral["threshold"]
+  assert lines[4].split()[:2] == ["refer:", "yes" if refer else "no"], lines
+  # A copy of the model elsewhere has no referral file: no decision is made up.
+  (tmp_path / "alone").mkdir()
+  (tmp_path / "alone" / "model.tflite").write_bytes(_read(model))
+  alone = run_cli(["-m", "pipeline.predict", f"--model={tmp_path / 'alone' / 'model.tflite'}",
+                   str(tmp_path / "photo.jpg")])
+  assert alone.returncode == 0 and "refer:" not in alone.stdout
   (tmp_path / "notes.txt").write_text("hello")
   bad = run_cli(["-m", "pipeline.predict", f"--model={model}", str(tmp_path / "notes.txt")])
   assert bad.returncode != 0
@@ -190,6 +177,8 @@ def test_benchmark_contracts(built, tmp_path):
   assert "top1_agreement" in by_model[int8] and "top1_agreement" not in by_model[f32]
   assert os.path.isfile(by_model[int8]["confusion_matrix_png"])
   assert by_model[int8]["accuracy"] >= 0.9
+  assert by_model[int8]["gate_default_rule"] is True and "gate_default_rule" not in by_model[f32]
+  assert by_model[int8]["paired"]["n"] == payload["n"]
   flips = by_model[int8]["disagreements"]
   assert flips == round((1 - by_model[int8]["top1_agreement"]) * payload["n"])
   assert (by_model[int8]["disagreement_max_reference_margin"] is None) == (flips == 0)

@@ -1,0 +1,160 @@
+"""The referral operating point: refer a photo when the summed probability of the serious
+classes reaches a threshold fit on the validation split for a target sensitivity."""
+
+import math
+import os
+from typing import Dict, Sequence
+
+import numpy as np
+
+from pipeline.errors import PipelineError
+
+FILE_NAME = "referral.json"
+
+
+def serious_score(probs: np.ndarray, labels: Sequence[str], classes: Sequence[str]) -> np.ndarray:
+  """P(any serious class) per image: the sum of those classes' probabilities [N]."""
+  return probs[:, [list(labels).index(c) for c in classes]].sum(axis=1)
+
+
+def fit_threshold(scores: np.ndarray, positive: np.ndarray, sensitivity: float) -> float:
+  """The highest threshold at which `score >= threshold` catches `sensitivity` of the positives.
+
+  The highest such threshold refers the fewest negatives for the sensitivity asked.
+
+  Raises:
+    PipelineError: no positive image to fit on.
+  """
+  pos = np.sort(scores[positive])[::-1]
+  if not len(pos):
+    raise PipelineError("the validation split has no image of the serious classes; the "
+                        "referral threshold cannot be fit (give --malignant_classes= to skip it)")
+  return float(pos[math.ceil(sensitivity * len(pos)) - 1])
+
+
+def operating_point(scores: np.ndarray, positive: np.ndarray, threshold: float) -> Dict[str, float]:
+  """Sensitivity and specificity of `score >= threshold` (None where a side has no image)."""
+  refer = scores >= threshold
+  pos, neg = positive.sum(), (~positive).sum()
+  return {"sensitivity": float(refer[positive].mean()) if pos else None,
+          "specificity": float((~refer[~positive]).mean()) if neg else None,
+          "positives": int(pos), "negatives": int(neg)}
+
+
+def _bootstrap(scores: np.ndarray, positive: np.ndarray, threshold: float, rounds: int,
+               seed: int) -> Dict[str, list]:
+  """95% intervals of sensitivity, specificity and ROC AUC, resampling positives and
+  negatives separately (their counts are fixed by the split)."""
+  from scipy import stats  # pylint: disable=g-import-not-at-top
+  rng = np.random.default_rng(seed)
+  pos, neg = scores[positive], scores[~positive]
+  p = pos[rng.integers(0, len(pos), (rounds, len(pos)))]
+  n = neg[rng.integers(0, len(neg), (rounds, len(neg)))]
+  # ROC AUC is the Mann-Whitney U of positives against negatives over the pairs (ties half).
+  auc = stats.mannwhitneyu(p, n, axis=1, method="asymptotic").statistic / (len(pos) * len(neg))
+  ci = lambda v: [float(np.percentile(v, 2.5)), float(np.percentile(v, 97.5))]
+  return {"sensitivity": ci((p >= threshold).mean(axis=1)),
+          "specificity": ci((n < threshold).mean(axis=1)), "roc_auc": ci(auc)}
+
+
+def evaluate(val_probs: Dict[str, np.ndarray], val_true: np.ndarray,
+             test_probs: Dict[str, np.ndarray], test_true: np.ndarray, labels: Sequence[str],
+             classes: Sequence[str], sensitivity: float, shipped: str = "int8",
+             bootstrap_rounds: int = 1000, seed: int = 0) -> dict:
+  """Fits the threshold on the shipped model's validation scores, then scores every model.
+
+  The threshold belongs to the shipped model (an app computes the score from its outputs);
+  the other models are scored at the same threshold, so QA sees what quantization did to
+  the referral decision.
+
+  Args:
+    val_probs: {model: probabilities on the validation split}; must hold `shipped`.
+    val_true: validation class indices.
+    test_probs: {model: probabilities on the test split}.
+    test_true: test class indices.
+    labels: class names, the probabilities' column order.
+    classes: the serious classes.
+    sensitivity: the target share of serious validation images referred.
+    shipped: the model the threshold is fit for.
+    bootstrap_rounds: for the 95% intervals.
+    seed: bootstrap seed.
+
+  Returns:
+    A JSON-ready dict: classes, threshold, target_sensitivity, validation (the shipped model's
+    operating point there) and test {model: sensitivity, specificity, roc_auc, ci95}.
+  """
+  from sklearn.metrics import roc_auc_score  # pylint: disable=g-import-not-at-top
+  serious = [labels.index(c) for c in classes]
+  val_pos, test_pos = np.isin(val_true, serious), np.isin(test_true, serious)
+  val_scores = serious_score(val_probs[shipped], labels, classes)
+  threshold = fit_threshold(val_scores, val_pos, sensitivity)
+  test = {}
+  for name, probs in test_probs.items():
+    scores = serious_score(probs, labels, classes)
+    point = operating_point(scores, test_pos, threshold)
+    both = test_pos.any() and (~test_pos).any()
+    point["roc_auc"] = float(roc_auc_score(test_pos, scores)) if both else None
+    if both and bootstrap_rounds:
+      point["ci95"] = _bootstrap(scores, test_pos, threshold, bootstrap_rounds, seed)
+    test[name] = point
+  return {"classes": list(classes), "score": "sum of the probabilities of " + ", ".join(classes),
+          "refer_if": "score >= threshold", "threshold": threshold,
+          "target_sensitivity": sensitivity, "shipped_model": shipped,
+          "fit_on": f"{shipped} model's scores on the validation split",
+          "validation": operating_point(val_scores, val_pos, threshold), "test": test}
+
+
+def plot_roc(test_probs: Dict[str, np.ndarray], test_true: np.ndarray, labels: Sequence[str],
+             referral: dict, path: str) -> None:
+  """ROC curves of the serious-class score on the test split, with the shipped threshold."""
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  from sklearn.metrics import roc_curve  # pylint: disable=g-import-not-at-top
+  from pipeline import report as report_lib  # pylint: disable=g-import-not-at-top
+  positive = np.isin(test_true, [labels.index(c) for c in referral["classes"]])
+  fig, ax = plt.subplots(figsize=(5, 5))
+  for name, probs in test_probs.items():
+    fpr, tpr, _ = roc_curve(positive, serious_score(probs, labels, referral["classes"]))
+    point = referral["test"][name]
+    line, = ax.plot(fpr, tpr, label=f"{name} (AUC {point['roc_auc']:.3f})")
+    ax.plot(1 - point["specificity"], point["sensitivity"], "o", color=line.get_color())
+  ax.plot([0, 1], [0, 1], ":", color="0.6")
+  ax.set(xlabel="1 - specificity (benign referred)", ylabel="sensitivity (serious referred)",
+         title=f"Referral: {' + '.join(referral['classes'])} (test)", xlim=(0, 1), ylim=(0, 1.01))
+  ax.legend(loc="lower right", fontsize=8, title=f"dots: threshold {referral['threshold']:.3f}",
+            title_fontsize=8)
+  report_lib.save_figure(fig, path)
+  plt.close(fig)
+
+
+def shipped_file(referral: dict, model_sha256: str, disclaimer: str) -> dict:
+  """The referral.json an app reads beside model.tflite."""
+  shipped = referral["shipped_model"]
+  return {"classes": referral["classes"], "threshold": referral["threshold"],
+          "score": referral["score"], "refer_if": referral["refer_if"],
+          "target_sensitivity": referral["target_sensitivity"],
+          "validation": referral["validation"], "test": referral["test"][shipped],
+          "model_sha256": model_sha256, "disclaimer": disclaimer}
+
+
+def load_for_model(model_path: str, model_sha256: str):
+  """The referral.json beside a model, or None with the reason it does not apply.
+
+  Returns:
+    (referral dict or None, note): note explains a missing or foreign referral file.
+  """
+  import json  # pylint: disable=g-import-not-at-top
+  path = os.path.join(os.path.dirname(os.path.abspath(model_path)), FILE_NAME)
+  if not os.path.isfile(path):
+    return None, "no referral threshold ships with this model"
+  try:
+    with open(path, encoding="utf-8") as f:
+      referral = json.load(f)
+    threshold, classes = float(referral["threshold"]), list(referral["classes"])
+  except (OSError, ValueError, KeyError, TypeError) as e:
+    raise PipelineError(f"{path}: not a referral file written by pipeline.build ({e})") from e
+  if referral.get("model_sha256") != model_sha256:
+    return None, f"{path} was fit for another model file, so it is not applied"
+  referral["threshold"], referral["classes"] = threshold, classes
+  return referral, ""

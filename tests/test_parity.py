@@ -1,0 +1,160 @@
+"""The parity gate's statistics and rule, and the referral threshold, on hand-made cases."""
+
+import numpy as np
+import pytest
+
+from pipeline import parity
+from pipeline import referral
+from pipeline.config import GateConfig
+from pipeline.errors import PipelineError
+
+LABELS = ["a", "b", "c"]
+
+
+def _onehot_probs(pred, sure=0.9, k=3):
+  """Probabilities whose top-1 is `pred` with probability `sure`, the rest shared."""
+  p = np.full((len(pred), k), (1 - sure) / (k - 1))
+  p[np.arange(len(pred)), pred] = sure
+  return p
+
+
+def test_mcnemar_exact_values():
+  ref = np.array([True] * 5 + [False] * 3)
+  cand = np.array([False] * 5 + [False] * 3)
+  m = parity.mcnemar(ref, cand)
+  assert (m["reference_only_right"], m["candidate_only_right"]) == (5, 0)
+  assert m["p_candidate_worse"] == pytest.approx(0.5 ** 5)  # All 5 coins against int8.
+  assert m["p_two_sided"] == pytest.approx(2 * 0.5 ** 5)
+  even = parity.mcnemar(np.array([True, False]), np.array([False, True]))
+  assert even["p_two_sided"] == pytest.approx(1.0)
+  assert even["p_candidate_worse"] == pytest.approx(0.75)  # P(X >= 1), X ~ Bin(2, 0.5).
+  assert parity.mcnemar(ref, ref)["p_candidate_worse"] == 1.0  # No discordant image.
+
+
+def test_paired_bootstrap_is_paired_and_stratified():
+  y = np.repeat([0, 1, 2], [50, 10, 5])
+  right = np.ones(len(y), bool)
+  assert parity.paired_bootstrap_drop(y, right, right, 500, 0) == [0.0, 0.0]
+  # The candidate loses all of class 2: every stratified resample keeps its 5 images, so
+  # the drop is exactly 1/3 in every round (an unpaired or unstratified bootstrap spreads).
+  cand = right.copy()
+  cand[y == 2] = False
+  lo, hi = parity.paired_bootstrap_drop(y, right, cand, 500, 0)
+  assert lo == pytest.approx(1 / 3) and hi == pytest.approx(1 / 3)
+  # One lost image of 10 in class 1: the interval straddles zero, the point estimate inside.
+  cand = right.copy()
+  cand[50] = False
+  lo, hi = parity.paired_bootstrap_drop(y, right, cand, 2000, 0)
+  assert lo == 0.0 and 0.1 / 3 <= hi <= 0.3 / 3
+
+
+def test_paired_comparison_lists_flips_with_both_top2():
+  y = np.array([0, 1, 2, 0])
+  ref = np.array([[0.6, 0.3, 0.1], [0.1, 0.8, 0.1], [0.2, 0.2, 0.6], [0.9, 0.05, 0.05]])
+  cand = np.array([[0.3, 0.6, 0.1], [0.1, 0.8, 0.1], [0.2, 0.2, 0.6], [0.9, 0.05, 0.05]])
+  p = parity.paired_comparison(y, ref, cand, LABELS, keys=["w", "x", "y", "z"],
+                               bootstrap_rounds=200)
+  assert p["top1_agreement"] == 0.75 and len(p["flips"]) == 1
+  flip = p["flips"][0]
+  assert flip["image"] == "w" and flip["true"] == "a" and not flip["candidate_correct"]
+  assert flip["reference_top2"] == [["a", 0.6], ["b", 0.3]]
+  assert flip["candidate_top2"] == [["b", 0.6], ["a", 0.3]]
+  assert flip["reference_margin"] == pytest.approx(0.3)
+  assert p["balanced_accuracy_drop"] == pytest.approx(0.5 / 3)  # Class a: 2/2 -> 1/2.
+  assert p["mcnemar"]["reference_only_right"] == 1
+
+
+def _paired(y, ref_pred, cand_pred, ref_sure=0.9):
+  return parity.paired_comparison(y, _onehot_probs(ref_pred, ref_sure),
+                                  _onehot_probs(cand_pred), LABELS, bootstrap_rounds=500)
+
+
+def test_near_tie_flips_alone_pass_where_the_old_fixed_gate_failed():
+  # make demo's failing run: 48 images, 2 flips (one each way), 95.8% agreement, no loss.
+  y = np.repeat([0, 1, 2], 16)
+  ref, cand = y.copy(), y.copy()
+  ref[0], cand[20] = 1, 2  # float32 wrong on image 0, int8 wrong on image 20.
+  paired = parity.paired_comparison(y, _onehot_probs(ref, 0.45), _onehot_probs(cand, 0.45),
+                                    LABELS, bootstrap_rounds=500)
+  assert paired["top1_agreement"] == pytest.approx(46 / 48)
+  result = parity.verdict(paired, GateConfig())
+  assert result.passed, result.message()
+  assert "passed" in result.message() and "Rule:" in result.message()
+
+
+@pytest.mark.parametrize("case, reason", [
+    ("agreement", "below the floor"),
+    ("mcnemar", "wrong alone"),
+    ("confident", "confident float32 prediction"),
+    ("drop", "low end of the balanced-accuracy drop"),
+])
+def test_each_rule_fails_the_gate_on_its_own(case, reason):
+  gate = GateConfig()
+  y = np.repeat([0, 1, 2], 100)
+  ref, cand = y.copy(), y.copy()
+  sure = 0.45  # float32 margin 0.175: near-ties unless a case says otherwise.
+  if case == "agreement":  # 12% flips, half each way: no net loss, only disagreement.
+    idx = np.arange(0, 300, 8)
+    ref[idx[::2]] = (y[idx[::2]] + 1) % 3
+    cand[idx[1::2]] = (y[idx[1::2]] + 1) % 3
+  elif case == "mcnemar":  # int8 wrong alone on 8 near-ties spread over classes.
+    cand[np.arange(0, 300, 37)[:8]] = 1 - np.minimum(y[np.arange(0, 300, 37)[:8]], 1)
+  elif case == "confident":  # One flip of a sure float32 answer into a wrong one.
+    cand[5] = 2
+    sure = 0.9
+  elif case == "drop":  # A rare class lost, as many images won back in a large class:
+    y = np.repeat([0, 1, 2], [200, 100, 5])  # McNemar even (5 vs 5), recall of c gone.
+    ref, cand = y.copy(), y.copy()
+    cand[y == 2] = 0
+    ref[:5] = 1
+  paired = _paired(y, ref, cand, sure)
+  result = parity.verdict(paired, gate)
+  assert not result.passed
+  assert len(result.reasons) == 1 and reason in result.reasons[0], result.reasons
+  with pytest.raises(PipelineError, match="parity gate FAILED"):
+    parity.check_gate(result, "android_assets")
+
+
+def test_a_confident_flip_to_the_right_answer_is_not_a_defect():
+  y = np.repeat([0, 1, 2], 100)
+  ref, cand = y.copy(), y.copy()
+  ref[7] = 1  # float32 sure and wrong; int8 right.
+  result = parity.verdict(_paired(y, ref, cand, 0.9), GateConfig())
+  assert result.passed, result.message()
+
+
+def test_referral_threshold_meets_the_target_sensitivity():
+  scores = np.array([0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1, 0.05])
+  positive = np.array([1, 1, 0, 1, 1, 0, 1, 0, 0, 0], bool)  # 5 positives.
+  # 80% of 5 = 4 positives at or above the threshold: the 4th highest positive score.
+  assert referral.fit_threshold(scores, positive, 0.8) == 0.5
+  assert referral.fit_threshold(scores, positive, 0.81) == 0.3  # 5 needed.
+  point = referral.operating_point(scores, positive, 0.5)
+  assert point["sensitivity"] == 0.8 and point["specificity"] == 0.8  # 0.7 referred.
+  with pytest.raises(PipelineError, match="no image of the serious classes"):
+    referral.fit_threshold(scores, np.zeros(10, bool), 0.9)
+
+
+def test_referral_evaluate_scores_both_models_at_the_shipped_threshold():
+  from sklearn.metrics import roc_auc_score
+  rng = np.random.default_rng(0)
+  labels = ["bcc", "mel", "nv"]
+  y_val, y_test = rng.integers(0, 3, 200), rng.integers(0, 3, 300)
+
+  def probs(y, noise):
+    logits = np.eye(3)[y] * 2 + rng.normal(0, noise, (len(y), 3))
+    e = np.exp(logits)
+    return e / e.sum(axis=1, keepdims=True)
+  val = {"int8": probs(y_val, 1.0), "float32": probs(y_val, 1.0)}
+  test = {"int8": probs(y_test, 1.0), "float32": probs(y_test, 1.0)}
+  r = referral.evaluate(val, y_val, test, y_test, labels, ["mel", "bcc"], 0.9,
+                        bootstrap_rounds=200)
+  assert r["validation"]["sensitivity"] >= 0.9
+  serious_test = y_test < 2
+  for name in ("int8", "float32"):
+    score = test[name][:, :2].sum(axis=1)
+    t = r["test"][name]
+    assert t["sensitivity"] == pytest.approx((score[serious_test] >= r["threshold"]).mean())
+    assert t["roc_auc"] == pytest.approx(roc_auc_score(serious_test, score))
+    lo, hi = t["ci95"]["roc_auc"]
+    assert lo < t["roc_auc"] < hi
