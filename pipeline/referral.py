@@ -121,7 +121,8 @@ def plot_roc(test_probs: Dict[str, np.ndarray], test_true: np.ndarray, labels: S
     ax.plot(1 - point["specificity"], point["sensitivity"], "o", color=line.get_color())
   ax.plot([0, 1], [0, 1], ":", color="0.6")
   ax.set(xlabel="1 - specificity (benign referred)", ylabel="sensitivity (serious referred)",
-         title=f"Referral: {' + '.join(referral['classes'])} (test)", xlim=(0, 1), ylim=(0, 1.01))
+         title=f"Referral: {' + '.join(referral['classes'])} (test)", xlim=(-0.01, 1),
+         ylim=(0, 1.01))
   ax.legend(loc="lower right", fontsize=8, title=f"dots: threshold {referral['threshold']:.3f}",
             title_fontsize=8)
   report_lib.save_figure(fig, path)
