@@ -1,6 +1,6 @@
 """Evaluate stage: TFLite models on the test split through LiteRT, scored and compared."""
 
-from typing import Dict, Optional, Sequence
+from typing import Dict, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -66,13 +66,18 @@ def evaluate_models(models: Dict[str, bytes], pixels: np.ndarray, y_true: np.nda
                     labels: Sequence[str], normalization: Normalization,
                     keys: Optional[Sequence[str]] = None, reference: str = "float32",
                     bootstrap_rounds: int = 1000, paired_rounds: int = 2000,
-                    seed: int = 0) -> Dict[str, dict]:
-  """`score_models` of `predict_models`, plus each model's "size_bytes"."""
-  out = score_models(predict_models(models, pixels, labels, normalization), y_true, labels,
-                     keys, reference, bootstrap_rounds, paired_rounds, seed)
+                    seed: int = 0) -> Tuple[Dict[str, dict], Dict[str, np.ndarray]]:
+  """`score_models` of `predict_models`, with each model's "size_bytes".
+
+  Returns:
+    ({variant: scores}, {variant: probabilities}) so callers can reuse the predictions.
+  """
+  probs = predict_models(models, pixels, labels, normalization)
+  out = score_models(probs, y_true, labels, keys, reference, bootstrap_rounds, paired_rounds,
+                     seed)
   for name, blob in models.items():
     out[name]["size_bytes"] = len(blob)
-  return out
+  return out, probs
 
 
 def embedded_labels(tflite: bytes):

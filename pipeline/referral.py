@@ -104,6 +104,14 @@ def evaluate(val_probs: Dict[str, np.ndarray], val_true: np.ndarray,
           "validation": operating_point(val_scores, val_pos, threshold), "test": test}
 
 
+def parity_sentence(referral: dict, reference: str = "float32") -> str:
+  """The shipped model's sensitivity at its threshold next to the reference's, for the gate."""
+  shipped, test = referral["shipped_model"], referral["test"]
+  return (f"At the shipped referral threshold ({referral['threshold']:.3f}) the {shipped} model "
+          f"refers {test[shipped]['sensitivity']:.1%} of the serious test cases, {reference} "
+          f"{test[reference]['sensitivity']:.1%}.")
+
+
 def plot_roc(test_probs: Dict[str, np.ndarray], test_true: np.ndarray, labels: Sequence[str],
              referral: dict, path: str) -> None:
   """ROC curves of the serious-class score on the test split, with the shipped threshold."""

@@ -292,13 +292,9 @@ def run(config: BuildConfig, log: Optional[Callable[[str], None]] = None) -> dic
   # ---- evaluate
   t0 = time.time()
   test = bundle.splits["test"]
-  test_probs = evaluate_lib.predict_models(blobs, split_pixels(test, bundle.image_size), labels,
-                                           normalization)
-  report["models"] = evaluate_lib.score_models(
-      test_probs, test.labels, labels, keys=test.keys, seed=config.seed,
-      paired_rounds=config.gate.bootstrap_rounds)
-  for name, blob in blobs.items():
-    report["models"][name]["size_bytes"] = len(blob)
+  report["models"], test_probs = evaluate_lib.evaluate_models(
+      blobs, split_pixels(test, bundle.image_size), test.labels, labels, normalization,
+      keys=test.keys, paired_rounds=config.gate.bootstrap_rounds, seed=config.seed)
   report_lib.plot_confusion_matrices(
       {name: report["models"][name]["confusion_matrix"] for name in ("float32", "int8")},
       labels, os.path.join(out, "confusion_matrix.png"))
@@ -326,11 +322,7 @@ def run(config: BuildConfig, log: Optional[Callable[[str], None]] = None) -> dic
                         for name, m in report["models"].items()
                         if name not in ("int8", "float32")}}
   if report.get("referral"):
-    test = report["referral"]["test"]
-    report["gate"]["referral"] = (
-        f"At the shipped referral threshold ({report['referral']['threshold']:.3f}) the int8 "
-        f"model refers {test['int8']['sensitivity']:.1%} of the serious test cases, float32 "
-        f"{test['float32']['sensitivity']:.1%}.")
+    report["gate"]["referral"] = referral_lib.parity_sentence(report["referral"])
   save_report()
   log(gate.message())
   if report["gate"].get("referral"):

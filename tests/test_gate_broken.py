@@ -55,8 +55,8 @@ def verdicts(built):
   qat.compile(keras.optimizers.SGD(learning_rate=10.0), "sparse_categorical_crossentropy")
   qat.fit(MOBILENET_V2.apply_np(train.images), train.labels, batch_size=16, epochs=1, verbose=0)
   models["collapsed_qat"] = with_metadata(export_lib.convert_int8(qat, calibration, MOBILENET_V2))
-  results = evaluate_lib.evaluate_models(models, test.images, test.labels, labels, MOBILENET_V2,
-                                         keys=test.keys, bootstrap_rounds=0)
+  results, _ = evaluate_lib.evaluate_models(models, test.images, test.labels, labels,
+                                            MOBILENET_V2, keys=test.keys, bootstrap_rounds=0)
   return {name: (parity.verdict(r["paired"], cfg.gate, name), r)
           for name, r in results.items() if name != "float32"}
 
