@@ -116,7 +116,7 @@ def referral_section(referral: Optional[dict]) -> list:
   ci = lambda r, k: (f" ({100 * r['ci95'][k][0]:.1f}-{100 * r['ci95'][k][1]:.1f})"
                      if r.get("ci95") else "")
   lines = ["", "## Referral threshold", "",
-           f"Refer the person to a clinician when {referral['score']} is at least "
+           f"Refer the person to a clinician when the {referral['score']} is at least "
            f"**{referral['threshold']:.4f}** (`{REFERRAL_FILE}`). The threshold was fit on the "
            f"{referral['fit_on']} to refer {referral['target_sensitivity']:.0%} of its serious "
            f"cases (it referred {referral['validation']['sensitivity']:.1%} of "
