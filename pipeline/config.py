@@ -219,20 +219,27 @@ class ReferralConfig:
   malignant_classes: Optional[Tuple[str, ...]] = None
   sensitivity: float = 0.90
 
-  def classes(self, data_format: str) -> Tuple[str, ...]:
-    """The serious classes in force for `data_format`."""
-    if self.malignant_classes is None:
-      return DEFAULT_MALIGNANT_CLASSES.get(data_format, ())
-    return tuple(self.malignant_classes)
+  def classes(self, data_format: str, labels) -> Tuple[str, ...]:
+    """The serious classes in force for a dataset with `labels`.
+
+    The format's defaults are kept where the dataset has them (a HAM10000 subset without
+    bcc refers on mel + akiec), and dropped altogether when nothing would be left to not
+    refer. Classes the user named must all be labels (`check_labels`).
+    """
+    if self.malignant_classes is not None:
+      return tuple(self.malignant_classes)
+    present = tuple(c for c in DEFAULT_MALIGNANT_CLASSES.get(data_format, ()) if c in labels)
+    return present if len(present) < len(labels) else ()
 
   def check_labels(self, data_format: str, labels) -> None:
-    """Raises PipelineError if a serious class is not one of the dataset's labels."""
-    missing = [c for c in self.classes(data_format) if c not in labels]
+    """Raises PipelineError if a serious class the user named is not one of the labels."""
+    classes = self.classes(data_format, labels)
+    missing = [c for c in classes if c not in labels]
     if missing:
       raise PipelineError(f"--malignant_classes: {', '.join(missing)} not among the dataset's "
                           f"labels ({', '.join(labels)}); name labels from labels.txt, or "
                           "give --malignant_classes= to build without a referral threshold")
-    if len(self.classes(data_format)) >= len(labels):
+    if classes and len(classes) >= len(labels):
       raise PipelineError("--malignant_classes names every label: a referral threshold needs "
                           "at least one class that is not referred")
 

@@ -301,7 +301,7 @@ def run(config: BuildConfig, log: Optional[Callable[[str], None]] = None) -> dic
   for name, m in report["models"].items():
     log(f"evaluate: {name:9s} accuracy {m['accuracy']:.4f}  balanced {m['balanced_accuracy']:.4f}"
         + (f"  agreement {m['top1_agreement']:.4f}" if "top1_agreement" in m else ""))
-  serious = config.referral.classes(config.data.data_format)
+  serious = config.referral.classes(config.data.data_format, labels)
   if serious:
     report["referral"] = _referral(config, bundle, blobs, test_probs, labels, normalization, out)
     r = report["referral"]
@@ -364,7 +364,7 @@ def _referral(config: BuildConfig, bundle: data_lib.DataBundle, blobs: Dict[str,
   scored = {name: blobs[name] for name in ("int8", "float32")}
   val_probs = evaluate_lib.predict_models(scored, split_pixels(val, bundle.image_size), labels,
                                           normalization)
-  classes = config.referral.classes(config.data.data_format)
+  classes = config.referral.classes(config.data.data_format, labels)
   referral = referral_lib.evaluate(
       val_probs, val.labels, {n: test_probs[n] for n in scored}, bundle.splits["test"].labels,
       list(labels), classes, config.referral.sensitivity,

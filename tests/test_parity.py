@@ -158,3 +158,19 @@ def test_referral_evaluate_scores_both_models_at_the_shipped_threshold():
     assert t["roc_auc"] == pytest.approx(roc_auc_score(serious_test, score))
     lo, hi = t["ci95"]["roc_auc"]
     assert lo < t["roc_auc"] < hi
+
+
+def test_serious_classes_default_to_those_the_dataset_has():
+  from pipeline.config import ReferralConfig
+  ham = ["akiec", "bcc", "bkl", "df", "mel", "nv", "vasc"]
+  assert ReferralConfig().classes("ham10000", ham) == ("mel", "bcc", "akiec")
+  # A subset without bcc (as in tests/test_formats_end_to_end.py's hmnist set) keeps the rest.
+  assert ReferralConfig().classes("hmnist_csv", ["akiec", "mel", "nv"]) == ("mel", "akiec")
+  assert ReferralConfig().classes("ham10000", ["mel", "bcc"]) == ()  # Nothing left to not refer.
+  assert ReferralConfig().classes("folders", ["eczema", "non_eczema"]) == ()
+  ReferralConfig().check_labels("hmnist_csv", ["akiec", "mel", "nv"])  # Defaults never fail.
+  with pytest.raises(PipelineError, match="--malignant_classes: bcc not among"):
+    ReferralConfig(malignant_classes=("mel", "bcc")).check_labels("folders", ["mel", "nv"])
+  with pytest.raises(PipelineError, match="names every label"):
+    ReferralConfig(malignant_classes=("mel", "nv")).check_labels("folders", ["mel", "nv"])
+  assert ReferralConfig(malignant_classes=()).classes("ham10000", ham) == ()  # Turned off.
