@@ -6,6 +6,7 @@ import os
 from typing import Any, Optional, Tuple
 
 from pipeline.errors import PipelineError
+from pipeline.metrics import MALIGNANT
 
 DATA_FORMATS = ("ham10000", "folders", "hmnist_csv", "synthetic")
 STAGES = ("data", "transfer", "finetune", "qat", "export", "metadata", "evaluate", "gate",
@@ -206,8 +207,7 @@ class GateConfig:
 
 # The serious classes of each dataset whose labels are known in advance (hmnist_csv is
 # HAM10000 too). A referral threshold is fit on their summed probability.
-DEFAULT_MALIGNANT_CLASSES = {"ham10000": ("mel", "bcc", "akiec"),
-                             "hmnist_csv": ("mel", "bcc", "akiec")}
+DEFAULT_MALIGNANT_CLASSES = {"ham10000": MALIGNANT, "hmnist_csv": MALIGNANT}
 
 
 @dataclasses.dataclass(frozen=True)

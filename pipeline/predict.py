@@ -42,7 +42,7 @@ def predict(model_path: str, image_paths: List[str], top_k: int) -> List[dict]:
   runner, meta = load_model_file(model_path)
   names = meta["display_names"] or meta["labels"]
   with open(model_path, "rb") as f:
-    referral, _ = referral_lib.load_for_model(model_path, hashlib.sha256(f.read()).hexdigest())
+    referral = referral_lib.load_for_model(model_path, hashlib.sha256(f.read()).hexdigest())
   results = []
   for path in image_paths:
     try:

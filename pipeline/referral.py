@@ -148,15 +148,15 @@ def shipped_file(referral: dict, model_sha256: str, disclaimer: str) -> dict:
 
 
 def load_for_model(model_path: str, model_sha256: str):
-  """The referral.json beside a model, or None with the reason it does not apply.
+  """The referral.json beside a model if it was fit for that very file, else None.
 
-  Returns:
-    (referral dict or None, note): note explains a missing or foreign referral file.
+  Raises:
+    PipelineError: a referral.json that is not one pipeline.build wrote.
   """
   import json  # pylint: disable=g-import-not-at-top
   path = os.path.join(os.path.dirname(os.path.abspath(model_path)), FILE_NAME)
   if not os.path.isfile(path):
-    return None, "no referral threshold ships with this model"
+    return None
   try:
     with open(path, encoding="utf-8") as f:
       referral = json.load(f)
@@ -164,6 +164,6 @@ def load_for_model(model_path: str, model_sha256: str):
   except (OSError, ValueError, KeyError, TypeError) as e:
     raise PipelineError(f"{path}: not a referral file written by pipeline.build ({e})") from e
   if referral.get("model_sha256") != model_sha256:
-    return None, f"{path} was fit for another model file, so it is not applied"
+    return None  # Fit on another model's outputs (e.g. the build's float32 beside its int8).
   referral["threshold"], referral["classes"] = threshold, classes
-  return referral, ""
+  return referral
