@@ -40,11 +40,7 @@ bench: venv
 	  --model=$(BUILD_DIR)/model_float32.tflite --threads=1,2 \
 	  $(if $(wildcard $(ANCHOR)),--reference=$(ANCHOR)) \
 	  --output_json=$(BUILD_DIR)/bench/latency.json
-	$(PYTHON) -m benchmarks.accuracy --flagfile=$(BUILD_DIR)/bench_data.flags \
-	  --model=$(BUILD_DIR)/model_int8.tflite --model=$(BUILD_DIR)/model_int8_ptq.tflite \
-	  --model=$(BUILD_DIR)/model_float16.tflite \
-	  --float_reference=$(BUILD_DIR)/model_float32.tflite \
-	  --split_file=$(BUILD_DIR)/splits.csv --split=test \
+	$(PYTHON) -m benchmarks.accuracy --build_dir=$(BUILD_DIR) --split=test \
 	  --output_json=$(BUILD_DIR)/bench/accuracy.json
 	@echo "reports: $(BUILD_DIR)/bench/latency.md $(BUILD_DIR)/bench/accuracy.md"
 

@@ -1,7 +1,11 @@
 r"""Accuracy of TFLite models on a labeled image set, scored by the labels embedded in each.
 
+  # A build's test split, its int8, int8_ptq and float16 models against its float32:
+  python -m benchmarks.accuracy --build_dir=build/ham --output_json=acc.json
+
+  # Any models on any labeled set (every image, or one split of a --split_file):
   python -m benchmarks.accuracy --model=build/ham/model_int8.tflite \
-      --model=build/ham/model_float32.tflite --float_reference=build/ham/model_float32.tflite \
+      --float_reference=build/ham/model_float32.tflite \
       --data_format=ham10000 --data_dir=D --metadata_csv=C --output_json=acc.json
 """
 
@@ -18,8 +22,7 @@ flags.DEFINE_multi_string("model", [], "A .tflite with metadata, or a build's mo
 flags.DEFINE_string("float_reference", "", "The model others are compared with (agreement, "
                     "probability difference); added to --model if missing.")
 common.define_data_flags(flags)
-flags.DEFINE_string("split_file", "", "A build's splits.csv, to score one split only.")
-flags.DEFINE_string("split", "test", "With --split_file: which split to score.")
+flags.DEFINE_string("split", "test", "With --build_dir or --split_file: which split to score.")
 flags.DEFINE_integer("bootstrap_rounds", 1000, "Bootstrap rounds for 95% intervals (0: off).")
 flags.DEFINE_integer("seed", 0, "Bootstrap seed.")
 flags.DEFINE_string("output_json", "accuracy.json", "JSON report path.")
@@ -27,8 +30,8 @@ flags.DEFINE_string("output_md", "", "Markdown report path (default: beside the 
 FLAGS = flags.FLAGS
 
 
-def run(models: List[str], float_reference: str, data_config, split_file: str, split: str,
-        bootstrap_rounds: int, seed: int, plot_dir: str) -> dict:
+def run(models: List[str], float_reference: str, dataset, split: str, bootstrap_rounds: int,
+        seed: int, plot_dir: str) -> dict:
   """Scores every model on every image of the set (or of one split).
 
   Returns:
@@ -42,7 +45,7 @@ def run(models: List[str], float_reference: str, data_config, split_file: str, s
 
   if float_reference and float_reference not in models:
     models = models + [float_reference]
-  scoring = scoring_lib.ScoringSet(models, data_config, split_file, [split])
+  scoring = scoring_lib.ScoringSet(models, dataset, [split])
   split = next(iter(scoring.y_true))
   y_true, labels = scoring.y_true[split], scoring.labels
   probs = {path: scoring.probs(path, split) for path in models}
@@ -116,13 +119,17 @@ def markdown(payload: dict) -> List[str]:
 
 def measure_from_flags() -> dict:
   from pipeline.errors import PipelineError  # pylint: disable=g-import-not-at-top
-  if not FLAGS.model:
-    raise PipelineError("give at least one --model=PATH.tflite")
-  data_config = common.data_config_from_flags(FLAGS)
+  dataset = common.dataset_from_flags(FLAGS)
+  models, reference = FLAGS.model, FLAGS.float_reference
+  if FLAGS.build_dir:  # Default: the build's int8 variants and float16 against its float32.
+    models = models or common.build_models(FLAGS.build_dir)
+    reference = reference or next(iter(common.build_models(FLAGS.build_dir, ("float32",))), "")
+  if not models:
+    raise PipelineError("give at least one --model=PATH.tflite, or --build_dir")
   plot_dir = os.path.dirname(os.path.abspath(FLAGS.output_json))
   os.makedirs(plot_dir, exist_ok=True)
-  return run(FLAGS.model, FLAGS.float_reference, data_config, FLAGS.split_file, FLAGS.split,
-             FLAGS.bootstrap_rounds, FLAGS.seed, plot_dir)
+  return run(models, reference, dataset, FLAGS.split, FLAGS.bootstrap_rounds, FLAGS.seed,
+             plot_dir)
 
 
 def main(argv: List[str]) -> None:

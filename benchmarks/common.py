@@ -2,28 +2,61 @@
 
 import os
 import sys
-from typing import Callable, List
+from typing import Any, Callable, List, NamedTuple
 
 from pipeline import atomic
 
 
 def define_data_flags(flags) -> None:
-  """The dataset flags of a benchmark that reads labeled images (as pipeline.build has
-  them), defined by the entry point that calls this."""
+  """The dataset flags of a benchmark that reads labeled images: --build_dir, or the data
+  flags of pipeline.build; defined by the entry point that calls this."""
   from pipeline.config import DATA_FORMATS  # pylint: disable=g-import-not-at-top
+  flags.DEFINE_string("build_dir", "", "A build's output directory: its config.json names the "
+                      "dataset and its splits.csv the split (replaces the data flags and "
+                      "--split_file); its model_*.tflite files are the default --model list.")
+  flags.DEFINE_string("split_file", "", "A build's splits.csv, to score one split only.")
   flags.DEFINE_enum("data_format", "ham10000", DATA_FORMATS, "Dataset layout (as pipeline.build).")
   flags.DEFINE_string("data_dir", "", "Image root.")
   flags.DEFINE_string("metadata_csv", "", "Metadata or pixel CSV.")
   flags.DEFINE_string("hmnist_labels", "", "hmnist_csv label table (as pipeline.build).")
 
 
-def data_config_from_flags(values):
-  """The validated DataConfig of the flags from `define_data_flags`."""
-  from pipeline.config import DataConfig  # pylint: disable=g-import-not-at-top
-  config = DataConfig(data_format=values.data_format, data_dir=values.data_dir,
-                      metadata_csv=values.metadata_csv, hmnist_labels=values.hmnist_labels)
+class Dataset(NamedTuple):
+  """What a benchmark scores on: the data, the split file (or none) and, for a synthetic
+  build, where its images are."""
+  config: Any  # pipeline.config.DataConfig
+  split_file: str
+  synthetic_root: str
+
+
+def dataset_from_flags(values) -> Dataset:
+  """The dataset of the flags from `define_data_flags`, checked.
+
+  Raises:
+    PipelineError: --build_dir together with data flags, or a bad build directory.
+  """
+  from pipeline import config as config_lib  # pylint: disable=g-import-not-at-top
+  from pipeline.errors import PipelineError  # pylint: disable=g-import-not-at-top
+  if values.build_dir:
+    given = [f"--{n}" for n in ("data_format", "data_dir", "metadata_csv", "hmnist_labels",
+                                "split_file") if values[n].present]
+    if given:
+      raise PipelineError(f"--build_dir names the dataset and split; drop {', '.join(given)}")
+    config = config_lib.BuildConfig.load(os.path.join(values.build_dir, config_lib.CONFIG_FILE))
+    return Dataset(config.data, os.path.join(values.build_dir, "splits.csv"),
+                   os.path.join(values.build_dir, "synthetic_data"))
+  config = config_lib.DataConfig(data_format=values.data_format, data_dir=values.data_dir,
+                                 metadata_csv=values.metadata_csv,
+                                 hmnist_labels=values.hmnist_labels)
   config.validate()
-  return config
+  return Dataset(config, values.split_file, "")
+
+
+def build_models(build_dir: str, variants=("int8", "int8_ptq", "float16")) -> List[str]:
+  """The build's .tflite files of `variants` that exist."""
+  from pipeline import export  # pylint: disable=g-import-not-at-top
+  paths = [os.path.join(build_dir, export.file_name(v)) for v in variants]
+  return [p for p in paths if os.path.isfile(p)]
 
 
 def write_outputs(payload: dict, markdown: List[str], output_json: str, output_md: str) -> None:

@@ -15,8 +15,7 @@ epoch, threshold or averaging of these models reaches it: the models themselves 
 better (data, resolution, backbone).
 
   python -m benchmarks.headroom --model=build/a/model_float.keras \
-      --model=build/b/model_float.keras --flagfile=build/a/bench_data.flags \
-      --split_file=build/a/splits.csv --split=test --fit_split=val \
+      --model=build/b/model_float.keras --build_dir=build/a --split=test --fit_split=val \
       --output_json=headroom.json
 """
 
@@ -31,7 +30,6 @@ from benchmarks import common
 flags.DEFINE_multi_string("model", [], "A .tflite with metadata, or a build's model_float.keras "
                           "(repeatable; two or more also score their ensemble).")
 common.define_data_flags(flags)
-flags.DEFINE_string("split_file", "", "A build's splits.csv (required: the split to score).")
 flags.DEFINE_string("split", "test", "The split to score.")
 flags.DEFINE_string("fit_split", "", "Also fit per-class offsets on this split (e.g. val) and "
                     "score them on --split.")
@@ -100,12 +98,11 @@ def score_rows(y_true: np.ndarray, plain: Dict[str, np.ndarray], tta: Dict[str, 
   return rows
 
 
-def run(models: List[str], data_config, split_file: str, split: str, fit_split: str,
-        progress=print) -> dict:
+def run(models: List[str], dataset, split: str, fit_split: str, progress=print) -> dict:
   """Scores every model (and their ensemble) plainly, with TTA, and at tuned offsets."""
   from benchmarks.scoring import ScoringSet, display_names  # pylint: disable=g-import-not-at-top
   splits = [split] + ([fit_split] if fit_split else [])
-  scoring = ScoringSet(models, data_config, split_file, splits)
+  scoring = ScoringSet(models, dataset, splits)
   names = display_names(models)
   views = dihedral_views()
   probs = {s: {} for s in splits}  # split -> name -> (plain, tta)
@@ -144,16 +141,20 @@ def markdown(payload: dict) -> List[str]:
 
 def measure_from_flags() -> dict:
   from pipeline.errors import PipelineError  # pylint: disable=g-import-not-at-top
-  if not FLAGS.model:
-    raise PipelineError("give at least one --model=PATH (.tflite or a build's .keras)")
-  if not FLAGS.split_file:
-    raise PipelineError("give --split_file=BUILD/splits.csv: headroom is measured on one "
-                        "split of a build (usually test), never on its training images")
+  dataset = common.dataset_from_flags(FLAGS)
+  models = FLAGS.model or (common.build_models(FLAGS.build_dir, ("int8", "float32"))
+                           if FLAGS.build_dir else [])
+  if not models:
+    raise PipelineError("give at least one --model=PATH (.tflite or a build's .keras), or "
+                        "--build_dir")
+  if not dataset.split_file:
+    raise PipelineError("give --build_dir (or --split_file=BUILD/splits.csv): headroom is "
+                        "measured on one split of a build (usually test), never on its "
+                        "training images")
   if FLAGS.fit_split == FLAGS.split:
     raise PipelineError(f"--fit_split={FLAGS.fit_split} is the scored split; use another "
                         "one (e.g. val), or leave it empty for the oracle bound only")
-  data_config = common.data_config_from_flags(FLAGS)
-  return run(FLAGS.model, data_config, FLAGS.split_file, FLAGS.split, FLAGS.fit_split)
+  return run(models, dataset, FLAGS.split, FLAGS.fit_split)
 
 
 def main(argv: List[str]) -> None:

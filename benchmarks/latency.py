@@ -40,6 +40,19 @@ def _load_images(folder: str, limit: int = 32):
   return np.stack([images_lib.load_rgb(p, 224)[0] for p in sorted(paths)[:limit]])
 
 
+def _normalization(path: str):
+  """The model's embedded input normalization; None (the default) for a model without ours,
+  such as Google's reference MobileNetV2."""
+  from pipeline import tflite_metadata  # pylint: disable=g-import-not-at-top
+  from pipeline.errors import PipelineError  # pylint: disable=g-import-not-at-top
+  with open(path, "rb") as f:
+    blob = f.read()
+  try:
+    return tflite_metadata.normalization(tflite_metadata.read(blob))
+  except PipelineError:
+    return None
+
+
 def run(models: List[str], threads: List[int], runs: int, warmup_runs: int,
         warmup_seconds: float, reference: str, images_dir: str, seed: int) -> dict:
   """Measures every model (and the reference) in the same interleaved rounds.
@@ -55,7 +68,8 @@ def run(models: List[str], threads: List[int], runs: int, warmup_runs: int,
   all_models = list(dict.fromkeys(models + ([reference] if reference else [])))
   images = _load_images(images_dir) if images_dir else None
   results = latency.measure(all_models, threads, runs=runs, warmup_runs=warmup_runs,
-                            warmup_seconds=warmup_seconds, images=images, seed=seed)
+                            warmup_seconds=warmup_seconds, images=images, seed=seed,
+                            normalizations={p: _normalization(p) for p in all_models})
   if reference:
     ref = {r["threads"]: r["median_ms"] for r in results if r["model"] == reference}
     for r in results:

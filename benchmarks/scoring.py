@@ -15,9 +15,9 @@ class ScoringSet:
   model with a wrong label order scores as badly as it would in an app.
   """
 
-  def __init__(self, models: List[str], data_config, split_file: str, splits: List[str]):
-    """Loads every model and the images of `splits` of `split_file` (or, without a split
-    file, every image as the one split "all").
+  def __init__(self, models: List[str], dataset, splits: List[str]):
+    """Loads every model and the images of `splits` of the dataset's split file (or, without
+    one, every image as the one split "all"); `dataset` is a common.Dataset.
 
     Raises:
       PipelineError: unreadable models, models with different label sets, or data with
@@ -25,6 +25,7 @@ class ScoringSet:
     """
     import dataclasses  # pylint: disable=g-import-not-at-top
     from pipeline import data as data_lib  # pylint: disable=g-import-not-at-top
+    from pipeline import synthetic  # pylint: disable=g-import-not-at-top
     from pipeline.errors import PipelineError  # pylint: disable=g-import-not-at-top
     from pipeline.runner import load_model_file  # pylint: disable=g-import-not-at-top
     self.runners = {}
@@ -39,15 +40,23 @@ class ScoringSet:
                             f"{models[0]}'s")
     self.y_true: Dict[str, np.ndarray] = {}
     self.pixels: Dict[str, Dict[int, np.ndarray]] = {}  # split -> image size -> images
-    splits = splits if split_file else ["all"]
+    split_file = dataset.split_file
+    splits = splits if split_file else [data_lib.ALL]
     with tempfile.TemporaryDirectory() as work:
       for split in splits:
         self.pixels[split] = {}
         for size in sorted({r.image_size for r in self.runners.values()}):
-          cfg = dataclasses.replace(data_config, image_size=size)
-          _, names, pixels, _ = data_lib.load_labeled_images(
-              cfg, work, only_split=split if split_file else "", split_file=split_file)
-          self.pixels[split][size] = pixels
+          # Decoded images of a benchmark always stay in memory.
+          cfg = dataclasses.replace(dataset.config, image_size=size, cache_max_gb=float("inf"))
+          root = dataset.synthetic_root
+          if cfg.data_format == "synthetic" and not root:
+            root = work
+            synthetic.write_dataset(root, cfg.synthetic_classes, cfg.synthetic_per_class, size,
+                                    0)
+          bundle = data_lib.load(cfg, 0, split_file=split_file, synthetic_root=root,
+                                 only_splits=(split,), unsplit=not split_file)
+          self.pixels[split][size] = bundle.splits[split].pixels()
+        names = [bundle.labels[i] for i in bundle.splits[split].labels]
         unknown = sorted(set(names) - set(self.labels))
         if unknown:
           raise PipelineError(f"the data has classes {unknown} that the model "

@@ -1,17 +1,17 @@
 """Assets stage: the drop-in android_assets/ folder (model, labels, model card, snippets)."""
 
-import json
 import os
 from typing import Dict, Optional, Sequence
 
 from pipeline import atomic
+from pipeline import labels as labels_lib
 from pipeline import report as report_lib
 
 DISCLAIMER = ("This model is a triage aid, never a diagnosis. It is not a diagnostic device: "
               "it must not be used to rule out disease or to replace a clinician's examination.")
 
 MODEL_FILE = "model.tflite"
-LABELS_FILE = "labels.txt"
+LABELS_FILE = labels_lib.FILE_NAME
 REFERRAL_FILE = "referral.json"
 
 
@@ -25,17 +25,11 @@ def write_assets(assets_dir: str, model_bytes: bytes, labels: Sequence[str],
   """
   with atomic.replace_directory(assets_dir) as staging:
     if referral:
-      with open(os.path.join(staging, REFERRAL_FILE), "w", encoding="utf-8") as f:
-        json.dump(referral, f, indent=2)
-        f.write("\n")
-    with open(os.path.join(staging, MODEL_FILE), "wb") as f:
-      f.write(model_bytes)
-    with open(os.path.join(staging, LABELS_FILE), "w", encoding="utf-8") as f:
-      f.write("".join(l + "\n" for l in labels))
-    with open(os.path.join(staging, "MODEL_CARD.md"), "w", encoding="utf-8") as f:
-      f.write(model_card)
-    with open(os.path.join(staging, "README.md"), "w", encoding="utf-8") as f:
-      f.write(readme)
+      atomic.write_json(os.path.join(staging, REFERRAL_FILE), referral)
+    atomic.write_bytes(os.path.join(staging, MODEL_FILE), model_bytes)
+    labels_lib.write_labels(os.path.join(staging, LABELS_FILE), labels)
+    atomic.write_text(os.path.join(staging, "MODEL_CARD.md"), model_card)
+    atomic.write_text(os.path.join(staging, "README.md"), readme)
 
 
 _PHASE_NAMES = {"transfer": "transfer learning", "finetune": "fine-tuning",

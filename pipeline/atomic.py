@@ -5,7 +5,7 @@ import json
 import os
 import shutil
 import tempfile
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 
 def write_bytes(path: str, data: bytes) -> None:
@@ -23,6 +23,27 @@ def write_bytes(path: str, data: bytes) -> None:
       f.write(data)
       f.flush()
       os.fsync(f.fileno())
+    os.replace(tmp, path)
+  except BaseException:
+    with contextlib.suppress(FileNotFoundError):
+      os.unlink(tmp)
+    raise
+
+
+def write_with(path: str, writer: Callable[[str], Any]) -> None:
+  """Calls `writer(tmp)` for a temp path beside `path` with the same suffix (Keras and numpy
+  insist on theirs), then renames it to `path`.
+
+  Args:
+    path: destination file.
+    writer: writes the whole file to the path it is given.
+  """
+  directory = os.path.dirname(os.path.abspath(path))
+  os.makedirs(directory, exist_ok=True)
+  stem, suffix = os.path.splitext(os.path.basename(path))
+  tmp = os.path.join(directory, f".tmp-{stem}-{os.getpid()}{suffix}")
+  try:
+    writer(tmp)
     os.replace(tmp, path)
   except BaseException:
     with contextlib.suppress(FileNotFoundError):

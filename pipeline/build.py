@@ -8,13 +8,13 @@ Stages, in order: data, transfer, finetune, qat, export, metadata, evaluate, gat
       --weights=../shared/weights/mobilenet_v2_1.0_imagenet_no_top.h5 --output_dir=build/ham
 
 This file is the only one in `pipeline/` that reads flags: everything else takes a
-BuildConfig (see config.py), which is written to OUTPUT_DIR/config.json and, as flags, to
+BuildConfig and RunOptions (see pipeline/config/), which is written to OUTPUT_DIR/config.json and, as flags, to
 OUTPUT_DIR/flags.txt so that `--flagfile=OUTPUT_DIR/flags.txt` repeats the build.
 """
 
 import os
 import sys
-from typing import List
+from typing import List, Tuple
 
 from absl import app
 from absl import logging
@@ -22,10 +22,12 @@ from absl import flags
 
 from pipeline import config as config_lib
 from pipeline.config import (BuildConfig, DataConfig, ExportConfig, GateConfig, MetadataConfig,
-                             ModelConfig, PhaseConfig, ReferralConfig, TrainConfig)
+                             ModelConfig, PhaseConfig, ReferralConfig, RunOptions,
+                             TrainConfig)
 from pipeline.errors import PipelineError
 
-_D = BuildConfig(output_dir="")
+_D = BuildConfig()
+_R = RunOptions(output_dir="")
 _DEFINED: List[str] = []
 
 
@@ -52,13 +54,13 @@ _define("string", "split_file", "", "Reuse a saved splits.csv instead of splitti
 _define("bool", "strict", _D.data.strict, "Fail on any bad input instead of skipping it.")
 _define("string", "hmnist_labels", "", "hmnist_csv label table CODE:NAME,... (default: "
         "0:akiec,1:bcc,2:bkl,3:df,4:nv,5:vasc,6:mel).")
-_define("enum", "class_weight", _D.data.class_weight, config_lib.CLASS_WEIGHTS,
+_define("enum", "class_weight", _D.train.class_weight, config_lib.CLASS_WEIGHTS,
         "How training balances classes: balanced = loss weights n / (classes * n_class); "
         "logit_adjusted = no weights, the loss adds log class priors to the logits (the "
         "model's outputs then favour no class by its frequency); none = neither.")
-_define("bool", "oversample", _D.data.oversample,
+_define("bool", "oversample", _D.train.oversample,
         "Oversample rare classes to the largest class's count (replaces class weights).")
-_define("bool", "augment", _D.data.augment,
+_define("bool", "augment", _D.train.augment,
         "Random flips, rotations, zoom, brightness and contrast while training.")
 _define("float", "cache_max_gb", _D.data.cache_max_gb,
         "Keep decoded images in memory up to this size; stream from disk beyond it.")
@@ -131,41 +133,39 @@ _define("list", "malignant_classes", None,
 _define("float", "referral_sensitivity", _D.referral.sensitivity,
         "Share of the serious cases of the validation split the referral threshold must catch.")
 _define("string", "output_dir", "", "Where the build writes everything.")
-_define("string", "assets_dir", _D.assets_dir, "Where the drop-in app assets go.")
+_define("string", "assets_dir", _R.assets_dir, "Where the drop-in app assets go.")
 _define("integer", "seed", _D.seed, "Seed for splits, shuffling and initialization.")
 _define("bool", "deterministic", _D.deterministic,
         "Enable TensorFlow op determinism: two builds with the same seed train bit-identical "
         "models (for comparing changes); without it only the split and labels repeat.")
-_define("enum", "stop_after", _D.stop_after, config_lib.STAGES,
+_define("enum", "stop_after", _R.stop_after, config_lib.STAGES,
         "Run the stages up to and including this one.")
-_define("bool", "resume", _D.resume, "Continue a killed build: finished stages are reused, "
+_define("bool", "resume", _R.resume, "Continue a killed build: finished stages are reused, "
         "the interrupted phase continues from its last epoch.")
 
 FLAGS = flags.FLAGS
 
 
-def config_from_flags(f: flags.FlagValues) -> BuildConfig:
-  """Builds and validates the BuildConfig from parsed flags."""
-  return BuildConfig(
-      output_dir=f.output_dir, assets_dir=f.assets_dir, seed=f.seed, deterministic=f.deterministic,
-      stop_after=f.stop_after,
-      resume=f.resume,
+def config_from_flags(f: flags.FlagValues) -> Tuple[BuildConfig, RunOptions]:
+  """The validated recipe and run options of parsed flags."""
+  smoothing = f.label_smoothing
+  config = BuildConfig(
+      seed=f.seed, deterministic=f.deterministic,
       data=DataConfig(
           data_format=f.data_format, data_dir=f.data_dir, metadata_csv=f.metadata_csv,
           image_size=f.image_size, val_fraction=f.val_fraction, test_fraction=f.test_fraction,
           split_file=f.split_file, strict=f.strict, hmnist_labels=f.hmnist_labels,
-          class_weight=f.class_weight, oversample=f.oversample, augment=f.augment,
           cache_max_gb=f.cache_max_gb, synthetic_classes=f.synthetic_classes,
           synthetic_per_class=f.synthetic_per_class),
       model=ModelConfig(weights=f.weights, alpha=f.alpha, dropout=f.dropout),
       train=TrainConfig(
           transfer=PhaseConfig(epochs=f.transfer_epochs, learning_rate=f.transfer_lr),
           finetune=PhaseConfig(epochs=f.finetune_epochs, learning_rate=f.finetune_lr,
-                               warmup_epochs=f.warmup_epochs, label_smoothing=f.label_smoothing),
-          qat=PhaseConfig(epochs=f.qat_epochs, learning_rate=f.qat_lr),
+                               warmup_epochs=f.warmup_epochs, label_smoothing=smoothing),
+          qat=PhaseConfig(epochs=f.qat_epochs, learning_rate=f.qat_lr, label_smoothing=smoothing),
           transfer_mode=f.transfer_mode, qat_target=f.qat_target,
-          finetune_layers=f.finetune_layers,
-          batch_size=f.batch_size, strategy=f.strategy),
+          finetune_layers=f.finetune_layers, batch_size=f.batch_size, strategy=f.strategy,
+          class_weight=f.class_weight, oversample=f.oversample, augment=f.augment),
       export=ExportConfig(io_dtype=f.io_dtype, variants=tuple(f.variants),
                           calibration_images=f.calibration_images),
       metadata=MetadataConfig(name=f.model_name, description=f.model_description,
@@ -178,41 +178,17 @@ def config_from_flags(f: flags.FlagValues) -> BuildConfig:
       referral=ReferralConfig(
           malignant_classes=None if f.malignant_classes is None else tuple(f.malignant_classes),
           sensitivity=f.referral_sensitivity),
-  ).validate()
+  )
+  options = RunOptions(output_dir=f.output_dir, assets_dir=f.assets_dir, stop_after=f.stop_after,
+                       resume=f.resume)
+  return config.validate(), options.validate()
 
 
 def flagfile_text(f: flags.FlagValues) -> str:
   """The build's flags in --flagfile form (without --resume, which is per invocation)."""
-  lines = []
-  for name in _DEFINED:
-    if name == "resume":
-      continue
-    value = f[name].value
-    if value is None:  # A list flag left to its dataset-dependent default.
-      continue
-    if isinstance(value, list):
-      value = ",".join(value)
-    elif isinstance(value, bool):
-      lines.append(f"--{name}" if value else f"--no{name}")
-      continue
-    lines.append(f"--{name}={value}")
-  return "\n".join(lines) + "\n"
-
-
-def bench_data_flags(config: BuildConfig) -> str:
-  """The data flags of benchmarks.accuracy that point at this build's dataset."""
-  data = config.data
-  if data.data_format == "synthetic":  # The build wrote its synthetic set as class folders.
-    return (f"--data_format=folders\n"
-            f"--data_dir={os.path.abspath(os.path.join(config.output_dir, 'synthetic_data'))}\n")
-  lines = [f"--data_format={data.data_format}"]
-  for name in ("data_dir", "metadata_csv", "hmnist_labels"):
-    value = getattr(data, name)
-    if value:
-      value = ",".join(os.path.abspath(v) for v in value.split(",")) if name == "data_dir" else (
-          os.path.abspath(value) if name == "metadata_csv" else value)
-      lines.append(f"--{name}={value}")
-  return "\n".join(lines) + "\n"
+  lines = [f[name].serialize() for name in _DEFINED if name != "resume"]
+  # A list flag left to its dataset-dependent default (None) serializes as "".
+  return "\n".join(line for line in lines if line) + "\n"
 
 
 def main(argv: List[str]) -> None:
@@ -220,14 +196,12 @@ def main(argv: List[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
   try:
-    config = config_from_flags(FLAGS)
-    os.makedirs(config.output_dir, exist_ok=True)
+    config, options = config_from_flags(FLAGS)
+    os.makedirs(options.output_dir, exist_ok=True)
     from pipeline import atomic  # pylint: disable=g-import-not-at-top
-    atomic.write_text(os.path.join(config.output_dir, "flags.txt"), flagfile_text(FLAGS))
-    atomic.write_text(os.path.join(config.output_dir, "bench_data.flags"),
-                      bench_data_flags(config))
+    atomic.write_text(os.path.join(options.output_dir, "flags.txt"), flagfile_text(FLAGS))
     from pipeline import stages  # pylint: disable=g-import-not-at-top  (imports TensorFlow)
-    stages.run(config)
+    stages.run(config, options)
   except PipelineError as e:
     sys.exit(f"pipeline.build: error: {e}")
   except KeyboardInterrupt:

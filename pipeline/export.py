@@ -4,6 +4,7 @@ from typing import Dict, Iterable
 
 import numpy as np
 
+from pipeline import runner
 from pipeline.errors import PipelineError
 from pipeline.preprocessing import Normalization
 from pipeline.tf_compat import keras, tf
@@ -124,8 +125,7 @@ def check_int8(tflite: bytes, io_dtype: str, normalization: Normalization,
     raise PipelineError(f"int8 export has conv weights of type {summary['conv_weight_dtypes']}")
   if io_dtype == "uint8":
     scale, zero_point = summary["input_quantization"]
-    lo, hi = normalization.input_range()
-    raw = abs(-zero_point * scale - lo) <= scale and abs((255 - zero_point) * scale - hi) <= scale
+    raw = runner.input_is_raw_pixels((scale, zero_point), normalization)
     summary["input_is_raw_pixels"] = raw
     if require_raw_pixels and not raw:
       raise PipelineError(

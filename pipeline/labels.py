@@ -7,6 +7,7 @@ from typing import Dict, Sequence, Tuple
 from pipeline import atomic
 from pipeline.errors import PipelineError
 
+FILE_NAME = "labels.txt"
 METADATA_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                             "metadata")
 

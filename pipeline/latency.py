@@ -6,6 +6,9 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
+from pipeline import runner
+from pipeline.preprocessing import MOBILENET_V2, Normalization
+
 
 def _rss_bytes() -> int:
   try:
@@ -18,8 +21,9 @@ def _rss_bytes() -> int:
   return 0
 
 
-def _input_for(interpreter, images: Optional[np.ndarray], seed: int) -> np.ndarray:
-  """A valid input batch: real images quantized/normalized as the tensor expects, or random."""
+def _input_for(interpreter, images: Optional[np.ndarray], normalization: Normalization,
+               seed: int) -> np.ndarray:
+  """A valid input batch: a real image encoded as the tensor expects it, or random values."""
   detail = interpreter.get_input_details()[0]
   shape, dtype = detail["shape"], detail["dtype"]
   rng = np.random.default_rng(seed)
@@ -28,23 +32,17 @@ def _input_for(interpreter, images: Optional[np.ndarray], seed: int) -> np.ndarr
       return rng.uniform(-1, 1, shape).astype(np.float32)
     info = np.iinfo(dtype)
     return rng.integers(info.min, info.max + 1, shape).astype(dtype)
-  from pipeline.preprocessing import MOBILENET_V2  # pylint: disable=g-import-not-at-top
   img = images[rng.integers(len(images))][None]
   if img.shape[1:3] != tuple(shape[1:3]):
     from PIL import Image  # pylint: disable=g-import-not-at-top
     img = np.asarray(Image.fromarray(img[0]).resize((shape[2], shape[1]), Image.BILINEAR))[None]
-  if dtype == np.uint8:
-    return img.astype(np.uint8)
-  x = MOBILENET_V2.apply_np(img)
-  if dtype == np.float32:
-    return x
-  scale, zp = detail["quantization"]
-  return np.clip(np.round(x / scale + zp), -128, 127).astype(np.int8)
+  return runner.encode(img, detail, normalization)
 
 
 def measure(models: Sequence[str], threads: Sequence[int], runs: int = 200,
             warmup_runs: int = 20, warmup_seconds: float = 0.0,
-            images: Optional[np.ndarray] = None, seed: int = 0) -> List[Dict]:
+            images: Optional[np.ndarray] = None, seed: int = 0,
+            normalizations: Optional[Dict[str, Normalization]] = None) -> List[Dict]:
   """Latency of every (model, threads) pair, measured in the same interleaved rounds.
 
   Each round invokes every pair once, in order, so drift on a shared machine hits all
@@ -57,6 +55,8 @@ def measure(models: Sequence[str], threads: Sequence[int], runs: int = 200,
     warmup_runs: untimed invokes per pair before timing.
     warmup_seconds: additional warm-up time per pair.
     images: uint8 images to feed (resized as needed), or None for random inputs.
+    normalizations: each model's input normalization, for encoding `images` (default
+      MOBILENET_V2, which Google's quantized MobileNetV2 also uses).
     seed: input selection.
 
   Returns:
@@ -72,7 +72,7 @@ def measure(models: Sequence[str], threads: Sequence[int], runs: int = 200,
       interp = Interpreter(model_path=path, num_threads=n)
       interp.allocate_tensors()
       init_ms = (time.perf_counter() - t0) * 1e3
-      x = _input_for(interp, images, seed)
+      x = _input_for(interp, images, (normalizations or {}).get(path) or MOBILENET_V2, seed)
       index = interp.get_input_details()[0]["index"]
       interp.set_tensor(index, x)
       t0 = time.perf_counter()

@@ -37,12 +37,10 @@ def predict(model_path: str, image_paths: List[str], top_k: int) -> List[dict]:
   import numpy as np  # pylint: disable=g-import-not-at-top
   from pipeline import images as images_lib  # pylint: disable=g-import-not-at-top
   from pipeline.runner import load_model_file  # pylint: disable=g-import-not-at-top
-  import hashlib  # pylint: disable=g-import-not-at-top
   from pipeline import referral as referral_lib  # pylint: disable=g-import-not-at-top
   runner, meta = load_model_file(model_path)
   names = meta["display_names"] or meta["labels"]
-  with open(model_path, "rb") as f:
-    referral = referral_lib.load_for_model(model_path, hashlib.sha256(f.read()).hexdigest())
+  referral = referral_lib.load_for_model(model_path, meta["sha256"]) if meta["sha256"] else None
   results = []
   for path in image_paths:
     try:

@@ -1,6 +1,5 @@
 """Build reports: report.json, report.md, training_curves.png and confusion_matrix.png."""
 
-import os
 from typing import Dict, List, Optional, Sequence
 
 import numpy as np
@@ -111,9 +110,8 @@ def write_report(path_json: str, path_md: str, report: dict) -> None:
 
 
 def save_figure(fig, path: str) -> None:
-  tmp = path + ".tmp.png"
-  fig.savefig(tmp, dpi=110, bbox_inches="tight")
-  os.replace(tmp, path)
+  """Saves a matplotlib figure as a PNG, atomically."""
+  atomic.write_with(path, lambda tmp: fig.savefig(tmp, dpi=110, bbox_inches="tight"))
 
 
 def plot_training_curves(phases: Dict[str, dict], path: str) -> None:

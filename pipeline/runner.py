@@ -1,5 +1,6 @@
 """One TFLite runner (LiteRT interpreter) for the build, the tests and the benchmarks."""
 
+import hashlib
 import os
 from typing import Optional
 
@@ -13,6 +14,34 @@ def _check_image_size(name: str, image_size: int, pixels: np.ndarray) -> None:
   if pixels.shape[1:3] != (image_size, image_size):
     raise PipelineError(f"{name}: expects {image_size}x{image_size} images, "
                         f"got {pixels.shape[1]}x{pixels.shape[2]}")
+
+
+def input_is_raw_pixels(quantization, normalization: Normalization) -> bool:
+  """True when a uint8 input tensor with this (scale, zero point) already holds raw pixels:
+  its dequantized 0 and 255 are what the normalization maps 0 and 255 to (within one
+  quantization step)."""
+  scale, zero_point = quantization
+  lo, hi = normalization.input_range()
+  return (abs((0 - zero_point) * scale - lo) <= scale and
+          abs((255 - zero_point) * scale - hi) <= scale)
+
+
+def encode(pixels: np.ndarray, input_detail: dict, normalization: Normalization) -> np.ndarray:
+  """uint8 pixels [N, H, W, 3] as the input tensor `input_detail` takes them.
+
+  - uint8 input that encodes the normalization: the pixels themselves (what phone APIs feed);
+  - float32 input: normalized pixels;
+  - other integer input: normalized, then quantized with the tensor's own scale and zero point.
+  """
+  dtype = input_detail["dtype"]
+  if dtype == np.uint8 and input_is_raw_pixels(input_detail["quantization"], normalization):
+    return pixels.astype(np.uint8)
+  x = normalization.apply_np(pixels)
+  if dtype == np.float32:
+    return x
+  scale, zero_point = input_detail["quantization"]
+  info = np.iinfo(dtype)
+  return np.clip(np.round(x / scale + zero_point), info.min, info.max).astype(dtype)
 
 
 class LiteRunner:
@@ -48,33 +77,9 @@ class LiteRunner:
     self.batch_size = int(self.input["shape"][0])
     self.image_size = int(self.input["shape"][1])
 
-  @property
-  def input_dtype(self):
-    return self.input["dtype"]
-
-  @property
-  def output_dtype(self):
-    return self.output["dtype"]
-
   def prepare(self, pixels: np.ndarray) -> np.ndarray:
     """Turns uint8 pixels [N, H, W, 3] into the input tensor's dtype and encoding."""
-    dtype = self.input["dtype"]
-    if dtype == np.uint8 and self._input_is_raw_pixels():
-      return pixels.astype(np.uint8)
-    x = self.normalization.apply_np(pixels)
-    if dtype == np.float32:
-      return x
-    scale, zero_point = self.input["quantization"]
-    info = np.iinfo(dtype)
-    return np.clip(np.round(x / scale + zero_point), info.min, info.max).astype(dtype)
-
-  def _input_is_raw_pixels(self) -> bool:
-    scale, zero_point = self.input["quantization"]
-    lo, hi = self.normalization.input_range()
-    # The uint8 tensor already holds pixels when its dequantized 0 and 255 span the range
-    # the normalization maps 0 and 255 to (within one quantization step).
-    return (abs((0 - zero_point) * scale - lo) <= scale and
-            abs((255 - zero_point) * scale - hi) <= scale)
+    return encode(pixels, self.input, self.normalization)
 
   def invoke_prepared(self, x: np.ndarray) -> np.ndarray:
     """Runs one already-prepared input batch; returns dequantized float outputs."""
@@ -119,24 +124,22 @@ class KerasRunner:
 
 
 def _load_keras_build_model(path: str):
-  """A KerasRunner for a build's .keras model, with labels.txt and the normalization that
-  the build's report.json recorded (both beside the model)."""
-  import json  # pylint: disable=g-import-not-at-top
+  """A KerasRunner for a build's .keras model, with the labels.txt and config.json (its
+  normalization) of its build directory."""
   from pipeline import labels as labels_lib  # pylint: disable=g-import-not-at-top
+  from pipeline.config import CONFIG_FILE, BuildConfig  # pylint: disable=g-import-not-at-top
   if not os.path.isfile(path):
     raise PipelineError(f"{path}: model file not found")
   build_dir = os.path.dirname(os.path.abspath(path))
   try:
-    labels = list(labels_lib.read_labels(os.path.join(build_dir, "labels.txt")))
-    with open(os.path.join(build_dir, "report.json"), encoding="utf-8") as f:
-      norm = json.load(f)["normalization"]
-  except (PipelineError, OSError, KeyError, ValueError) as e:
+    labels = list(labels_lib.read_labels(os.path.join(build_dir, labels_lib.FILE_NAME)))
+    normalization = BuildConfig.load(os.path.join(build_dir, CONFIG_FILE)).model.normalization
+  except PipelineError as e:
     raise PipelineError(f"{path}: a .keras model is read from its build directory, which needs "
-                        f"labels.txt and report.json ({e}); give a model_float.keras that "
+                        f"labels.txt and config.json ({e}); give a model_float.keras that "
                         "pipeline.build wrote") from e
-  normalization = Normalization(tuple(norm["mean"]), tuple(norm["std"]))
   meta = {"labels": labels, "display_names": [], "mean": list(normalization.mean),
-          "std": list(normalization.std)}
+          "std": list(normalization.std), "sha256": None}
   return KerasRunner(path, normalization), meta
 
 
@@ -151,7 +154,8 @@ def load_model_file(path: str, num_threads: Optional[int] = None):
     num_threads: interpreter threads (TFLite only).
 
   Returns:
-    (LiteRunner or KerasRunner, metadata dict as from tflite_metadata.read).
+    (LiteRunner or KerasRunner, metadata dict as from tflite_metadata.read plus "sha256"
+    of the .tflite file, None for a .keras).
 
   Raises:
     PipelineError: unreadable file, or no labels/normalization in the metadata.
@@ -165,9 +169,9 @@ def load_model_file(path: str, num_threads: Optional[int] = None):
   except OSError as e:
     raise PipelineError(f"{path}: cannot read the model ({e.strerror}); check --model") from e
   meta = tflite_metadata.read(blob)
-  if not meta["labels"] or meta["mean"] is None:
+  meta["sha256"] = hashlib.sha256(blob).hexdigest()  # Ties referral.json to this very file.
+  normalization = tflite_metadata.normalization(meta)
+  if not meta["labels"] or normalization is None:
     raise PipelineError(f"{path}: the model has no labels or normalization in its metadata; "
                         "use a model built by pipeline.build")
-  per_channel = lambda v: tuple(v) * 3 if len(v) == 1 else tuple(v)
-  normalization = Normalization(per_channel(meta["mean"]), per_channel(meta["std"]))
   return LiteRunner(blob, normalization, num_threads), meta

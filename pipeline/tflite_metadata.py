@@ -3,13 +3,14 @@
 import json
 import os
 import tempfile
-from typing import Dict, Sequence
+from typing import Dict, Optional, Sequence
 
+from pipeline import labels as labels_lib
 from pipeline import native
 from pipeline.errors import PipelineError
 from pipeline.preprocessing import Normalization
 
-LABELS_FILE = "labels.txt"
+LABELS_FILE = labels_lib.FILE_NAME
 DISPLAY_NAMES_FILE = "labels_en.txt"  # Task Library's display_names_locale defaults to "en".
 
 
@@ -66,10 +67,8 @@ def write(tflite: bytes, labels: Sequence[str], display_names: Sequence[str],
   with tempfile.TemporaryDirectory() as tmp:
     labels_path = os.path.join(tmp, LABELS_FILE)
     names_path = os.path.join(tmp, DISPLAY_NAMES_FILE)
-    with open(labels_path, "w", encoding="utf-8") as f:
-      f.write("".join(l + "\n" for l in labels))
-    with open(names_path, "w", encoding="utf-8") as f:
-      f.write("".join(n + "\n" for n in display_names))
+    labels_lib.write_labels(labels_path, labels)
+    labels_lib.write_labels(names_path, display_names)  # Same format: one name per line.
     general = metadata_info.GeneralMd(name=info["name"], version=info["version"],
                                       description=info["description"], author=info["author"],
                                       licenses=info["license"])
@@ -108,6 +107,15 @@ def read(tflite: bytes) -> dict:
       "labels": files.get(LABELS_FILE), "display_names": files.get(DISPLAY_NAMES_FILE),
       "json": meta,
   }
+
+
+def normalization(meta: dict) -> Optional[Normalization]:
+  """The input normalization a `read` result states (one value stands for all channels);
+  None when the metadata has none."""
+  if meta.get("mean") is None or meta.get("std") is None:
+    return None
+  per_channel = lambda v: tuple(float(x) for x in v) * (3 if len(v) == 1 else 1)
+  return Normalization(per_channel(meta["mean"]), per_channel(meta["std"]))
 
 
 def verify(tflite: bytes, labels: Sequence[str], display_names: Sequence[str],

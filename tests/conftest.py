@@ -25,10 +25,10 @@ def built(tmp_path_factory):
   from pipeline import stages
   out = str(tmp_path_factory.mktemp("build"))
   # Red stands in for a serious class, so the build fits and ships a referral threshold.
-  cfg = config_lib.smoke_config(
-      out, referral=config_lib.ReferralConfig(malignant_classes=("red",)))
-  report = stages.run(cfg)
-  return cfg, report
+  cfg = config_lib.smoke_config(referral=config_lib.ReferralConfig(malignant_classes=("red",)))
+  run = config_lib.smoke_run(out)
+  report = stages.run(cfg, run)
+  return cfg, run, report
 
 
 def run_cli(args, timeout=600, env=None):

@@ -1,6 +1,11 @@
-"""User mistakes give one clear line and a non-zero exit, never a traceback."""
+"""The command line: user mistakes give one clear line and a non-zero exit (never a
+traceback), and a build's flags.txt and config.json reproduce it."""
+
+import json
 
 import pytest
+
+from pipeline.errors import PipelineError
 
 from tests.conftest import run_cli
 
@@ -38,8 +43,34 @@ def test_enum_flags_name_valid_values():
 
 def test_helpfull_lists_the_build_flags():
   proc = run_cli(["-m", "pipeline.build", "--helpfull"])
-  assert proc.returncode in (0, 1)
+  assert proc.returncode == 1, proc.stderr  # absl exits 1 after printing --helpfull.
   for flag in ("--data_format", "--stop_after", "--finetune_layers", "--io_dtype",
                "--[no]resume", "--strategy", "--gate_min_agreement", "--gate_mcnemar_alpha",
                "--gate_max_flip_margin", "--malignant_classes", "--referral_sensitivity"):
     assert flag in proc.stdout, flag
+
+
+def test_flags_txt_and_config_json_both_reproduce_the_config(tmp_path):
+  from pipeline.config import CONFIG_FILE, BuildConfig
+  flags = ["--image_size=40", "--synthetic_classes=3", "--synthetic_per_class=12", "--noaugment",
+           "--malignant_classes=red", "--label_smoothing=0.05", "--variants=int8,float32",
+           "--class_weight=logit_adjusted", "--gate_max_flip_margin=0.3", "--stop_after=data"]
+  first = run_cli(["-m", "pipeline.build", *flags, f"--output_dir={tmp_path}/a"])
+  assert first.returncode == 0, first.stderr[-2000:]
+  again = run_cli(["-m", "pipeline.build", f"--flagfile={tmp_path}/a/flags.txt",
+                   f"--output_dir={tmp_path}/b"])
+  assert again.returncode == 0, again.stderr[-2000:]
+  a = BuildConfig.load(str(tmp_path / "a" / CONFIG_FILE))
+  assert a == BuildConfig.load(str(tmp_path / "b" / CONFIG_FILE))
+  # The flags reached the recipe (each phase has its own label smoothing).
+  assert (a.data.image_size, a.train.augment, a.referral.malignant_classes,
+          a.train.finetune.label_smoothing, a.train.qat.label_smoothing, a.export.variants,
+          a.train.class_balance, a.gate.max_flip_margin) == (
+              40, False, ("red",), 0.05, 0.05, ("int8", "float32"), "logit_adjusted", 0.3)
+  assert "--resume" not in open(tmp_path / "a" / "flags.txt").read()
+  # config.json is exactly the recipe, and a field this version does not know is an error.
+  saved = json.load(open(tmp_path / "a" / CONFIG_FILE))
+  assert BuildConfig.from_dict(saved) == a
+  saved["train"]["augmentation"] = True
+  with pytest.raises(PipelineError, match="unknown field.*augmentation"):
+    BuildConfig.from_dict(saved)

@@ -11,7 +11,10 @@ from PIL import Image
 from pipeline import data as data_lib
 from pipeline import images as images_lib
 from pipeline import labels as labels_lib
-from pipeline.config import DataConfig
+from pipeline.config import BuildConfig, DataConfig, RunOptions, replace
+from pipeline.data import readers, splits as splits_lib
+from pipeline.stages import data as data_stage
+from pipeline.stages.state import BuildState
 from pipeline.errors import PipelineError
 from tests import imagefiles
 
@@ -23,8 +26,12 @@ def _ham_config(dirs, csv_path, **kw):
                     image_size=SIZE, **kw)
 
 
-def _run(cfg, out, seed=0, **kw):
-  return data_lib.run_data_stage(cfg, seed, str(out), **kw)
+def _run(cfg, out, seed=0, split_file=""):
+  """The data stage as the build runs it (it writes labels.txt, splits.csv, data_report.json)."""
+  config = BuildConfig(seed=seed, data=replace(cfg, split_file=split_file or cfg.split_file))
+  os.makedirs(out, exist_ok=True)
+  state = BuildState(options=RunOptions(output_dir=str(out)), log=lambda _: None, started="")
+  return data_stage.run(config, state).bundle
 
 
 def _splits_csv(out):
@@ -63,7 +70,7 @@ def test_lesion_groups_never_cross_splits_at_scale():
     label = ["nv", "mel", "bkl"][lesion % 3]
     for k in range(rng.integers(1, 5)):
       examples.append(data_lib.Example(key=f"{lesion}_{k}", label=label, group=f"L{lesion}"))
-  assignment = data_lib.split_examples(examples, 0.1, 0.2, seed=3)
+  assignment = splits_lib.assign(examples, 0.1, 0.2, seed=3)
   by_group = {}
   for e in examples:
     by_group.setdefault(e.group, set()).add(assignment[e.key])
@@ -99,7 +106,7 @@ def test_folders_format_and_given_test_split(tmp_path):
   assert len(bundle.splits["test"]) == 6
   assert all(k.startswith("test") for k in bundle.splits["test"].keys)
   assert not any(k.startswith("test") for k in bundle.splits["train"].keys)
-  assert any("test split" in w for w in bundle.report["warnings"])
+  assert any("test split" in w for w in bundle.notes.warnings)
 
 
 def test_hmnist_csv_default_table_and_override(tmp_path):
@@ -114,12 +121,12 @@ def test_hmnist_csv_default_table_and_override(tmp_path):
                 tmp_path / "out")
   assert bundle.labels == ("bkl", "mel", "nv")  # 2 -> bkl, 4 -> nv, 6 -> mel.
   assert bundle.splits["train"].images.shape[1:] == (SIZE, SIZE, 3)  # Upsampled from 28.
-  assert any("no lesion ids" in w for w in bundle.report["warnings"])
+  assert any("no lesion ids" in w for w in bundle.notes.warnings)
   custom = _run(DataConfig(data_format="hmnist_csv", metadata_csv=str(path), image_size=SIZE,
                            hmnist_labels="2:a,4:b,6:c"), tmp_path / "out2")
   assert custom.labels == ("a", "b", "c")
   with pytest.raises(PipelineError, match="CODE:NAME"):
-    data_lib.parse_hmnist_labels("4=nv")
+    readers.parse_hmnist_labels("4=nv")
 
 
 def test_synthetic_format_is_deterministic(tmp_path):
@@ -203,7 +210,7 @@ def test_csv_problems_are_skipped_and_listed(tmp_path):
   ]
   imagefiles.write_csv(csv_path, bad_rows, bom=True, pad=True)  # BOM and stray whitespace.
   bundle = _run(_ham_config(dirs, csv_path), tmp_path / "out")
-  reasons = [s["reason"] for s in bundle.report["skipped"]]
+  reasons = [s["reason"] for s in bundle.notes.skipped]
   assert any("no image file named ISIC_missing" in r for r in reasons)
   assert any("duplicated image id" in r for r in reasons)
   assert any("unknown dx label 'xyz'" in r for r in reasons)
@@ -246,7 +253,7 @@ def test_class_left_without_images_is_dropped_with_warning_or_strict_error(tmp_p
   bundle = _run(DataConfig(data_format="folders", data_dir=str(root), image_size=SIZE),
                 tmp_path / "out")
   assert bundle.labels == ("a", "b")
-  assert any("class 'c' has no usable images" in w for w in bundle.report["warnings"])
+  assert any("class 'c' has no usable images" in w for w in bundle.notes.warnings)
   with pytest.raises(PipelineError):
     _run(DataConfig(data_format="folders", data_dir=str(root), image_size=SIZE, strict=True),
          tmp_path / "strict")
@@ -266,11 +273,11 @@ def test_streaming_when_cache_budget_is_exceeded(tmp_path):
   dirs, csv_path, _ = imagefiles.ham_dataset(str(tmp_path / "ham"))
   bundle = _run(_ham_config(dirs, csv_path, cache_max_gb=1e-6), tmp_path / "out")
   assert bundle.splits["train"].images is None
-  assert not bundle.report["cached_in_memory"]
+  assert bundle.streamed
 
 
 def test_oversampling_balances_classes():
-  from pipeline import train
+  from pipeline.train import inputs
   labels = np.array([0] * 10 + [1] * 3 + [2])
-  idx = train.oversample_indices(labels, seed=0)
+  idx = inputs.oversample_indices(labels, seed=0)
   np.testing.assert_array_equal(np.bincount(labels[idx]), [10, 10, 10])

@@ -10,13 +10,13 @@ from pipeline.tf_compat import tf
 def test_mirrored_training_and_qat(tmp_path):
   assert len(tf.config.list_logical_devices("CPU")) == 2  # Set up in conftest.
   assert tf.distribute.MirroredStrategy().num_replicas_in_sync == 2
-  cfg = config_lib.smoke_config(str(tmp_path), stop_after="qat")
+  cfg = config_lib.smoke_config()
   cfg = config_lib.replace(
       cfg, train=config_lib.replace(cfg.train, strategy="mirrored",
                                     transfer_mode="end_to_end",
                                     transfer=config_lib.PhaseConfig(1, 1e-3),
                                     finetune=config_lib.PhaseConfig(2, 3e-4)))
-  report = stages.run(cfg.validate())
+  report = stages.run(cfg.validate(), config_lib.smoke_run(str(tmp_path), stop_after="qat"))
   assert set(report["training"]) == {"transfer", "finetune", "qat"}
   assert report["training"]["transfer"]["mode"] == "end_to_end"
   assert report["training"]["qat"]["mode"] == "distilled from the float model"

@@ -5,7 +5,7 @@ import pytest
 
 from pipeline import export as export_lib
 from pipeline import model as model_lib
-from pipeline import train as train_lib
+from pipeline.train import qat as qat_lib
 from pipeline.errors import PipelineError
 from pipeline.preprocessing import MOBILENET_V2
 from pipeline.runner import LiteRunner
@@ -24,7 +24,7 @@ def models():
   keras.utils.set_random_seed(0)
   float_model = model_lib.build_classifier(3, SIZE, 0.35, "none", 0.0, seed=0)
   model_lib.init_batchnorm_statistics(float_model, MOBILENET_V2.apply_np(calib))
-  qat = train_lib.quantize_model(float_model, 10, MOBILENET_V2,
+  qat = qat_lib.quantize_model(float_model, 10, MOBILENET_V2,
                                  calibration_batches=[MOBILENET_V2.apply_np(calib)])
   return float_model, qat, calib
 

@@ -35,11 +35,12 @@ def _dataset(kind, root):
 @pytest.mark.parametrize("kind", ["ham10000", "folders", "hmnist_csv"])
 def test_format_through_the_build(tmp_path, kind):
   data_kwargs, labels = _dataset(kind, tmp_path / "data")
-  cfg = config_lib.smoke_config(str(tmp_path / "out"), stop_after="transfer")
+  cfg = config_lib.smoke_config()
+  run = config_lib.smoke_run(str(tmp_path / "out"), stop_after="transfer")
   cfg = config_lib.replace(cfg, data=config_lib.replace(cfg.data, image_size=32, **data_kwargs))
-  report = stages.run(cfg.validate())
-  assert labels_lib.read_labels(os.path.join(cfg.output_dir, "labels.txt")) == labels
+  report = stages.run(cfg.validate(), run)
+  assert labels_lib.read_labels(os.path.join(run.output_dir, "labels.txt")) == labels
   assert report["data"]["labels"] == list(labels)
   assert sum(report["data"]["totals"].values()) > 0
   assert report["training"]["transfer"]["history"]["loss"]
-  assert os.path.isfile(os.path.join(cfg.output_dir, "splits.csv"))
+  assert os.path.isfile(os.path.join(run.output_dir, "splits.csv"))

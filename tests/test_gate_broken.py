@@ -11,7 +11,7 @@ from pipeline import export as export_lib
 from pipeline import labels as labels_lib
 from pipeline import parity
 from pipeline import tflite_metadata
-from pipeline import train as train_lib
+from pipeline.train import qat as qat_lib
 from pipeline.preprocessing import MOBILENET_V2, Normalization
 from pipeline.tf_compat import keras
 
@@ -24,11 +24,11 @@ def _read(path):
 @pytest.fixture(scope="module")
 def verdicts(built):
   """{variant: (GateResult, report)} for the build's models and four broken int8 models."""
-  cfg, report = built
-  out = cfg.output_dir
+  cfg, run, report = built
+  out = run.output_dir
   labels = labels_lib.read_labels(os.path.join(out, "labels.txt"))
-  bundle = data_lib.run_data_stage(cfg.data, cfg.seed, str(out) + "_broken",
-                                   split_file=os.path.join(out, "splits.csv"))
+  bundle = data_lib.load(cfg.data, cfg.seed, split_file=os.path.join(out, "splits.csv"),
+                         synthetic_root=os.path.join(out, "synthetic_data"))
   train, test = bundle.splits["train"], bundle.splits["test"]
   calibration = train.images[:32]
   with_metadata = lambda blob, order=labels: tflite_metadata.write(
@@ -51,7 +51,7 @@ def verdicts(built):
   dead.layers[-1].set_weights([kernel, bias])
   models["dead_class"] = with_metadata(export_lib.convert_int8(dead, calibration, MOBILENET_V2))
   # A collapsed QAT (ham2 scored 32.7%): tfmot's uncalibrated ranges and a diverging step size.
-  qat = train_lib.quantize_model(float_model, cfg.train.finetune_layers, MOBILENET_V2)
+  qat = qat_lib.quantize_model(float_model, cfg.train.finetune_layers, MOBILENET_V2)
   qat.compile(keras.optimizers.SGD(learning_rate=10.0), "sparse_categorical_crossentropy")
   qat.fit(MOBILENET_V2.apply_np(train.images), train.labels, batch_size=16, epochs=1, verbose=0)
   models["collapsed_qat"] = with_metadata(export_lib.convert_int8(qat, calibration, MOBILENET_V2))

@@ -38,10 +38,7 @@ def test_score_rows_ensemble_tta_and_offsets():
   assert rows[headroom.ENSEMBLE]["balanced_accuracy"] == pytest.approx(
       metrics.balanced_accuracy(metrics.confusion_matrix(y, mean.argmax(1), 3)))
   for r in rows.values():
-    # Offsets fit on the scored split can only help there; the bias toward class 0 is
-    # exactly what they undo, so here they help by a clear margin.
-    assert r["oracle_offsets"] >= r["balanced_accuracy"]
-    assert r["tta8_oracle_offsets"] >= r["tta8"]
+    # The bias toward class 0 is exactly what offsets fit on another split undo.
     assert r["fit_split_offsets"] > r["balanced_accuracy"] + 0.03
   # One model: no ensemble row, no fit-split columns without a fit split.
   single = headroom.score_rows(y, {"a": plain["a"]}, {"a": tta["a"]})

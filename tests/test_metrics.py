@@ -1,5 +1,7 @@
 """Metric math on hand-made predictions with known answers."""
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -99,3 +101,30 @@ def test_fit_class_offsets_finds_the_threshold_a_minority_class_needs():
   assert 0.5 < offsets[1] - offsets[0] <= 2.0  # At 2.0 class 0 wins the tie (argmax: first).
   # Already perfect: nothing moves.
   np.testing.assert_array_equal(metrics.fit_class_offsets(y, np.eye(2)[y] * 5.0), [0.0, 0.0])
+
+
+def test_metrics_match_scikit_learn_on_random_data():
+  from sklearn import metrics as sk
+  rng = np.random.default_rng(0)
+  k = 5
+  for trial in range(6):
+    n = int(rng.integers(20, 300))
+    # Trial 0 leaves class 4 out of the truth (balanced accuracy must skip it, as sklearn does).
+    y = rng.integers(0, k - 1 if trial == 0 else k, n)
+    probs = rng.dirichlet(np.ones(k), n)
+    probs[np.arange(n), y] += rng.random(n) * 0.5  # Better than chance, not perfect.
+    pred = probs.argmax(1)
+    cm = metrics.confusion_matrix(y, pred, k)
+    np.testing.assert_array_equal(cm, sk.confusion_matrix(y, pred, labels=list(range(k))))
+    with warnings.catch_warnings():  # sklearn warns about the class absent from the truth.
+      warnings.simplefilter("ignore")
+      assert metrics.balanced_accuracy(cm) == pytest.approx(sk.balanced_accuracy_score(y, pred))
+    precision, recall, f1, _ = sk.precision_recall_fscore_support(
+        y, pred, labels=list(range(k)), zero_division=0)
+    pc = metrics.per_class(cm)
+    np.testing.assert_allclose(pc["precision"], precision)
+    np.testing.assert_allclose(pc["recall"], recall)
+    np.testing.assert_allclose(pc["f1"], f1)
+    for top in (1, 2, 3):
+      assert metrics.top_k_accuracy(y, probs, top) == pytest.approx(
+          sk.top_k_accuracy_score(y, probs, k=top, labels=list(range(k))))

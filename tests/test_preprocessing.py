@@ -5,8 +5,8 @@ import math
 import numpy as np
 
 from pipeline import export as export_lib
-from pipeline import train as train_lib
-from pipeline.data import Split
+from pipeline.data import DataBundle, InputNotes, Split
+from pipeline.train import inputs
 from pipeline.preprocessing import MOBILENET_V2, augment_layers
 from pipeline.tf_compat import tf
 
@@ -18,7 +18,7 @@ def _split(n=6, size=24, seed=0):
   images[0, -1, -1] = 255
   return Split(keys=[str(i) for i in range(n)], paths=[""] * n,
                labels=np.arange(n, dtype=np.int32) % 2, groups=[str(i) for i in range(n)],
-               images=images)
+               images=images, image_size=size)
 
 
 def test_normalization_maps_pixel_range_to_minus_one_one():
@@ -29,11 +29,11 @@ def test_normalization_maps_pixel_range_to_minus_one_one():
 
 def test_eager_and_tf_data_preprocessing_agree():
   split = _split()
-  eager = train_lib.preprocess_batch(tf.constant(split.images), MOBILENET_V2).numpy()
+  eager = inputs.preprocess_batch(tf.constant(split.images), MOBILENET_V2).numpy()
   in_data = np.concatenate(list(
-      train_lib.eval_dataset(split, 24, MOBILENET_V2, batch_size=4).as_numpy_iterator()))
+      inputs.eval_dataset(split, MOBILENET_V2, batch_size=4).as_numpy_iterator()))
   np.testing.assert_allclose(in_data, eager, atol=1e-6)
-  np.testing.assert_allclose(eager, MOBILENET_V2.apply_np(split.images), atol=1e-6)
+  np.testing.assert_allclose(eager, split.images / 127.5 - 1.0, atol=1e-6)
 
 
 def test_streamed_and_cached_inputs_agree(tmp_path):
@@ -43,9 +43,9 @@ def test_streamed_and_cached_inputs_agree(tmp_path):
   for i, img in enumerate(split.images):
     paths.append(str(tmp_path / f"{i}.png"))
     Image.fromarray(img).save(paths[-1])
-  streamed = Split(split.keys, paths, split.labels, split.groups, images=None)
-  a = np.concatenate(list(train_lib.eval_dataset(split, 24, MOBILENET_V2, 4).as_numpy_iterator()))
-  b = np.concatenate(list(train_lib.eval_dataset(streamed, 24, MOBILENET_V2, 4)
+  streamed = Split(split.keys, paths, split.labels, split.groups, images=None, image_size=24)
+  a = np.concatenate(list(inputs.eval_dataset(split, MOBILENET_V2, 4).as_numpy_iterator()))
+  b = np.concatenate(list(inputs.eval_dataset(streamed, MOBILENET_V2, 4)
                           .as_numpy_iterator()))
   np.testing.assert_allclose(a, b, atol=1e-6)
 
@@ -54,7 +54,7 @@ def test_representative_dataset_feeds_the_training_normalization():
   split = _split()
   gen = export_lib._representative(split.images, MOBILENET_V2)  # pylint: disable=protected-access
   fed = np.concatenate([batch[0] for batch in gen()])
-  np.testing.assert_allclose(fed, MOBILENET_V2.apply_np(split.images), atol=1e-6)
+  np.testing.assert_allclose(fed, split.images / 127.5 - 1.0, atol=1e-6)
 
 
 def test_calibration_picks_every_class_and_real_images():
@@ -68,21 +68,15 @@ def test_calibration_picks_every_class_and_real_images():
 
 def test_training_dataset_augments_within_pixel_range_and_weights_classes():
   split = _split(n=8)
-
-  class Bundle:
-    labels = ("a", "b")
-    image_size = 24
-    splits = {"train": split}
-
-    def class_weights(self, mode):
-      return None if mode == "none" else {0: 0.5, 1: 2.0}
-
-  ds, steps = train_lib.training_dataset(Bundle(), MOBILENET_V2, 4, seed=0, augment=True,
-                                         class_balance="balanced")
+  split.labels = np.array([0, 0, 0, 0, 0, 0, 1, 1], np.int32)  # Balanced weights 2/3 and 2.
+  bundle = DataBundle(labels=("a", "b"), splits={"train": split}, image_size=24,
+                      notes=InputNotes(strict=False))
+  ds, steps = inputs.training_dataset(bundle, MOBILENET_V2, 4, seed=0, augment=True,
+                                      class_balance="balanced")
   assert steps == math.ceil(len(split.labels) / 4) == len(list(ds))
   x, y, w = next(iter(ds))
   assert x.shape == (4, 24, 24, 3)
   assert float(tf.reduce_min(x)) >= -1.0 and float(tf.reduce_max(x)) <= 1.0
-  np.testing.assert_allclose(w.numpy(), np.where(y.numpy()[:, 1] == 1, 2.0, 0.5))
+  np.testing.assert_allclose(w.numpy(), np.where(y.numpy()[:, 1] == 1, 2.0, 2 / 3), rtol=1e-6)
   aug = augment_layers(0)(tf.constant(split.images, tf.float32), training=True).numpy()
   assert not np.allclose(aug, split.images)  # It does change the images.

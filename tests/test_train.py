@@ -2,7 +2,8 @@
 
 import numpy as np
 
-from pipeline import train as train_lib
+from pipeline.train import losses
+from pipeline.train import qat as qat_lib
 from pipeline.tf_compat import keras
 
 
@@ -22,7 +23,7 @@ def test_distillation_learns_the_teacher_and_ignores_the_labels():
   assert np.bincount(wanted, minlength=3).min() > 50  # The teacher uses every class.
   teacher_weights = [w.copy() for w in teacher.get_weights()]
   labels = np.eye(3, dtype=np.float32)[np.zeros(len(x), int)]  # All class 0: not the target.
-  model = train_lib.Distillation(student, teacher)
+  model = qat_lib.Distillation(student, teacher)
   model.compile(keras.optimizers.Adam(0.05), keras.losses.CategoricalCrossentropy())
   before = (student.predict(x, verbose=0).argmax(1) == wanted).mean()
   history = model.fit(x, labels, sample_weight=np.ones(len(x), np.float32), batch_size=64,
@@ -38,7 +39,7 @@ def test_logit_adjusted_loss_is_cross_entropy_of_prior_shifted_logits():
   priors = np.array([0.7, 0.2, 0.1])
   logits = np.array([[1.0, 2.0, 0.5], [3.0, -1.0, 0.0]], np.float32)
   y = np.array([[0, 0, 1], [1, 0, 0]], np.float32)
-  loss = train_lib.LogitAdjustedCrossentropy(priors, tau=1.0)
+  loss = losses.LogitAdjustedCrossentropy(priors, tau=1.0)
   shifted = logits + np.log(priors).astype(np.float32)
   want = -(y * (shifted - np.log(np.exp(shifted).sum(1, keepdims=True)))).sum(1).mean()
   got = float(loss(y, keras.activations.softmax(keras.backend.constant(logits))))
@@ -51,7 +52,7 @@ def test_logit_adjusted_loss_is_cross_entropy_of_prior_shifted_logits():
 
 def test_a_model_compiled_with_the_logit_adjusted_loss_saves_and_loads(tmp_path):
   model = _dense(3, 0.1)
-  model.compile("adam", train_lib.LogitAdjustedCrossentropy([0.5, 0.3, 0.2], label_smoothing=0.1))
+  model.compile("adam", losses.LogitAdjustedCrossentropy([0.5, 0.3, 0.2], label_smoothing=0.1))
   path = str(tmp_path / "m.keras")
   model.save(path)
   loaded = keras.models.load_model(path)

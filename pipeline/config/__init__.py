@@ -1,0 +1,25 @@
+"""Typed build configuration: frozen dataclasses, validated once, saved as config.json.
+
+  choices.py  the closed sets of choices (formats, stages, variants, ...)
+  data.py     DataConfig: the dataset and its split
+  train.py    ModelConfig, PhaseConfig, TrainConfig: the model and how it trains
+  export.py   ExportConfig, MetadataConfig: the TFLite files and what they say
+  quality.py  GateConfig, ReferralConfig: what QA holds the build to
+  build.py    BuildConfig (the recipe) and RunOptions (where and how far one run goes)
+"""
+
+from pipeline.config.build import (CONFIG_FILE, BuildConfig, RunOptions, replace, smoke_config,
+                                   smoke_run)
+from pipeline.config.choices import (CLASS_WEIGHTS, DATA_FORMATS, IO_DTYPES, QAT_TARGETS,
+                                     STAGES, STRATEGIES, TRANSFER_MODES, VARIANTS, check_choice,
+                                     stage_index)
+from pipeline.config.data import DataConfig
+from pipeline.config.export import ExportConfig, MetadataConfig
+from pipeline.config.quality import DEFAULT_MALIGNANT_CLASSES, GateConfig, ReferralConfig
+from pipeline.config.train import ModelConfig, PhaseConfig, TrainConfig
+
+__all__ = ["CONFIG_FILE", "BuildConfig", "RunOptions", "replace", "smoke_config", "smoke_run",
+           "CLASS_WEIGHTS", "DATA_FORMATS", "IO_DTYPES", "QAT_TARGETS", "STAGES", "STRATEGIES",
+           "TRANSFER_MODES", "VARIANTS", "check_choice", "stage_index", "DataConfig",
+           "ExportConfig", "MetadataConfig", "DEFAULT_MALIGNANT_CLASSES", "GateConfig",
+           "ReferralConfig", "ModelConfig", "PhaseConfig", "TrainConfig"]

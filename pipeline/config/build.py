@@ -1,0 +1,144 @@
+"""A build's recipe (BuildConfig, saved as config.json and loaded back) and its run options."""
+
+import dataclasses
+import json
+import os
+from typing import Any
+
+from pipeline.config.choices import STAGES, check_choice
+from pipeline.config.data import DataConfig
+from pipeline.config.export import ExportConfig, MetadataConfig
+from pipeline.config.quality import GateConfig, ReferralConfig
+from pipeline.config.train import ModelConfig, PhaseConfig, TrainConfig
+from pipeline.errors import PipelineError
+
+CONFIG_FILE = "config.json"
+
+
+@dataclasses.dataclass(frozen=True)
+class BuildConfig:
+  """The recipe: everything that decides what a build produces. Where it writes and how far
+  it runs are RunOptions; the same recipe always gives the same kind of model."""
+  seed: int = 42
+  # TensorFlow op determinism: the same seed then gives bit-identical weights (without it the
+  # split and labels repeat but CPU training does not).
+  deterministic: bool = False
+  data: DataConfig = DataConfig()
+  model: ModelConfig = ModelConfig()
+  train: TrainConfig = TrainConfig()
+  export: ExportConfig = ExportConfig()
+  metadata: MetadataConfig = MetadataConfig()
+  gate: GateConfig = GateConfig()
+  referral: ReferralConfig = ReferralConfig()
+
+  def validate(self) -> "BuildConfig":
+    """Checks every field once; returns self so it can be chained.
+
+    Raises:
+      PipelineError: on the first invalid field, naming it and the valid values.
+    """
+    self.data.validate()
+    self.model.validate()
+    self.train.validate()
+    self.export.validate()
+    self.metadata.validate()
+    self.gate.validate()
+    self.referral.validate()
+    return self
+
+  def to_dict(self) -> dict:
+    return dataclasses.asdict(self)
+
+  def save(self, path: str) -> None:
+    from pipeline import atomic  # pylint: disable=g-import-not-at-top
+    atomic.write_json(path, self.to_dict())
+
+  @classmethod
+  def from_dict(cls, d: dict, where: str = "config") -> "BuildConfig":
+    """The BuildConfig that `to_dict` gave `d` (unknown fields are an error)."""
+    return _from_dict(cls, d, where)
+
+  @classmethod
+  def load(cls, path: str) -> "BuildConfig":
+    """Reads a build's config.json back.
+
+    Raises:
+      PipelineError: unreadable file, or fields this version does not know.
+    """
+    try:
+      with open(path, encoding="utf-8") as f:
+        d = json.load(f)
+    except (OSError, ValueError) as e:
+      raise PipelineError(f"{path}: cannot read the build config ({e})") from e
+    return cls.from_dict(d, where=path)
+
+
+@dataclasses.dataclass(frozen=True)
+class RunOptions:
+  """How one invocation runs a recipe: where it writes, how far, and whether it resumes."""
+  output_dir: str
+  assets_dir: str = "android_assets"
+  stop_after: str = "assets"
+  resume: bool = False
+
+  def validate(self) -> "RunOptions":
+    if not self.output_dir:
+      raise PipelineError("--output_dir is required")
+    check_choice("stop_after", self.stop_after, STAGES)
+    return self
+
+
+def _from_dict(cls: Any, d: Any, where: str) -> Any:
+  if not isinstance(d, dict):
+    raise PipelineError(f"{where}: expected an object for {cls.__name__}, got {d!r}")
+  fields = {f.name: f for f in dataclasses.fields(cls)}
+  unknown = sorted(set(d) - set(fields))
+  if unknown:
+    raise PipelineError(f"{where}: unknown field(s) {', '.join(unknown)} in {cls.__name__}; "
+                        "was it written by another version of the pipeline?")
+  kwargs = {}
+  for name, value in d.items():
+    field_type = fields[name].type
+    if isinstance(field_type, type) and dataclasses.is_dataclass(field_type):
+      value = _from_dict(field_type, value, f"{where}: {name}")
+    elif isinstance(value, list):
+      value = tuple(value)
+    kwargs[name] = value
+  return cls(**kwargs)
+
+
+def replace(config: Any, **changes: Any) -> Any:
+  """`dataclasses.replace`, re-exported so variants override one default (flax style)."""
+  return dataclasses.replace(config, **changes)
+
+
+def smoke_config(**overrides: Any) -> BuildConfig:
+  """A seconds-sized recipe for tests: tiny MobileNetV2, random init, 48 px.
+
+  Args:
+    **overrides: top-level BuildConfig fields to override.
+
+  Returns:
+    A validated BuildConfig.
+  """
+  base = BuildConfig(
+      data=DataConfig(data_format="synthetic", image_size=48, synthetic_classes=3,
+                      synthetic_per_class=60),
+      model=ModelConfig(weights="none", alpha=0.35, dropout=0.0),
+      # A random backbone is a poor feature extractor: the whole network must train.
+      train=TrainConfig(transfer=PhaseConfig(epochs=5, learning_rate=1e-3),
+                        finetune=PhaseConfig(epochs=12, learning_rate=1e-3),
+                        qat=PhaseConfig(epochs=1, learning_rate=1e-5),
+                        finetune_layers=154, batch_size=16, augment=False),
+      export=ExportConfig(calibration_images=32),
+  )
+  return dataclasses.replace(base, **overrides).validate()
+
+
+def smoke_run(output_dir: str, **overrides: Any) -> RunOptions:
+  """Run options for a test build in `output_dir` (assets in output_dir/android_assets)."""
+  return RunOptions(output_dir=output_dir,
+                    assets_dir=os.path.join(output_dir, "android_assets"),
+                    **overrides).validate()
+
+

@@ -1,0 +1,41 @@
+"""What the build writes: TFLite variants, their I/O types, and what the .tflite says."""
+
+import dataclasses
+import os
+from typing import Tuple
+
+from pipeline.config.choices import IO_DTYPES, VARIANTS, check_choice
+from pipeline.errors import PipelineError
+
+
+@dataclasses.dataclass(frozen=True)
+class ExportConfig:
+  """TFLite variants and their I/O types."""
+  io_dtype: str = "uint8"
+  variants: Tuple[str, ...] = VARIANTS
+  calibration_images: int = 300
+
+  def validate(self) -> None:
+    check_choice("io_dtype", self.io_dtype, IO_DTYPES)
+    for v in self.variants:
+      check_choice("variants", v, VARIANTS)
+    if "int8" not in self.variants or "float32" not in self.variants:
+      raise PipelineError("--variants must include int8 (the shipped model) and float32 "
+                          "(the parity reference)")
+    if self.calibration_images < 1:
+      raise PipelineError("--calibration_images must be >= 1")
+
+
+@dataclasses.dataclass(frozen=True)
+class MetadataConfig:
+  """What the .tflite says about itself. Empty fields fall back to metadata/defaults.json."""
+  name: str = ""
+  description: str = ""
+  version: str = ""
+  author: str = ""
+  license: str = ""
+  display_names: str = ""  # JSON {label: display name}; empty: metadata/<dataset>.json if any.
+
+  def validate(self) -> None:
+    if self.display_names and not os.path.isfile(self.display_names):
+      raise PipelineError(f"--display_names={self.display_names!r}: no such file")

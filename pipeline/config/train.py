@@ -1,0 +1,86 @@
+"""The model and how it is trained: backbone, the three phases, and the training policy."""
+
+import dataclasses
+import os
+
+from pipeline.config.choices import (CLASS_WEIGHTS, QAT_TARGETS, STRATEGIES, TRANSFER_MODES,
+                                     check_choice)
+from pipeline.errors import PipelineError
+from pipeline.preprocessing import MOBILENET_V2, Normalization
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+  """The backbone, the classification head, and the input normalization they expect."""
+  weights: str = "imagenet"  # imagenet | none | path to a no-top .h5
+  alpha: float = 1.0
+  dropout: float = 0.2
+  # The one normalization: tf.data, calibration, the runner and the TFLite metadata read it
+  # from here (and saved builds from config.json).
+  normalization: Normalization = MOBILENET_V2
+
+  def validate(self) -> None:
+    if self.weights not in ("imagenet", "none") and not os.path.isfile(self.weights):
+      raise PipelineError(f"--weights={self.weights!r}: no such file; use imagenet, none, or "
+                          "the path to a MobileNetV2 no-top .h5")
+    if self.alpha not in (0.35, 0.5, 0.75, 1.0, 1.3, 1.4):
+      raise PipelineError(f"--alpha={self.alpha} is not a MobileNetV2 width; use one of "
+                          "0.35, 0.5, 0.75, 1.0, 1.3, 1.4")
+    if not 0.0 <= self.dropout < 1.0:
+      raise PipelineError(f"--dropout={self.dropout} is out of range; use [0, 1)")
+
+
+@dataclasses.dataclass(frozen=True)
+class PhaseConfig:
+  """One training phase: how long, how fast."""
+  epochs: int
+  learning_rate: float
+  warmup_epochs: float = 0.0
+  label_smoothing: float = 0.0
+
+  def validate(self, name: str) -> None:
+    if self.epochs < 0:
+      raise PipelineError(f"--{name}_epochs={self.epochs} must be >= 0")
+    if self.learning_rate <= 0:
+      raise PipelineError(f"--{name}_lr={self.learning_rate} must be > 0")
+    if not 0.0 <= self.label_smoothing < 1.0:
+      raise PipelineError(f"--label_smoothing={self.label_smoothing} must be in [0, 1)")
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+  """The three training phases and the policy they share (batch, class balance, augmentation)."""
+  transfer: PhaseConfig = PhaseConfig(epochs=30, learning_rate=1e-3)
+  finetune: PhaseConfig = PhaseConfig(epochs=15, learning_rate=3e-4, warmup_epochs=1.0,
+                                      label_smoothing=0.1)
+  qat: PhaseConfig = PhaseConfig(epochs=1, learning_rate=1e-5, label_smoothing=0.1)
+  # QAT target: "float_model" = the fine-tuned float model's probabilities on the same
+  # augmented batch (self-distillation: the int8 model learns to agree with the float one);
+  # "labels" = the training labels, as in fine-tuning.
+  qat_target: str = "float_model"
+  transfer_mode: str = "cached_features"
+  finetune_layers: int = 100  # From block_6_expand up: a block boundary of MobileNetV2.
+  batch_size: int = 32
+  strategy: str = "default"
+  class_weight: str = "balanced"
+  oversample: bool = False
+  augment: bool = True
+
+  @property
+  def class_balance(self) -> str:
+    """How training balances classes: "oversample" (which wins over weights), else
+    --class_weight ("balanced", "none" or "logit_adjusted")."""
+    return "oversample" if self.oversample else self.class_weight
+
+  def validate(self) -> None:
+    self.transfer.validate("transfer")
+    self.finetune.validate("finetune")
+    self.qat.validate("qat")
+    check_choice("transfer_mode", self.transfer_mode, TRANSFER_MODES)
+    check_choice("qat_target", self.qat_target, QAT_TARGETS)
+    check_choice("strategy", self.strategy, STRATEGIES)
+    check_choice("class_weight", self.class_weight, CLASS_WEIGHTS)
+    if self.finetune_layers < 0:
+      raise PipelineError(f"--finetune_layers={self.finetune_layers} must be >= 0")
+    if self.batch_size < 1:
+      raise PipelineError(f"--batch_size={self.batch_size} must be >= 1")

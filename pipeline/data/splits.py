@@ -1,0 +1,123 @@
+"""Lesion-disjoint, class-stratified train/val/test splits, and splits.csv (read and written
+with the csv module)."""
+
+import collections
+import csv
+import io
+import os
+from typing import Dict, List, Sequence
+
+import numpy as np
+
+from pipeline.data.dataset import SPLITS, DataBundle, Example
+from pipeline.data.readers import read_csv
+from pipeline.errors import PipelineError
+
+FILE_NAME = "splits.csv"
+COLUMNS = ("key", "label", "group", "split")
+
+
+def assign(examples: Sequence[Example], val_fraction: float, test_fraction: float,
+                   seed: int) -> Dict[str, str]:
+  """Assigns every example to train/val/test, stratified by class and grouped.
+
+  All examples of a group (a lesion) go to the same split. Groups are shuffled per class
+  with `seed` and dealt out so each split gets its share of each class's images. A split
+  shipped with the dataset (given_split="test") is kept and val is taken from the rest.
+
+  Args:
+    examples: the usable examples.
+    val_fraction: share of each class for validation.
+    test_fraction: share of each class for test (ignored where a test split is given).
+    seed: makes the assignment repeatable.
+
+  Returns:
+    {example key: split name}.
+
+  Raises:
+    PipelineError: a class has too few groups to appear in every split.
+  """
+  assignment: Dict[str, str] = {}
+  has_given_test = any(e.given_split == "test" for e in examples)
+  group_label: Dict[str, str] = {}
+  group_members: Dict[str, List[Example]] = collections.defaultdict(list)
+  for e in examples:
+    if e.given_split == "test":
+      assignment[e.key] = "test"
+      continue
+    group_members[e.group].append(e)
+    # A group takes its most common label; ties break by name for determinism.
+    group_label.setdefault(e.group, e.label)
+  for group, members in group_members.items():
+    counts = collections.Counter(m.label for m in members)
+    group_label[group] = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[0][0]
+
+  by_class: Dict[str, List[str]] = collections.defaultdict(list)
+  for group in sorted(group_members):
+    by_class[group_label[group]].append(group)
+
+  rng = np.random.default_rng(seed)
+  needed = ("val",) if has_given_test else ("val", "test")
+  for label in sorted(by_class):
+    groups = by_class[label]
+    if len(groups) < len(needed) + 1:
+      raise PipelineError(
+          f"class {label!r} has {len(groups)} lesion(s)/image(s); at least {len(needed) + 1} "
+          "are needed to put one in each split. Add images, or remove the class")
+    order = [groups[i] for i in rng.permutation(len(groups))]
+    sizes = {g: len(group_members[g]) for g in order}
+    total = sum(sizes.values())
+    targets = {"val": val_fraction * total, "test": 0.0 if has_given_test else test_fraction * total}
+    filled = {"val": 0, "test": 0}
+    for split in needed:
+      # Each split gets at least one group, then groups until its share is reached.
+      while order and (filled[split] == 0 or filled[split] + sizes[order[0]] / 2 <= targets[split]):
+        if len(order) <= 1:  # Always leave one group for training.
+          break
+        g = order.pop(0)
+        filled[split] += sizes[g]
+        for m in group_members[g]:
+          assignment[m.key] = split
+    for g in order:
+      for m in group_members[g]:
+        assignment[m.key] = "train"
+  return assignment
+
+
+def read_assignment(path: str) -> Dict[str, str]:
+  """Reads a splits.csv into {key: split}, checking the split names.
+
+  Raises:
+    PipelineError: missing file, missing columns, or unknown split names.
+  """
+  if not os.path.isfile(path):
+    raise PipelineError(f"{path}: split file not found; check --split_file")
+  rows, _ = read_csv(path, ("key", "split"))
+  assignment = {r["key"]: r["split"] for r in rows}
+  bad = [s for s in set(assignment.values()) if s not in SPLITS]
+  if bad:
+    raise PipelineError(f"{path}: unknown split name(s) {', '.join(sorted(bad))}; use "
+                        f"{', '.join(SPLITS)}")
+  return assignment
+
+
+def assignment_for(path: str, examples: Sequence[Example]) -> Dict[str, str]:
+  """The saved assignment of every usable example; all of them must be in the file."""
+  assignment = read_assignment(path)
+  missing = [e.key for e in examples if e.key not in assignment]
+  if missing:
+    raise PipelineError(f"{path}: {len(missing)} usable image(s) are not in the split file "
+                        f"(first: {missing[0]}); it belongs to another dataset, or drop "
+                        "--split_file to split anew")
+  return {e.key: assignment[e.key] for e in examples}
+
+
+def to_csv(bundle: DataBundle) -> str:
+  """splits.csv of a bundle: key, label, group, split (one row per image)."""
+  buffer = io.StringIO()
+  writer = csv.writer(buffer, lineterminator="\n")
+  writer.writerow(COLUMNS)
+  for name, split in bundle.splits.items():
+    for key, label, group in zip(split.keys, split.labels, split.groups):
+      writer.writerow((key, bundle.labels[label], group, name))
+  return buffer.getvalue()

@@ -1,0 +1,108 @@
+"""The build: nine stages, each a function (config, state) -> state, run by one loop.
+
+  data      stages/data.py      load, split; labels.txt, splits.csv, data_report.json
+  transfer  stages/training.py  new head on the frozen backbone
+  finetune  stages/training.py  top backbone layers; model_float.keras
+  qat       stages/training.py  quantization-aware training (tfmot)
+  export    stages/export.py    int8, int8_ptq, float16, float32 .tflite
+  metadata  stages/metadata.py  embedded labels/normalization, read back; Task Library check
+  evaluate  stages/evaluate.py  every variant on the test split; referral threshold
+  gate      stages/gate.py      int8-vs-float32 parity verdict (enforced after it is saved)
+  assets    stages/assets.py    latency, model card, the drop-in app folder
+"""
+
+import datetime
+import os
+import shutil
+import time
+from typing import Callable, NamedTuple, Optional, Tuple
+
+from pipeline import report as report_lib
+from pipeline.config import CONFIG_FILE, STAGES, BuildConfig, RunOptions
+from pipeline.stages import assets, data, evaluate, export, gate, metadata, training
+from pipeline.stages import state as state_lib
+from pipeline.tf_compat import keras, tf
+
+
+class Stage(NamedTuple):
+  name: str
+  run: Callable  # (config, state) -> state
+  # --resume of a finished stage: reload its result instead of redoing it, when `saved`
+  # (files of the output directory) exist. Stages without one always rerun (seconds).
+  restore: Optional[Callable] = None
+  saved: Tuple[str, ...] = ()
+  # Runs after the report is written: a stage may stop the build on its own figures.
+  check: Optional[Callable] = None
+
+
+PIPELINE = (
+    Stage("data", data.run),
+    Stage("transfer", training.transfer, training.restore_transfer,
+          (training.TRANSFER_WEIGHTS + ".index",)),
+    Stage("finetune", training.finetune, training.restore_finetune, (training.FLOAT_MODEL,)),
+    Stage("qat", training.qat_stage, training.restore_qat, (training.QAT_WEIGHTS + ".index",)),
+    Stage("export", export.run),
+    Stage("metadata", metadata.run),
+    Stage("evaluate", evaluate.run),
+    Stage("gate", gate.run, check=gate.enforce),
+    Stage("assets", assets.run),
+)
+assert tuple(s.name for s in PIPELINE) == STAGES
+
+
+def run(config: BuildConfig, options: RunOptions,
+        log: Optional[Callable[[str], None]] = None) -> dict:
+  """Runs the stages up to `options.stop_after`; resumable with `options.resume`.
+
+  Returns:
+    The build report (also written after every stage as report.json and report.md).
+
+  Raises:
+    PipelineError: bad input, a failed check, or a failed parity gate.
+  """
+  _prepare(config, options)
+  progress = state_lib.Progress(config, options)
+  state = state_lib.BuildState(options=options, log=log or Log(),
+                               started=datetime.datetime.now().isoformat(timespec="seconds"),
+                               training=state_lib.previous_training(options))
+  for stage in PIPELINE:
+    t0 = time.time()
+    if options.resume and progress.done(stage.name) and stage.restore and all(
+        os.path.exists(state.path(f)) for f in stage.saved):
+      state = stage.restore(config, state)
+      state.log(f"{stage.name}: reusing the finished stage (--resume)")
+    else:
+      state = stage.run(config, state)
+      progress.finish(stage.name, time.time() - t0)
+    report = state_lib.report(config, state, progress.stage_seconds)
+    report_lib.write_report(state.path("report.json"), state.path("report.md"), report)
+    if stage.check:
+      stage.check(config, state)
+    if stage.name == options.stop_after:
+      break
+  if options.stop_after == STAGES[-1]:
+    state.log(f"done: reports in {state.path('report.md')}")
+  return report
+
+
+def _prepare(config: BuildConfig, options: RunOptions) -> None:
+  """Output directory, config.json, seeds; a fresh build drops an earlier one's caches."""
+  os.makedirs(options.output_dir, exist_ok=True)
+  if not options.resume:  # Features or checkpoints of an earlier build must not be reused.
+    for stale in ("cache", "checkpoints"):
+      shutil.rmtree(os.path.join(options.output_dir, stale), ignore_errors=True)
+  config.save(os.path.join(options.output_dir, CONFIG_FILE))
+  keras.utils.set_random_seed(config.seed)
+  if config.deterministic:
+    tf.config.experimental.enable_op_determinism()  # Process-wide; there is no way back.
+
+
+class Log:
+  """Timestamped progress lines on stdout."""
+
+  def __init__(self):
+    self.t0 = time.time()
+
+  def __call__(self, message: str) -> None:
+    elapsed = int(time.time() - self.t0)
+    print(f"[{elapsed // 60:3d}:{elapsed % 60:02d}] {message}", flush=True)

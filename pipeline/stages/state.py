@@ -1,0 +1,114 @@
+"""What the stages hand each other (BuildState), what survives a kill (Progress), and the
+report assembled from both."""
+
+import dataclasses
+import json
+import os
+from typing import Any, Callable, Dict, List, Optional, Tuple
+
+import numpy as np
+
+from pipeline import __version__
+from pipeline import atomic
+from pipeline.config import BuildConfig, RunOptions
+from pipeline.data import DataBundle
+from pipeline.errors import PipelineError
+
+PROGRESS_FILE = "build_state.json"
+
+
+@dataclasses.dataclass
+class BuildState:
+  """Everything one stage produces for the next ones. Stages return a copy with their
+  fields filled in (`dataclasses.replace`); nothing else carries data between stages."""
+  options: RunOptions
+  log: Callable[[str], None]
+  started: str
+  # data
+  bundle: Optional[DataBundle] = None
+  data_report: Optional[dict] = None
+  # transfer, finetune, qat
+  strategy: Any = None  # tf.distribute.Strategy
+  float_model: Any = None  # keras.Model
+  qat_model: Any = None  # keras.Model
+  training: Dict[str, dict] = dataclasses.field(default_factory=dict)  # phase -> PhaseResult
+  # export, metadata
+  calibration: Optional[np.ndarray] = None  # uint8 training images
+  blobs: Dict[str, bytes] = dataclasses.field(default_factory=dict)  # variant -> .tflite
+  tensors: Dict[str, dict] = dataclasses.field(default_factory=dict)
+  metadata: Optional[Dict[str, str]] = None
+  display_names: Tuple[str, ...] = ()
+  task_library: Optional[dict] = None
+  # evaluate, gate, assets
+  models: Optional[Dict[str, dict]] = None  # variant -> metrics on the test split
+  test_probs: Dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
+  referral: Optional[dict] = None
+  gate: Optional[dict] = None
+  latency: Optional[List[dict]] = None
+
+  @property
+  def labels(self) -> Tuple[str, ...]:
+    return self.bundle.labels
+
+  def path(self, name: str) -> str:
+    """A file of the build's output directory."""
+    return os.path.join(self.options.output_dir, name)
+
+
+class Progress:
+  """Which stages finished and how long they took, persisted for --resume."""
+
+  def __init__(self, config: BuildConfig, options: RunOptions):
+    self.path = os.path.join(options.output_dir, PROGRESS_FILE)
+    self.data = {"completed": [], "stage_seconds": {}}
+    if options.resume and os.path.exists(self.path):
+      with open(self.path, encoding="utf-8") as f:
+        self.data = json.load(f)
+      saved = self.data.get("config") or {}
+      current = json.loads(json.dumps(config.to_dict()))  # Tuples read back as lists.
+      for key in ("data", "model", "train"):
+        if saved and saved.get(key) != current.get(key):
+          raise PipelineError(
+              f"--resume: the {key} settings differ from the interrupted build in "
+              f"{options.output_dir}; resume with the same flags "
+              f"(--flagfile={os.path.join(options.output_dir, 'flags.txt')})")
+    self.data["config"] = config.to_dict()
+
+  def done(self, stage: str) -> bool:
+    return stage in self.data["completed"]
+
+  @property
+  def stage_seconds(self) -> Dict[str, float]:
+    return self.data["stage_seconds"]
+
+  def finish(self, stage: str, seconds: float) -> None:
+    if stage not in self.data["completed"]:
+      self.data["completed"].append(stage)
+    self.stage_seconds[stage] = self.stage_seconds.get(stage, 0.0) + seconds
+    atomic.write_json(self.path, self.data)
+
+
+def report(config: BuildConfig, state: BuildState, stage_seconds: Dict[str, float]) -> dict:
+  """report.json: the recipe, the run, and what every finished stage measured."""
+  norm = config.model.normalization
+  out = {"name": os.path.basename(os.path.abspath(state.options.output_dir)),
+         "config": config.to_dict(), "run": dataclasses.asdict(state.options),
+         "normalization": {"mean": list(norm.mean), "std": list(norm.std)},
+         "pipeline_version": __version__, "started": state.started,
+         "stage_seconds": dict(stage_seconds), "training": state.training}
+  optional = {"data": state.data_report, "tensors": state.tensors or None,
+              "calibration_images": None if state.calibration is None else len(state.calibration),
+              "metadata": state.metadata, "task_library": state.task_library,
+              "models": state.models, "referral": state.referral, "gate": state.gate,
+              "latency": state.latency}
+  out.update({k: v for k, v in optional.items() if v is not None})
+  return out
+
+
+def previous_training(options: RunOptions) -> Dict[str, dict]:
+  """The phase results of the interrupted build (for --resume), or {}."""
+  path = os.path.join(options.output_dir, "report.json")
+  if not (options.resume and os.path.exists(path)):
+    return {}
+  with open(path, encoding="utf-8") as f:
+    return json.load(f).get("training", {})

@@ -1,0 +1,109 @@
+"""Stages `transfer`, `finetune` and `qat`: train the float model, then its int8-aware copy.
+
+Each has a `restore_*` twin that --resume uses for a stage that already finished."""
+
+import dataclasses
+import os
+
+import numpy as np
+
+from pipeline import atomic
+from pipeline import export as export_lib
+from pipeline import model as model_lib
+from pipeline import report as report_lib
+from pipeline.config import BuildConfig
+from pipeline.stages.state import BuildState
+from pipeline.tf_compat import keras
+from pipeline.train import fit, phases, qat
+
+FLOAT_MODEL = "model_float.keras"
+TRANSFER_WEIGHTS = os.path.join("checkpoints", "transfer_final_weights")
+QAT_WEIGHTS = os.path.join("checkpoints", "qat_final_weights")
+
+
+def _context(config: BuildConfig, state: BuildState) -> fit.Context:
+  return fit.Context(bundle=state.bundle, normalization=config.model.normalization,
+                     batch_size=config.train.batch_size,
+                     class_balance=config.train.class_balance, augment=config.train.augment,
+                     seed=config.seed, work_dir=state.options.output_dir,
+                     resume=state.options.resume, log=state.log)
+
+
+def _new_model(config: BuildConfig, state: BuildState) -> BuildState:
+  strategy = fit.get_strategy(config.train.strategy)
+  with strategy.scope():
+    model = model_lib.build_classifier(len(state.labels), config.data.image_size,
+                                       config.model.alpha, config.model.weights,
+                                       config.model.dropout, seed=config.seed)
+  return dataclasses.replace(state, strategy=strategy, float_model=model)
+
+
+def transfer(config: BuildConfig, state: BuildState) -> BuildState:
+  """Builds the classifier and trains its new head on the frozen backbone."""
+  state = _new_model(config, state)
+  model = state.float_model
+  if config.model.weights == "none":
+    # A random backbone's BatchNorm statistics are meaningless; start them at the data's.
+    train = state.bundle.splits["train"]
+    sample = np.random.default_rng(config.seed).permutation(len(train))[:128]
+    model_lib.init_batchnorm_statistics(
+        model, config.model.normalization.apply_np(train.pixels(sample)))
+  with state.strategy.scope():
+    result = phases.run_transfer(model, config.train.transfer, config.train.transfer_mode,
+                                 _context(config, state))
+  model.save_weights(state.path(TRANSFER_WEIGHTS))
+  return dataclasses.replace(state, training={**state.training, "transfer": vars(result)})
+
+
+def restore_transfer(config: BuildConfig, state: BuildState) -> BuildState:
+  state = _new_model(config, state)
+  state.float_model.load_weights(state.path(TRANSFER_WEIGHTS)).expect_partial()
+  return state
+
+
+def finetune(config: BuildConfig, state: BuildState) -> BuildState:
+  """Fine-tunes the top backbone layers; saves model_float.keras."""
+  with state.strategy.scope():
+    result = phases.run_finetune(state.float_model, config.train.finetune,
+                                 config.train.finetune_layers, _context(config, state))
+  atomic.write_with(state.path(FLOAT_MODEL), state.float_model.save)
+  return dataclasses.replace(state, training={**state.training, "finetune": vars(result)})
+
+
+def restore_finetune(config: BuildConfig, state: BuildState) -> BuildState:
+  strategy = state.strategy or fit.get_strategy(config.train.strategy)
+  with strategy.scope():
+    model = keras.models.load_model(state.path(FLOAT_MODEL))
+  return dataclasses.replace(state, strategy=strategy, float_model=model)
+
+
+def _qat_model(config: BuildConfig, state: BuildState) -> BuildState:
+  """The QAT copy of the float model, its ranges calibrated on real training images."""
+  train = state.bundle.splits["train"]
+  calibration = export_lib.calibration_pixels(train.pixels, train.labels,
+                                              config.export.calibration_images, config.seed)
+  norm, batch = config.model.normalization, config.train.batch_size
+  batches = [norm.apply_np(calibration[i:i + batch]) for i in range(0, len(calibration), batch)]
+  with state.strategy.scope():
+    qat_model = qat.quantize_model(state.float_model, config.train.finetune_layers, norm,
+                                   calibration_batches=batches)
+  return dataclasses.replace(state, qat_model=qat_model, calibration=calibration)
+
+
+def qat_stage(config: BuildConfig, state: BuildState) -> BuildState:
+  """Quantization-aware training of the fine-tuned model."""
+  state = _qat_model(config, state)
+  with state.strategy.scope():
+    result = qat.run_qat(state.qat_model, config.train.qat, config.train.qat_target,
+                         state.float_model, _context(config, state))
+  state.qat_model.save_weights(state.path(QAT_WEIGHTS))
+  state = dataclasses.replace(state, training={**state.training, "qat": vars(result)})
+  report_lib.plot_training_curves(state.training, state.path("training_curves.png"))
+  return state
+
+
+def restore_qat(config: BuildConfig, state: BuildState) -> BuildState:
+  state = _qat_model(config, state)
+  state.qat_model.load_weights(state.path(QAT_WEIGHTS)).expect_partial()
+  qat.pin_input_range(state.qat_model, config.model.normalization)
+  return state
