@@ -236,23 +236,31 @@ def test_the_builds_keras_model_loads_like_its_float32_tflite(built, tmp_path):
 
 
 def test_keras_qat_model_and_int8_tflite_agree(built):
-  """The int8 model computes what QAT trained: the converter keeps the fake-quant model's
-  function (a mismatch in depthwise or input quantization would show here first)."""
+  """The shipped int8 model computes what QAT trained: it is closer to the Keras QAT model
+  than to the float model it came from. Converting the float model instead (PTQ), or QAT
+  ranges the converter does not keep, turn this red."""
   from pipeline import data as data_lib
   from pipeline.tf_compat import keras
   from pipeline.train import qat as qat_lib
   cfg, run, _ = built
-  out, norm = run.output_dir, cfg.model.normalization
+  out, norm, size = run.output_dir, cfg.model.normalization, cfg.data.image_size
   float_model = keras.models.load_model(os.path.join(out, "model_float.keras"))
   qat = qat_lib.quantize_model(float_model, cfg.train.finetune_layers, norm)
   qat.load_weights(os.path.join(out, "checkpoints", "qat_final_weights")).expect_partial()
   qat_lib.pin_input_range(qat, norm)
+  lite = LiteRunner(os.path.join(out, "model_int8.tflite"), norm)
   test = data_lib.load(cfg.data, cfg.seed, split_file=os.path.join(out, "splits.csv"),
                        synthetic_root=os.path.join(out, "synthetic_data"),
                        only_splits=("test",)).splits["test"]
-  keras_probs = qat.predict(norm.apply_np(test.pixels()), verbose=0)
-  lite_probs = LiteRunner(os.path.join(out, "model_int8.tflite"), norm).predict(test.pixels())
-  print("qat-vs-tflite", (keras_probs.argmax(1) == lite_probs.argmax(1)).mean(),
-        np.abs(keras_probs - lite_probs).max(), np.abs(keras_probs - lite_probs).mean())
-  assert (keras_probs.argmax(1) == lite_probs.argmax(1)).mean() >= 0.95
-  assert np.abs(keras_probs - lite_probs).mean() < 0.02
+  agree = (qat.predict(norm.apply_np(test.pixels()), verbose=0).argmax(1) ==
+           lite.predict(test.pixels()).argmax(1)).mean()
+  assert agree >= 0.95
+  # The test images are classified with near-certainty (probabilities saturate at 0 and 1);
+  # noise images are not, so differences in the function show. Seen: mean |QAT - int8|
+  # 0.048, mean |float - int8| 0.130; with PTQ in place of QAT, 0.167 against 0.095.
+  noise = np.clip(np.random.default_rng(0).normal(128, 60, (64, size, size, 3)), 0, 255)
+  noise = noise.astype(np.uint8)
+  int8 = lite.predict(noise)
+  from_qat = np.abs(qat.predict(norm.apply_np(noise), verbose=0) - int8).mean()
+  from_float = np.abs(float_model.predict(norm.apply_np(noise), verbose=0) - int8).mean()
+  assert from_qat < 0.6 * from_float, (from_qat, from_float)
