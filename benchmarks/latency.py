@@ -14,8 +14,10 @@ from benchmarks import common
 
 flags.DEFINE_multi_string("model", [], "A .tflite to time (repeatable).")
 flags.DEFINE_list("threads", ["1", "2"], "Interpreter thread counts.")
-flags.DEFINE_integer("runs", 200, "Timed rounds; each round invokes every model once.")
-flags.DEFINE_integer("warmup_runs", 20, "Untimed invokes per model and thread count.")
+flags.DEFINE_integer("runs", 200, "Timed rounds; each round invokes every model once.",
+                     lower_bound=1)
+flags.DEFINE_integer("warmup_runs", 20, "Untimed invokes per model and thread count.",
+                     lower_bound=0)
 flags.DEFINE_float("warmup_seconds", 0.0, "Extra warm-up time per model and thread count.")
 flags.DEFINE_string("reference", "", "A model every result is compared with (median ratio), "
                     "timed in the same rounds.")
@@ -107,7 +109,9 @@ def measure_from_flags() -> dict:
   try:
     threads = [int(t) for t in FLAGS.threads]
   except ValueError:
-    raise PipelineError(f"--threads={','.join(FLAGS.threads)}: use integers, e.g. 1,2")
+    threads = []
+  if not threads or min(threads) < 1:
+    raise PipelineError(f"--threads={','.join(FLAGS.threads)}: use thread counts >= 1, e.g. 1,2")
   return run(FLAGS.model, threads, FLAGS.runs, FLAGS.warmup_runs, FLAGS.warmup_seconds,
              FLAGS.reference, FLAGS.images_dir, FLAGS.seed)
 

@@ -133,7 +133,8 @@ _define("list", "malignant_classes", None,
 _define("float", "referral_sensitivity", _D.referral.sensitivity,
         "Share of the serious cases of the validation split the referral threshold must catch.")
 _define("string", "output_dir", "", "Where the build writes everything.")
-_define("string", "assets_dir", _R.assets_dir, "Where the drop-in app assets go.")
+_define("string", "assets_dir", _R.assets_dir, "Where the drop-in app assets go (default "
+        "OUTPUT_DIR/android_assets; make ham10000 writes the repository's android_assets/).")
 _define("integer", "seed", _D.seed, "Seed for splits, shuffling and initialization.")
 _define("bool", "deterministic", _D.deterministic,
         "Enable TensorFlow op determinism: two builds with the same seed train bit-identical "
@@ -204,6 +205,10 @@ def main(argv: List[str]) -> None:
     stages.run(config, options)
   except PipelineError as e:
     sys.exit(f"pipeline.build: error: {e}")
+  except OSError as e:  # An output path that cannot be written: /proc/x, under a file, full disk.
+    where = e.filename or FLAGS.output_dir
+    sys.exit(f"pipeline.build: error: {where}: {e.strerror or e}; choose a writable "
+             "--output_dir (and --assets_dir)")
   except KeyboardInterrupt:
     sys.exit("pipeline.build: interrupted; rerun with --resume to continue")
 

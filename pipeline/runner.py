@@ -168,7 +168,10 @@ def load_model_file(path: str, num_threads: Optional[int] = None):
       blob = f.read()
   except OSError as e:
     raise PipelineError(f"{path}: cannot read the model ({e.strerror}); check --model") from e
-  meta = tflite_metadata.read(blob)
+  try:
+    meta = tflite_metadata.read(blob)
+  except PipelineError as e:
+    raise PipelineError(f"{path}: {e}") from e
   meta["sha256"] = hashlib.sha256(blob).hexdigest()  # Ties referral.json to this very file.
   normalization = tflite_metadata.normalization(meta)
   if not meta["labels"] or normalization is None:

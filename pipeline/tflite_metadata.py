@@ -2,6 +2,7 @@
 
 import json
 import os
+import struct
 import tempfile
 from typing import Dict, Optional, Sequence
 
@@ -90,10 +91,12 @@ def write(tflite: bytes, labels: Sequence[str], display_names: Sequence[str],
 def read(tflite: bytes) -> dict:
   """Reads metadata back: the fields, normalization and the packed label files."""
   md, _, _, _ = _writers()
+  if len(tflite) < 8 or tflite[4:8] != b"TFL3":  # The flatbuffer's file identifier.
+    raise PipelineError("not a TFLite model (no TFL3 identifier); give a .tflite file")
   try:
     displayer = md.MetadataDisplayer.with_model_buffer(tflite)
-  except ValueError as e:
-    raise PipelineError(f"the model has no TFLite metadata ({e})") from e
+  except (ValueError, struct.error) as e:
+    raise PipelineError(f"the model has no readable TFLite metadata ({e})") from e
   meta = json.loads(displayer.get_metadata_json())
   files = {name: displayer.get_associated_file_buffer(name).decode("utf-8").splitlines()
            for name in displayer.get_packed_associated_file_list()}

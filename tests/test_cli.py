@@ -10,28 +10,56 @@ from pipeline.errors import PipelineError
 from tests.conftest import run_cli
 
 
-@pytest.mark.parametrize("args,needle", [
-    (["--data_format=ham10000", "--data_dir=/nonexistent", "--output_dir=/tmp/x"],
-     "--metadata_csv is required"),
-    (["--data_format=ham10000", "--data_dir=/nonexistent", "--metadata_csv=/nope.csv",
-      "--output_dir={tmp}/o"], "image directory not found"),
-    (["--data_format=folders", "--data_dir={tmp}/empty", "--output_dir={tmp}/o"],
-     "no class folders found"),
-    (["--weights=/no/such.h5", "--output_dir={tmp}/o"], "--weights='/no/such.h5': no such file"),
-    (["--alpha=0.6", "--output_dir={tmp}/o"], "not a MobileNetV2 width"),
-    (["--variants=float32", "--output_dir={tmp}/o"], "must include int8"),
+_BUILD = "pipeline.build"
+# Offline for sure, with an empty Keras cache: the ImageNet download must fail.
+_OFFLINE = {"KERAS_HOME": "{tmp}/keras", "HTTPS_PROXY": "http://127.0.0.1:9",
+            "https_proxy": "http://127.0.0.1:9"}
+
+
+@pytest.mark.parametrize("module,args,needle,env", [
+    (_BUILD, ["--data_format=ham10000", "--data_dir=/nonexistent", "--output_dir=/tmp/x"],
+     "--metadata_csv is required", None),
+    (_BUILD, ["--data_format=ham10000", "--data_dir=/nonexistent", "--metadata_csv=/nope.csv",
+              "--output_dir={tmp}/o"], "image directory not found", None),
+    (_BUILD, ["--data_format=folders", "--data_dir={tmp}/empty", "--output_dir={tmp}/o"],
+     "no class folders found", None),
+    # Real data flags with the default (synthetic) format: refused, not silently ignored.
+    (_BUILD, ["--data_dir={tmp}/empty", "--metadata_csv={tmp}/m.csv", "--output_dir={tmp}/o"],
+     "--data_dir, --metadata_csv given, but --data_format=synthetic does not read it", None),
+    (_BUILD, ["--data_format=folders", "--data_dir={tmp}/fake", "--output_dir={tmp}/o"],
+     "no usable image: 4 skipped (4 x not a readable image", None),
+    (_BUILD, ["--weights=/no/such.h5", "--output_dir={tmp}/o"],
+     "--weights='/no/such.h5': no such file", None),
+    (_BUILD, ["--weights=imagenet", "--synthetic_per_class=10", "--image_size=32",
+              "--alpha=0.35", "--output_dir={tmp}/o"],
+     "--weights=imagenet: the ImageNet weights could not be downloaded", _OFFLINE),
+    (_BUILD, ["--output_dir=/proc/x"], "/proc/x", None),
+    (_BUILD, ["--output_dir={tmp}/notes.txt/o"], "choose a writable --output_dir", None),
+    (_BUILD, ["--alpha=0.6", "--output_dir={tmp}/o"], "not a MobileNetV2 width", None),
+    (_BUILD, ["--variants=float32", "--output_dir={tmp}/o"], "must include int8", None),
     # Caught right after the data stage, before any training.
-    (["--malignant_classes=mel", "--synthetic_per_class=10", "--image_size=32",
-      "--output_dir={tmp}/o"], "--malignant_classes: mel not among the dataset's labels"),
-    (["--referral_sensitivity=1.0", "--output_dir={tmp}/o"], "--referral_sensitivity=1.0"),
-    (["--gate_max_flip_margin=0", "--output_dir={tmp}/o"], "--gate_max_flip_margin"),
+    (_BUILD, ["--malignant_classes=mel", "--synthetic_per_class=10", "--image_size=32",
+              "--output_dir={tmp}/o"], "--malignant_classes: mel not among the dataset's labels",
+     None),
+    (_BUILD, ["--referral_sensitivity=1.0", "--output_dir={tmp}/o"], "--referral_sensitivity=1.0",
+     None),
+    (_BUILD, ["--gate_max_flip_margin=0", "--output_dir={tmp}/o"], "--gate_max_flip_margin", None),
+    ("pipeline.predict", ["--model={tmp}/notes.txt", "{tmp}/notes.txt"],
+     "notes.txt: not a TFLite model", None),
+    ("benchmarks.latency", ["--model={tmp}/notes.txt", "--threads=0"], "--threads=0", None),
 ])
-def test_bad_build_input_is_one_clear_line(tmp_path, args, needle):
+def test_bad_invocation_is_one_clear_line(tmp_path, module, args, needle, env):
   (tmp_path / "empty").mkdir()
-  proc = run_cli(["-m", "pipeline.build", *[a.format(tmp=tmp_path) for a in args]])
+  (tmp_path / "notes.txt").write_text("not a model\n")
+  for cls in ("a", "b"):  # Files named .jpg that are not images.
+    (tmp_path / "fake" / cls).mkdir(parents=True)
+    for i in range(2):
+      (tmp_path / "fake" / cls / f"{i}.jpg").write_text("not an image")
+  env = {k: v.format(tmp=tmp_path) for k, v in (env or {}).items()}
+  proc = run_cli(["-m", module, *[a.format(tmp=tmp_path) for a in args]], env=env)
   assert proc.returncode != 0
   last = proc.stderr.strip().splitlines()[-1]
-  assert last.startswith("pipeline.build: error: ") and needle in last, proc.stderr
+  assert last.startswith(f"{module}: error: ") and needle in last, proc.stderr[-3000:]
   assert "Traceback" not in proc.stderr
 
 

@@ -211,7 +211,8 @@ def test_csv_problems_are_skipped_and_listed(tmp_path):
   imagefiles.write_csv(csv_path, bad_rows, bom=True, pad=True)  # BOM and stray whitespace.
   bundle = _run(_ham_config(dirs, csv_path), tmp_path / "out")
   reasons = [s["reason"] for s in bundle.notes.skipped]
-  assert any("no image file named ISIC_missing" in r for r in reasons)
+  assert any("ISIC_missing" in s["item"] and "no image file" in s["reason"]
+             for s in bundle.notes.skipped)
   assert any("duplicated image id" in r for r in reasons)
   assert any("unknown dx label 'xyz'" in r for r in reasons)
   assert any("empty dx label" in r for r in reasons)
@@ -236,12 +237,21 @@ def test_missing_csv_and_missing_dir_are_clear_errors(tmp_path):
 # ---------------------------------------------------------------------------- datasets
 
 
-def test_empty_dataset_is_a_clear_error(tmp_path):
+def test_empty_dataset_is_a_clear_error_that_says_why(tmp_path):
   (tmp_path / "root" / "a").mkdir(parents=True)
   (tmp_path / "root" / "b").mkdir(parents=True)
-  with pytest.raises(PipelineError, match="dataset is empty"):
+  with pytest.raises(PipelineError, match="no usable image: 0 skipped"):
     _run(DataConfig(data_format="folders", data_dir=str(tmp_path / "root"), image_size=SIZE),
          tmp_path / "out")
+  # Fake .jpg files: the reasons are counted in the one line and listed in data_report.json.
+  for cls in ("a", "b"):
+    for i in range(3):
+      (tmp_path / "root" / cls / f"{i}.jpg").write_text("not an image")
+  with pytest.raises(PipelineError, match=r"6 skipped \(6 x .*e\.g\. .*0\.jpg") as err:
+    _run(DataConfig(data_format="folders", data_dir=str(tmp_path / "root"), image_size=SIZE),
+         tmp_path / "out2")
+  report = json.load(open(tmp_path / "out2" / "data_report.json"))
+  assert len(report["skipped"]) == 6 and "data_report.json" in str(err.value)
 
 
 def test_class_left_without_images_is_dropped_with_warning_or_strict_error(tmp_path):

@@ -77,15 +77,18 @@ class BuildConfig:
 class RunOptions:
   """How one invocation runs a recipe: where it writes, how far, and whether it resumes."""
   output_dir: str
-  assets_dir: str = "android_assets"
+  # Empty: OUTPUT_DIR/android_assets, so an experiment never overwrites the app's assets.
+  assets_dir: str = ""
   stop_after: str = "assets"
   resume: bool = False
 
   def validate(self) -> "RunOptions":
+    """Checks the options; returns them with the assets directory resolved."""
     if not self.output_dir:
       raise PipelineError("--output_dir is required")
     check_choice("stop_after", self.stop_after, STAGES)
-    return self
+    return self if self.assets_dir else dataclasses.replace(
+        self, assets_dir=os.path.join(self.output_dir, "android_assets"))
 
 
 def _from_dict(cls: Any, d: Any, where: str) -> Any:
@@ -137,8 +140,6 @@ def smoke_config(**overrides: Any) -> BuildConfig:
 
 def smoke_run(output_dir: str, **overrides: Any) -> RunOptions:
   """Run options for a test build in `output_dir` (assets in output_dir/android_assets)."""
-  return RunOptions(output_dir=output_dir,
-                    assets_dir=os.path.join(output_dir, "android_assets"),
-                    **overrides).validate()
+  return RunOptions(output_dir=output_dir, **overrides).validate()
 
 

@@ -24,6 +24,14 @@ class DataConfig:
 
   def validate(self) -> None:
     check_choice("data_format", self.data_format, DATA_FORMATS)
+    reads = {"ham10000": ("data_dir", "metadata_csv"), "folders": ("data_dir",),
+             "hmnist_csv": ("metadata_csv", "hmnist_labels"), "synthetic": ()}[self.data_format]
+    ignored = [f"--{n}" for n in ("data_dir", "metadata_csv", "hmnist_labels")
+               if getattr(self, n) and n not in reads]
+    if ignored:  # The classic: real data flags with the default (synthetic) format.
+      raise PipelineError(f"{', '.join(ignored)} given, but --data_format={self.data_format} "
+                          "does not read it; set --data_format (ham10000, folders or "
+                          "hmnist_csv) or drop the flag")
     if self.data_format in ("ham10000", "folders") and not self.data_dir:
       raise PipelineError(f"--data_dir is required for --data_format={self.data_format}")
     if self.data_format in ("ham10000", "hmnist_csv") and not self.metadata_csv:

@@ -1,5 +1,6 @@
 """What a loaded dataset is: examples, splits of decoded images, and the notes on bad input."""
 
+import collections
 import dataclasses
 from typing import Dict, List, Optional, Tuple
 
@@ -82,3 +83,22 @@ class InputNotes:
 
   def warn(self, message: str) -> None:
     self.warnings.append(message)
+
+  def skipped_summary(self, examples: int = 2) -> str:
+    """"N skipped: 10 no image file ..., 2 not an image (e.g. a.jpg: ...)", most common first."""
+    if not self.skipped:
+      return "0 skipped"
+    # Decoders name the file in their message; count the reason, not the file.
+    counts = collections.Counter(s["reason"].replace(s["item"], "FILE") for s in self.skipped)
+    kinds = "; ".join(f"{n} x {reason}" for reason, n in counts.most_common(3))
+    more = f"; {len(counts) - 3} other reasons" if len(counts) > 3 else ""
+    shown = ", ".join(s["item"] for s in self.skipped[:examples])
+    return f"{len(self.skipped)} skipped ({kinds}{more}; e.g. {shown})"
+
+
+class NoUsableImages(PipelineError):
+  """The dataset has no usable image; carries the notes that say why."""
+
+  def __init__(self, message: str, notes: InputNotes):
+    super().__init__(message)
+    self.notes = notes

@@ -12,7 +12,8 @@ from pipeline import labels as labels_lib
 from pipeline.config import DataConfig
 from pipeline.data import readers
 from pipeline.data import splits as splits_lib
-from pipeline.data.dataset import SPLITS, DataBundle, Example, InputNotes, Split
+from pipeline.data.dataset import (SPLITS, DataBundle, Example, InputNotes, NoUsableImages,
+                                   Split)
 from pipeline.errors import PipelineError
 
 
@@ -128,8 +129,8 @@ def _decode_all(examples: List[Example], config: DataConfig,
       if not streamed:
         pixels.append(arr)
   if not keep:
-    raise PipelineError("the dataset is empty: no usable images were found (see the skipped "
-                        "list above); check --data_dir, --metadata_csv and --data_format")
+    raise NoUsableImages(f"the dataset has no usable image: {notes.skipped_summary()}; check "
+                         "--data_dir, --metadata_csv and --data_format", notes)
   stacked = None if streamed else np.stack(pixels)
   return keep, stacked, streamed
 

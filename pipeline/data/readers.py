@@ -104,7 +104,7 @@ def read_ham10000(data_dir: str, metadata_csv: str, notes: InputNotes) -> List[E
       continue
     path = paths.get(image_id)
     if path is None:
-      notes.skip(f"{where} ({image_id})", f"no image file named {image_id}.* under --data_dir")
+      notes.skip(f"{where} ({image_id})", "no image file named IMAGE_ID.* under --data_dir")
       continue
     examples.append(Example(key=image_id, label=dx, group=row.get("lesion_id") or image_id,
                             path=path))

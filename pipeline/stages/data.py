@@ -35,8 +35,15 @@ def run(config: BuildConfig, state: BuildState) -> BuildState:
     previous_labels = labels_lib.read_labels(state.path(labels_lib.FILE_NAME))
   if options.resume and os.path.exists(state.path(splits_lib.FILE_NAME)):
     split_file = state.path(splits_lib.FILE_NAME)
-  bundle = data_lib.load(config.data, config.seed, split_file=split_file or "",
-                         synthetic_root=synthetic_root)
+  try:
+    bundle = data_lib.load(config.data, config.seed, split_file=split_file or "",
+                           synthetic_root=synthetic_root)
+  except data_lib.NoUsableImages as e:  # Keep the full list of what was skipped, and why.
+    atomic.write_json(state.path("data_report.json"),
+                      {"skipped": e.notes.skipped, "converted": e.notes.converted,
+                       "warnings": e.notes.warnings})
+    raise PipelineError(f"{e}; every skipped input is listed in "
+                        f"{state.path('data_report.json')}") from e
   if previous_labels is not None and previous_labels != bundle.labels:
     raise PipelineError(f"--resume: the data now gives labels {list(bundle.labels)}, the "
                         f"interrupted build had {list(previous_labels)}; the dataset changed, "
@@ -48,7 +55,7 @@ def run(config: BuildConfig, state: BuildState) -> BuildState:
   atomic.write_json(state.path("data_report.json"), data_report)
   counts = ", ".join(f"{k} {len(s)}" for k, s in bundle.splits.items())
   state.log(f"data: {sum(len(s) for s in bundle.splits.values())} images ({counts}), "
-            f"{len(bundle.labels)} labels, {len(bundle.notes.skipped)} skipped, "
+            f"{len(bundle.labels)} labels, {bundle.notes.skipped_summary()}, "
             f"{len(bundle.notes.converted)} converted")
   return dataclasses.replace(state, bundle=bundle, data_report=data_report)
 
