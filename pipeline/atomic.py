@@ -8,6 +8,15 @@ import tempfile
 from typing import Any, Callable, Iterator
 
 
+def _file_mode() -> int:
+  umask = os.umask(0)
+  os.umask(umask)
+  return 0o666 & ~umask
+
+
+FILE_MODE = _file_mode()
+
+
 def write_bytes(path: str, data: bytes) -> None:
   """Writes `data` to `path` via a temp file in the same directory and a rename.
 
@@ -19,6 +28,7 @@ def write_bytes(path: str, data: bytes) -> None:
   os.makedirs(directory, exist_ok=True)
   fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix="-" + os.path.basename(path))
   try:
+    os.fchmod(fd, FILE_MODE)  # mkstemp makes 0600; give what open() would under the umask.
     with os.fdopen(fd, "wb") as f:
       f.write(data)
       f.flush()

@@ -144,6 +144,10 @@ _define("enum", "stop_after", _R.stop_after, config_lib.STAGES,
 _define("bool", "resume", _R.resume, "Continue a killed build: finished stages are reused, "
         "the interrupted phase continues from its last epoch.")
 
+# Per invocation, so not in flags.txt.
+flags.DEFINE_bool("verbose", False, "Show TensorFlow's and the TFLite converter's own log lines "
+                  "(hidden by default unless the call they come from fails).")
+
 FLAGS = flags.FLAGS
 
 
@@ -197,6 +201,8 @@ def main(argv: List[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
   try:
+    if FLAGS.verbose:
+      os.environ["PIPELINE_VERBOSE"] = "1"  # Read by pipeline.quiet.
     config, options = config_from_flags(FLAGS)
     os.makedirs(options.output_dir, exist_ok=True)
     from pipeline import atomic  # pylint: disable=g-import-not-at-top

@@ -4,6 +4,7 @@ from typing import Dict, Iterable
 
 import numpy as np
 
+from pipeline import quiet
 from pipeline import runner
 from pipeline.errors import PipelineError
 from pipeline.preprocessing import Normalization
@@ -76,7 +77,8 @@ def convert_int8(model: keras.Model, calibration: np.ndarray, normalization: Nor
   converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
   converter.inference_input_type = _TF_DTYPES[io_dtype]
   converter.inference_output_type = _TF_DTYPES[io_dtype]
-  return converter.convert()
+  with quiet.native_stderr():  # The converter's warnings are about its own internals.
+    return converter.convert()
 
 
 def convert_float(model: keras.Model, float16: bool = False) -> bytes:
@@ -85,13 +87,15 @@ def convert_float(model: keras.Model, float16: bool = False) -> bytes:
   if float16:
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
     converter.target_spec.supported_types = [tf.float16]
-  return converter.convert()
+  with quiet.native_stderr():
+    return converter.convert()
 
 
 def tensor_summary(tflite: bytes) -> dict:
   """Input/output dtypes and quantization, and the dtypes of the weight tensors."""
   from ai_edge_litert.interpreter import Interpreter  # pylint: disable=g-import-not-at-top
-  interp = Interpreter(model_content=tflite)
+  with quiet.native_stderr():
+    interp = Interpreter(model_content=tflite)
   inp, out = interp.get_input_details()[0], interp.get_output_details()[0]
   weights, dtypes = set(), set()
   for t in interp.get_tensor_details():
@@ -143,17 +147,20 @@ def export_variants(float_model: keras.Model, qat_model: keras.Model, calibratio
   Returns:
     {"int8": QAT int8, "int8_ptq": PTQ int8, "float16": ..., "float32": ...} (as requested).
   """
-  out = {}
-  for variant in variants:
-    if variant == "int8":
-      out[variant] = convert_int8(qat_model, calibration, normalization, io_dtype)
-    elif variant == "int8_ptq":
-      out[variant] = convert_int8(float_model, calibration, normalization, io_dtype)
-    elif variant == "float16":
-      out[variant] = convert_float(float_model, float16=True)
-    elif variant == "float32":
-      out[variant] = convert_float(float_model)
-  return out
+  return {variant: convert_variant(variant, float_model, qat_model, calibration, normalization,
+                                   io_dtype) for variant in variants}
+
+
+def convert_variant(variant: str, float_model: keras.Model, qat_model: keras.Model,
+                    calibration: np.ndarray, normalization: Normalization,
+                    io_dtype: str) -> bytes:
+  """One variant: int8 (from the QAT model), int8_ptq, float16 or float32 (from the float
+  model)."""
+  if variant == "int8":
+    return convert_int8(qat_model, calibration, normalization, io_dtype)
+  if variant == "int8_ptq":
+    return convert_int8(float_model, calibration, normalization, io_dtype)
+  return convert_float(float_model, float16=variant == "float16")
 
 
 def file_name(variant: str) -> str:

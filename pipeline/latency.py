@@ -6,6 +6,7 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
+from pipeline import quiet
 from pipeline import runner
 from pipeline.preprocessing import MOBILENET_V2, Normalization
 
@@ -69,8 +70,9 @@ def measure(models: Sequence[str], threads: Sequence[int], runs: int = 200,
     for n in threads:
       rss0 = _rss_bytes()
       t0 = time.perf_counter()
-      interp = Interpreter(model_path=path, num_threads=n)
-      interp.allocate_tensors()
+      with quiet.native_stderr():
+        interp = Interpreter(model_path=path, num_threads=n)
+        interp.allocate_tensors()
       init_ms = (time.perf_counter() - t0) * 1e3
       x = _input_for(interp, images, (normalizations or {}).get(path) or MOBILENET_V2, seed)
       index = interp.get_input_details()[0]["index"]

@@ -6,6 +6,7 @@ from typing import Optional
 
 import numpy as np
 
+from pipeline import quiet
 from pipeline.errors import PipelineError
 from pipeline.preprocessing import Normalization
 
@@ -67,8 +68,9 @@ class LiteRunner:
       kwargs = {"model_path": model_path_or_bytes}
       self.name = model_path_or_bytes
     try:
-      self.interpreter = Interpreter(num_threads=num_threads, **kwargs)
-      self.interpreter.allocate_tensors()
+      with quiet.native_stderr():  # "INFO: Created TensorFlow Lite XNNPACK delegate for CPU."
+        self.interpreter = Interpreter(num_threads=num_threads, **kwargs)
+        self.interpreter.allocate_tensors()
     except (ValueError, RuntimeError) as e:
       raise PipelineError(f"{self.name}: not a loadable TFLite model ({str(e).splitlines()[0]})")
     self.normalization = normalization

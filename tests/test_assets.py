@@ -52,3 +52,13 @@ def test_failure_inside_assets_keeps_old_assets(tmp_path):
   with pytest.raises(TypeError):
     assets.write_assets(str(target), "not-bytes", ["a"], "card", "readme")
   assert {n: open(os.path.join(target, n), "rb").read() for n in os.listdir(target)} == before
+
+
+def test_written_files_get_the_mode_open_would_give(tmp_path):
+  from pipeline import atomic
+  umask = os.umask(0)
+  os.umask(umask)
+  atomic.write_text(str(tmp_path / "a.txt"), "x")  # Not mkstemp's 0600.
+  atomic.write_with(str(tmp_path / "b.npy"), lambda p: open(p, "w").write("y"))
+  assert os.stat(tmp_path / "a.txt").st_mode & 0o777 == 0o666 & ~umask
+  assert os.stat(tmp_path / "b.npy").st_mode & 0o777 == 0o666 & ~umask

@@ -85,6 +85,9 @@ def test_flags_txt_and_config_json_both_reproduce_the_config(tmp_path):
            "--class_weight=logit_adjusted", "--gate_max_flip_margin=0.3", "--stop_after=data"]
   first = run_cli(["-m", "pipeline.build", *flags, f"--output_dir={tmp_path}/a"])
   assert first.returncode == 0, first.stderr[-2000:]
+  # TensorFlow's CUDA/XLA registration lines stay off the terminal (--verbose shows them).
+  for noise in ("cuInit", "cuDNN", "computation placer", "absl::InitializeLog"):
+    assert noise not in first.stderr, first.stderr[-2000:]
   again = run_cli(["-m", "pipeline.build", f"--flagfile={tmp_path}/a/flags.txt",
                    f"--output_dir={tmp_path}/b"])
   assert again.returncode == 0, again.stderr[-2000:]

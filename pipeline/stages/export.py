@@ -2,6 +2,7 @@
 takes seconds and keeps the files consistent)."""
 
 import dataclasses
+import time
 
 from pipeline import atomic
 from pipeline import export as export_lib
@@ -17,10 +18,14 @@ def run(config: BuildConfig, state: BuildState) -> BuildState:
       the wrong I/O or weight types.
   """
   norm = config.model.normalization
-  blobs = export_lib.export_variants(state.float_model, state.qat_model, state.calibration,
-                                     norm, config.export.io_dtype, config.export.variants)
-  tensors = {}
-  for variant, blob in blobs.items():
+  blobs, tensors = {}, {}
+  for i, variant in enumerate(config.export.variants, start=1):
+    t0 = time.time()
+    blob = blobs[variant] = export_lib.convert_variant(
+        variant, state.float_model, state.qat_model, state.calibration, norm,
+        config.export.io_dtype)
+    state.log(f"export: {variant} converted in {time.time() - t0:.0f}s ({i}/"
+              f"{len(config.export.variants)})")
     if variant.startswith("int8"):
       # The shipped model must take raw pixels; PTQ's range comes from its calibration set.
       tensors[variant] = export_lib.check_int8(blob, config.export.io_dtype, norm,

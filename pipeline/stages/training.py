@@ -80,6 +80,8 @@ def restore_finetune(config: BuildConfig, state: BuildState) -> BuildState:
 def _qat_model(config: BuildConfig, state: BuildState) -> BuildState:
   """The QAT copy of the float model, its ranges calibrated on real training images."""
   train = state.bundle.splits["train"]
+  state.log(f"qat: wrapping the model for QAT, activation ranges calibrated on "
+            f"{min(config.export.calibration_images, len(train))} training images")
   calibration = export_lib.calibration_pixels(train.pixels, train.labels,
                                               config.export.calibration_images, config.seed)
   norm, batch = config.model.normalization, config.train.batch_size
