@@ -52,6 +52,7 @@ def model_card(info: Dict[str, str], report: dict, display_names: Sequence[str],
   labels = data["labels"]
   models = report["models"]
   int8, ref = models["int8"], models["float32"]
+  texts = labels_lib.metadata_defaults(data["data_format"])  # Card text of this dataset.
   lines = [f"# Model card: {info['name']}", "", f"> {DISCLAIMER}", "",
            "## Model", "", info["description"], "",
            f"- Version {info['version']}; author: {info['author']}.", f"- License: {info['license']}",
@@ -61,10 +62,7 @@ def model_card(info: Dict[str, str], report: dict, display_names: Sequence[str],
            f"{report['tensors']['int8']['input_dtype']} "
            f"{report['tensors']['int8']['input_shape']} RGB pixels (0-255), output "
            f"{report['tensors']['int8']['output_dtype']} probabilities in `labels.txt` order.",
-           "", "## Intended use", "",
-           "Helping a person or a clinician decide how soon a skin lesion should be examined. "
-           "Out of scope: diagnosis, screening without clinical follow-up, images unlike the "
-           "training data (see limitations).", "",
+           "", "## Intended use", "", texts["intended_use"], "",
            "## Classes", "", "| id | display name |", "|---|---|"]
   lines += [f"| {l} | {d} |" for l, d in zip(labels, display_names)]
   lines += ["", "## Data and splits", "",
@@ -93,9 +91,7 @@ def model_card(info: Dict[str, str], report: dict, display_names: Sequence[str],
       lines.append(f"| {os.path.basename(r['model'])} | {r['threads']} | {r['median_ms']:.2f} | "
                    f"{r['p90_ms']:.2f} |")
   lines += ["", "## Limitations", "",
-            "- Trained on the data above only. HAM10000 is dermoscopy from two centres, mostly "
-            "of light skin; performance on phone photos, other skin types, or other devices is "
-            "unmeasured and likely lower.",
+            f"- {texts['data_limitation']}",
             "- Only the classes listed exist for the model: anything else (e.g. a squamous cell "
             "carcinoma, a rash) is forced into one of them.",
             "- Rare classes have few test images: their recall has wide confidence intervals.",

@@ -37,6 +37,15 @@ def read_labels(path: str) -> Tuple[str, ...]:
   return labels
 
 
+def metadata_defaults(data_format: str) -> Dict[str, str]:
+  """metadata/defaults.json: the model-info and model-card texts, with a data format's own
+  overrides (the synthetic demo is not a skin model)."""
+  with open(os.path.join(METADATA_DIR, "defaults.json"), encoding="utf-8") as f:
+    defaults = json.load(f)
+  defaults.update(defaults.pop("by_data_format", {}).get(data_format, {}))
+  return defaults
+
+
 def load_class_info(path: str = "") -> Dict[str, dict]:
   """Loads {label: {"display_name": ..., "description": ...}} from a JSON file.
 

@@ -104,6 +104,9 @@ def test_assets_are_complete_and_snippets_match_the_model(built):
                  "Pipeline demo classifier (synthetic colour images", "## Referral threshold",
                  "## Parity gate (int8 against float32)", "McNemar"):
     assert needle in card, needle
+  # The demo's card speaks of the demo, not of skin lesions or HAM10000.
+  assert "Demonstrating and testing the pipeline" in card and "knows nothing about skin" in card
+  assert "HAM10000" not in card and "skin lesion should be examined" not in card
   assert 'open("referral.json")' in readme and "referral.json" in readme
 
 

@@ -2,7 +2,6 @@
 .tflite and read back, then the check an app would do (Task Library classifies test images)."""
 
 import dataclasses
-import json
 import os
 import tempfile
 from typing import Dict
@@ -47,11 +46,7 @@ def run(config: BuildConfig, state: BuildState) -> BuildState:
 
 def metadata_info(config: BuildConfig, labels) -> Dict[str, str]:
   """Name, description, version, author and license: flags over metadata/defaults.json."""
-  path = os.path.join(labels_lib.METADATA_DIR, "defaults.json")
-  with open(path, encoding="utf-8") as f:
-    defaults = json.load(f)
-  # A data format may override the templates (the synthetic demo is not a skin model).
-  defaults.update(defaults.pop("by_data_format", {}).get(config.data.data_format, {}))
+  defaults = labels_lib.metadata_defaults(config.data.data_format)
   values = {"dataset": config.data.data_format, "alpha": config.model.alpha,
             "size": config.data.image_size, "classes": ", ".join(labels),
             "pipeline_version": __version__}
