@@ -15,6 +15,13 @@ LABELS_FILE = labels_lib.FILE_NAME
 DISPLAY_NAMES_FILE = "labels_en.txt"  # Task Library's display_names_locale defaults to "en".
 
 
+def _reader():
+  """tflite-support's metadata module (reading needs nothing else)."""
+  native.load_libusb()
+  from tensorflow_lite_support.metadata.python import metadata as md  # pylint: disable=g-import-not-at-top
+  return md
+
+
 def _writers():
   native.load_libusb()
   # pylint: disable=g-import-not-at-top
@@ -90,7 +97,7 @@ def write(tflite: bytes, labels: Sequence[str], display_names: Sequence[str],
 
 def read(tflite: bytes) -> dict:
   """Reads metadata back: the fields, normalization and the packed label files."""
-  md, _, _, _ = _writers()
+  md = _reader()
   if len(tflite) < 8 or tflite[4:8] != b"TFL3":  # The flatbuffer's file identifier.
     raise PipelineError("not a TFLite model (no TFL3 identifier); give a .tflite file")
   try:
