@@ -72,32 +72,66 @@ def run(models: List[str], threads: List[int], runs: int, warmup_runs: int,
   results = latency.measure(all_models, threads, runs=runs, warmup_runs=warmup_runs,
                             warmup_seconds=warmup_seconds, images=images, seed=seed,
                             normalizations={p: _normalization(p) for p in all_models})
+  warnings = []
   if reference:
     ref = {r["threads"]: r["median_ms"] for r in results if r["model"] == reference}
+    ref_shape = next(r["input_shape"] for r in results if r["model"] == reference)
     for r in results:
       r["ratio_to_reference"] = round(r["median_ms"] / ref[r["threads"]], 4)
-  return {"results": results, "reference": reference or None,
+      if r["input_shape"] != ref_shape and r["threads"] == results[0]["threads"]:
+        warnings.append(f"{os.path.basename(r['model'])} takes {r['input_shape']}, the reference "
+                        f"{ref_shape}: its ratio compares different amounts of work")
+  return {"results": results, "reference": reference or None, "warnings": warnings,
           "settings": {"runs": runs, "warmup_runs": warmup_runs, "warmup_seconds": warmup_seconds,
                        "inputs": images_dir or "random", "interleaved": True,
-                       "cpu_count": os.cpu_count()}}
+                       "cpu_count": os.cpu_count(), "cpu_model": _cpu_model(),
+                       "versions": _versions()}}
+
+
+def _cpu_model() -> str:
+  try:
+    with open("/proc/cpuinfo", encoding="utf-8") as f:
+      for line in f:
+        if line.startswith("model name"):
+          return line.split(":", 1)[1].strip()
+  except OSError:
+    pass
+  import platform  # pylint: disable=g-import-not-at-top
+  return platform.processor() or platform.machine()
+
+
+def _versions() -> dict:
+  from importlib import metadata  # pylint: disable=g-import-not-at-top
+  out = {}
+  for package in ("ai-edge-litert", "tensorflow", "numpy"):
+    try:
+      out[package] = metadata.version(package)
+    except metadata.PackageNotFoundError:
+      out[package] = None
+  return out
 
 
 def markdown(payload: dict) -> List[str]:
-  """The results as a Markdown table."""
-  ref = payload["reference"]
+  """The results as a Markdown table, with the machine and the versions measured on."""
+  ref, settings = payload["reference"], payload["settings"]
   lines = ["# Latency (LiteRT interpreter, interleaved rounds)", "",
-           f"{payload['settings']['runs']} timed rounds after {payload['settings']['warmup_runs']} "
-           f"warm-up invokes; inputs: {payload['settings']['inputs']}." +
+           f"{settings['runs']} timed rounds after {settings['warmup_runs']} warm-up invokes; "
+           f"inputs: {settings['inputs']}." +
            (f" Reference: `{os.path.basename(ref)}`." if ref else ""), "",
-           "| model | threads | size MB | init ms | first ms | min | median | mean | p90 | p99 | "
-           "std | RSS growth MB |" + (" ratio to ref |" if ref else ""),
-           "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|" + ("---:|" if ref else "")]
+           f"CPU: {settings['cpu_model']} ({settings['cpu_count']} cores); " +
+           ", ".join(f"{k} {v}" for k, v in settings["versions"].items()) + ".", ""]
+  for warning in payload.get("warnings", []):
+    lines += [f"**Warning:** {warning}.", ""]
+  lines += ["| model | input | threads | size MB | init ms | first ms | min | median | mean | "
+            "p90 | p99 | std | RSS growth MB |" + (" ratio to ref |" if ref else ""),
+            "|---|---|" + "---:|" * 11 + ("---:|" if ref else "")]
   for r in payload["results"]:
     lines.append(
-        f"| {os.path.basename(r['model'])} | {r['threads']} | {r['size_bytes'] / 1e6:.2f} | "
-        f"{r['init_ms']:.1f} | {r['first_ms']:.2f} | {r['min_ms']:.2f} | {r['median_ms']:.2f} | "
-        f"{r['mean_ms']:.2f} | {r['p90_ms']:.2f} | {r['p99_ms']:.2f} | {r['std_ms']:.2f} | "
-        f"{r['rss_growth_bytes'] / 1e6:.1f} |" +
+        f"| {os.path.basename(r['model'])} | {r['input_dtype']} "
+        f"{'x'.join(map(str, r['input_shape'][1:]))} | {r['threads']} | "
+        f"{r['size_bytes'] / 1e6:.2f} | {r['init_ms']:.1f} | {r['first_ms']:.2f} | "
+        f"{r['min_ms']:.2f} | {r['median_ms']:.2f} | {r['mean_ms']:.2f} | {r['p90_ms']:.2f} | "
+        f"{r['p99_ms']:.2f} | {r['std_ms']:.2f} | {r['rss_growth_bytes'] / 1e6:.1f} |" +
         (f" {r['ratio_to_reference']:.3f} |" if ref else ""))
   return lines
 

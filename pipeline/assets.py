@@ -90,6 +90,12 @@ def model_card(info: Dict[str, str], report: dict, display_names: Sequence[str],
     for r in latency:
       lines.append(f"| {os.path.basename(r['model'])} | {r['threads']} | {r['median_ms']:.2f} | "
                    f"{r['p90_ms']:.2f} |")
+  prov, shipped = report.get("provenance", {}), report.get("files", {}).get("int8", {})
+  lines += ["", "## Provenance", "",
+            f"- Built {prov.get('build_date')} by mobile-tflite-pipeline "
+            f"{prov.get('pipeline_version')}, source commit {prov.get('git_commit') or 'unknown'}.",
+            f"- `model.tflite` SHA-256: `{shipped.get('sha256')}` (check: `sha256sum "
+            "model.tflite`); input shape " + str(shipped.get("input_shape")) + "."]
   lines += ["", "## Limitations", "",
             f"- {texts['data_limitation']}",
             "- Only the classes listed exist for the model: anything else (e.g. a squamous cell "

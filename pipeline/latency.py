@@ -80,7 +80,10 @@ def measure(models: Sequence[str], threads: Sequence[int], runs: int = 200,
       t0 = time.perf_counter()
       interp.invoke()
       first_ms = (time.perf_counter() - t0) * 1e3
+      detail = interp.get_input_details()[0]
       pairs.append({"model": path, "threads": n, "interp": interp, "index": index, "x": x,
+                    "input_shape": [int(v) for v in detail["shape"]],
+                    "input_dtype": np.dtype(detail["dtype"]).name,
                     "init_ms": init_ms, "first_ms": first_ms,
                     "rss_growth_bytes": max(_rss_bytes() - rss0, 0), "times": []})
   for p in pairs:
@@ -100,6 +103,7 @@ def measure(models: Sequence[str], threads: Sequence[int], runs: int = 200,
     t = np.array(p["times"])
     results.append({
         "model": p["model"], "threads": p["threads"], "runs": runs,
+        "input_shape": p["input_shape"], "input_dtype": p["input_dtype"],
         "init_ms": round(p["init_ms"], 3), "first_ms": round(p["first_ms"], 3),
         "min_ms": round(float(t.min()), 3), "median_ms": round(float(np.median(t)), 3),
         "mean_ms": round(float(t.mean()), 3), "p90_ms": round(float(np.percentile(t, 90)), 3),

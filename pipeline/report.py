@@ -48,8 +48,16 @@ def flips_table(paired: Optional[dict], most: int = 10) -> List[str]:
 def write_report(path_json: str, path_md: str, report: dict) -> None:
   """Writes the build report as JSON and as Markdown."""
   atomic.write_json(path_json, report)
+  prov = report.get("provenance") or {}
   lines = [f"# Build report: {report['name']}", "",
-           "A triage aid, never a diagnosis: see the model card for intended use.", ""]
+           "A triage aid, never a diagnosis: see the model card for intended use.", "",
+           f"Built {prov.get('build_date')} by mobile-tflite-pipeline "
+           f"{prov.get('pipeline_version')} at commit {prov.get('git_commit') or 'unknown'}.", ""]
+  if report.get("files"):
+    lines += ["| file | bytes | input | SHA-256 |", "|---|---:|---|---|"]
+    lines += [f"| {f['file']} | {f['bytes']} | {f['input_shape']} | `{f['sha256']}` |"
+              for f in report["files"].values()]
+    lines.append("")
   data = report.get("data")
   if data:
     labels = data["labels"]
@@ -128,10 +136,12 @@ def plot_training_curves(phases: Dict[str, dict], path: str) -> None:
       continue
     x = np.arange(offset + 1, offset + n + 1)
     ax_loss.plot(x, h["loss"], "-o", ms=3, label=f"{name} train")
-    ax_loss.plot(x, h["val_loss"], "--", label=f"{name} val")
-    ax_acc.plot(x, h["val_balanced_accuracy"], "-o", ms=3, label=name)
+    ax_loss.plot(x, h["val_loss"], "--x", ms=4, label=f"{name} val")  # Markers: a one-epoch
+    ax_acc.plot(x, h["val_balanced_accuracy"], "-o", ms=3, label=name)  # phase is one point.
     for ax in (ax_loss, ax_acc):
-      ax.axvline(offset + 0.5, color="0.85", lw=1)
+      ax.axvline(offset + 0.5, color="0.8", lw=1)
+      ax.text(offset + 0.6, 1.0, name, transform=ax.get_xaxis_transform(), fontsize=7,
+              va="top", color="0.4")  # The phase boundary says which phase starts.
     offset += n
   ax_loss.set(title="loss", xlabel="epoch (all phases)")
   ax_acc.set(title="validation balanced accuracy", xlabel="epoch (all phases)", ylim=(0, 1))
@@ -147,8 +157,9 @@ def plot_confusion_matrices(matrices: Dict[str, list], labels: Sequence[str], pa
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
   k = len(labels)
-  fig, axes = plt.subplots(1, len(matrices), figsize=(0.6 * k * len(matrices) + 3, 0.55 * k + 2),
-                           squeeze=False)
+  # constrained layout keeps the right panel's "true" label clear of the left panel.
+  fig, axes = plt.subplots(1, len(matrices), figsize=(0.6 * k * len(matrices) + 4, 0.55 * k + 2),
+                           squeeze=False, layout="constrained")
   for ax, (name, cm) in zip(axes[0], matrices.items()):
     cm = np.asarray(cm, np.float64)
     norm = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)

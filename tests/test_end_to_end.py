@@ -104,6 +104,16 @@ def test_assets_are_complete_and_snippets_match_the_model(built):
                  "Pipeline demo classifier (synthetic colour images", "## Referral threshold",
                  "## Parity gate (int8 against float32)", "McNemar"):
     assert needle in card, needle
+  # Traceable: the card names the shipped file's SHA-256, the report the commit it came from.
+  import hashlib
+  sha = hashlib.sha256(_read(os.path.join(run.assets_dir, "model.tflite"))).hexdigest()
+  assert f"`model.tflite` SHA-256: `{sha}`" in card
+  assert report["files"]["int8"]["sha256"] == sha
+  assert report["provenance"]["git_commit"]  # The suite runs in a git checkout.
+  assert report["provenance"]["git_commit"].split("+")[0] in open(
+      os.path.join(run.output_dir, "report.md")).read()
+  meta = tflite_metadata.read(_read(os.path.join(run.assets_dir, "model.tflite")))
+  assert report["provenance"]["git_commit"][:12] in meta["version"]
   # The demo's card speaks of the demo, not of skin lesions or HAM10000.
   assert "Demonstrating and testing the pipeline" in card and "knows nothing about skin" in card
   assert "HAM10000" not in card and "skin lesion should be examined" not in card
@@ -166,7 +176,13 @@ def test_benchmark_contracts(built, tmp_path):
                  "--threads=1,2", "--runs=5", "--warmup_runs=1", f"--reference={f32}",
                  f"--output_json={tmp_path / 'lat.json'}"])
   assert lat.returncode == 0, lat.stderr
-  results = json.load(open(tmp_path / "lat.json"))["results"]
+  latency = json.load(open(tmp_path / "lat.json"))
+  results = latency["results"]
+  # What was measured on what: the machine, the versions, each model's input.
+  assert latency["settings"]["cpu_model"] and latency["settings"]["versions"]["ai-edge-litert"]
+  assert latency["warnings"] == []  # Both models take the same input.
+  assert all(r["input_shape"] == [1, 48, 48, 3] for r in results)
+  assert {r["input_dtype"] for r in results} == {"uint8", "float32"}
   assert {(r["model"], r["threads"]) for r in results} == {(int8, 1), (int8, 2), (f32, 1),
                                                             (f32, 2)}
   for r in results:

@@ -17,6 +17,7 @@ import shutil
 import time
 from typing import Callable, NamedTuple, Optional, Tuple
 
+from pipeline import provenance
 from pipeline import report as report_lib
 from pipeline.config import CONFIG_FILE, STAGES, BuildConfig, RunOptions
 from pipeline.stages import assets, data, evaluate, export, gate, metadata, training
@@ -62,8 +63,9 @@ def run(config: BuildConfig, options: RunOptions,
   """
   _prepare(config, options)
   progress = state_lib.Progress(config, options)
-  state = state_lib.BuildState(options=options, log=log or Log(),
-                               started=datetime.datetime.now().isoformat(timespec="seconds"),
+  started = datetime.datetime.now().isoformat(timespec="seconds")
+  state = state_lib.BuildState(options=options, log=log or Log(), started=started,
+                               provenance=provenance.build_info(started),
                                training=state_lib.previous_training(options))
   for stage in PIPELINE:
     t0 = time.time()

@@ -12,6 +12,7 @@ from pipeline import __version__
 from pipeline import atomic
 from pipeline import export as export_lib
 from pipeline import labels as labels_lib
+from pipeline import provenance
 from pipeline import tflite_metadata
 from pipeline.config import BuildConfig
 from pipeline.data import DataBundle
@@ -47,9 +48,12 @@ def run(config: BuildConfig, state: BuildState) -> BuildState:
 def metadata_info(config: BuildConfig, labels) -> Dict[str, str]:
   """Name, description, version, author and license: flags over metadata/defaults.json."""
   defaults = labels_lib.metadata_defaults(config.data.data_format)
+  commit = provenance.git_commit()
   values = {"dataset": config.data.data_format, "alpha": config.model.alpha,
             "size": config.data.image_size, "classes": ", ".join(labels),
-            "pipeline_version": __version__}
+            "pipeline_version": __version__, "build_date": provenance.today(),
+            "git_commit": commit[:12] + ("+dirty" if commit.endswith("+dirty") else "")
+                          if commit else "unknown"}
   m = config.metadata
   info = {
       "name": m.name or defaults["name"].format(**values),

@@ -10,6 +10,8 @@ import numpy as np
 
 from pipeline import __version__
 from pipeline import atomic
+from pipeline import export as export_lib
+from pipeline import provenance
 from pipeline.config import BuildConfig, RunOptions
 from pipeline.data import DataBundle
 from pipeline.errors import PipelineError
@@ -24,6 +26,7 @@ class BuildState:
   options: RunOptions
   log: Callable[[str], None]
   started: str
+  provenance: Dict[str, Optional[str]] = dataclasses.field(default_factory=dict)
   # data
   bundle: Optional[DataBundle] = None
   data_report: Optional[dict] = None
@@ -95,9 +98,14 @@ def report(config: BuildConfig, state: BuildState, stage_seconds: Dict[str, floa
          "config": config.to_dict(), "run": dataclasses.asdict(state.options),
          "normalization": {"mean": list(norm.mean), "std": list(norm.std)},
          "pipeline_version": __version__, "started": state.started,
+         "provenance": state.provenance,
          "stage_seconds": dict(stage_seconds), "training": state.training}
   optional = {"data": state.data_report, "tensors": state.tensors or None,
               "calibration_images": None if state.calibration is None else len(state.calibration),
+              "files": {v: {"file": export_lib.file_name(v), "bytes": len(b),
+                            "sha256": provenance.sha256(b),
+                            "input_shape": state.tensors.get(v, {}).get("input_shape")}
+                        for v, b in state.blobs.items()} or None,
               "metadata": state.metadata, "task_library": state.task_library,
               "models": state.models, "referral": state.referral, "gate": state.gate,
               "latency": state.latency}
