@@ -37,7 +37,7 @@ def build_classifier(num_classes: int, image_size: int, alpha: float, weights: s
     if weights != "imagenet" or "URL fetch failure" not in str(e):
       raise
     raise PipelineError("--weights=imagenet: the ImageNet weights could not be downloaded "
-                        f"({str(e).splitlines()[0][:160]}); without network access give "
+                        f"({str(e).splitlines()[0]}); without network access give "
                         "--weights=PATH to a local MobileNetV2 no-top .h5 (e.g. "
                         "../shared/weights/mobilenet_v2_1.0_imagenet_no_top.h5)") from e
   x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(base.output)
