@@ -24,7 +24,7 @@ class GateConfig:
   mcnemar_alpha: float = 0.01
   # A flip of a float32 prediction at least this sure (top-1 minus top-2 probability) into a
   # wrong answer is a defect, not rounding: good models' flips stayed at or under 0.33 (int8
-  # PTQ, run ham1); int8 QAT's at or under 0.17.
+  # PTQ, run ham1); int8 QAT's at or under 0.33 (ham3; 0.13-0.17 in ham1, ham2, hamG).
   max_flip_margin: float = 0.4
   bootstrap_rounds: int = 2000
   enabled: bool = True
