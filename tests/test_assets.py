@@ -12,11 +12,14 @@ from pipeline import assets
 from tests.conftest import REPO
 
 CHILD = """
-import sys
+import sys, time
 sys.path.insert(0, {repo!r})
 from pipeline import assets
-# A 600 MB model takes long enough to write that the parent can kill us mid-way.
-assets.write_assets({target!r}, b"x" * 600_000_000, ["a", "b"], "card", "readme")
+def hang(*args, **kwargs):  # model.tflite is in the staging folder now; wait to be killed.
+  open({marker!r}, "w").close()
+  time.sleep(600)
+assets.labels_lib.write_labels = hang
+assets.write_assets({target!r}, b"new-model", ["a", "b"], "card", "readme")
 """
 
 
@@ -28,13 +31,15 @@ def _old_assets(path):
 def test_killed_during_assets_leaves_old_assets_intact(tmp_path):
   target = tmp_path / "android_assets"
   before = _old_assets(target)
-  proc = subprocess.Popen([sys.executable, "-c", CHILD.format(repo=REPO, target=str(target))])
-  deadline = time.time() + 60
-  while time.time() < deadline:
-    staging = [n for n in os.listdir(tmp_path) if n.startswith(".android_assets.new-")]
-    if staging and os.path.exists(tmp_path / staging[0] / "model.tflite"):
-      break
-    time.sleep(0.005)
+  marker = tmp_path / "mid-write"
+  proc = subprocess.Popen([sys.executable, "-c",
+                           CHILD.format(repo=REPO, target=str(target), marker=str(marker))])
+  deadline = time.time() + 120
+  while not marker.exists() and proc.poll() is None and time.time() < deadline:
+    time.sleep(0.01)
+  assert marker.exists(), "the child never reached the middle of write_assets"
+  staging = [n for n in os.listdir(tmp_path) if n.startswith(".android_assets.new-")]
+  assert os.path.exists(tmp_path / staging[0] / "model.tflite")  # Killed mid-way, for real.
   proc.send_signal(signal.SIGKILL)
   proc.wait()
   assert proc.returncode == -signal.SIGKILL
