@@ -3,12 +3,15 @@ PY ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 PYTHON := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+# MediaPipe Tasks lives in its own environment: it needs absl-py 2, tfmot pins absl-py 1.x.
+MP_VENV := .venv-mediapipe
+MP_STAMP := $(MP_VENV)/.installed
 SHARED ?= ../shared
 # The latest build: the newest build/*/ holding a shipped model (override with BUILD_DIR=...).
 BUILD_DIR ?= $(shell ls -td build/*/ 2>/dev/null | while read d; do [ -f "$$d/model_int8.tflite" ] && echo "$${d%/}" && break; done)
 ANCHOR := $(SHARED)/anchors/tf2_mobilenet_v2_1.0_224_ptq.tflite
 
-.PHONY: venv demo demo-seeds test bench ham10000 clean
+.PHONY: venv venv-mediapipe demo demo-seeds test bench ham10000 clean
 
 $(STAMP): requirements.txt requirements-nodeps.txt pyproject.toml
 	test -x $(PYTHON) || $(PY) -m venv $(VENV)
@@ -19,7 +22,14 @@ $(STAMP): requirements.txt requirements-nodeps.txt pyproject.toml
 
 venv: $(STAMP)
 
-demo: venv
+$(MP_STAMP): requirements-mediapipe.txt
+	test -x $(MP_VENV)/bin/python || $(PY) -m venv $(MP_VENV)
+	$(MP_VENV)/bin/python -m pip install -q -r requirements-mediapipe.txt
+	touch $(MP_STAMP)
+
+venv-mediapipe: $(MP_STAMP)
+
+demo: venv venv-mediapipe
 	$(PYTHON) -m pipeline.build --flagfile=configs/demo.flags
 
 # The demo build under five seeds: its parity gate must pass every time.
@@ -27,10 +37,10 @@ demo-seeds: venv
 	$(PYTHON) -m benchmarks.gate_seeds --build_flagfile=configs/demo.flags --seeds=1,2,3,4,5 \
 	  --output_dir=build/gate_seeds
 
-test: venv
+test: venv venv-mediapipe
 	$(PYTHON) -m pytest -q tests
 
-ham10000: venv
+ham10000: venv venv-mediapipe
 	$(PYTHON) -m pipeline.build --flagfile=configs/ham10000.flags
 
 bench: venv

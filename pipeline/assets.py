@@ -83,6 +83,11 @@ def model_card(info: Dict[str, str], report: dict, display_names: Sequence[str],
   gate = report.get("gate")
   if gate:
     lines += ["", "## Parity gate (int8 against float32)", "", gate["message"]]
+  if report.get("app_runtimes"):
+    lines += ["", "## Checked in the app runtimes", "",
+              "The build loaded `model.tflite` as an app does and compared every answer with "
+              "the LiteRT interpreter's:", ""]
+    lines += [f"- {r['message']}" for r in report["app_runtimes"].values()]
   if latency:
     lines += ["", "## Latency", "", "On the build machine's CPU (LiteRT interpreter, XNNPACK), "
               "median of interleaved runs; phones differ, measure on the target device.", "",

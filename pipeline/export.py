@@ -163,6 +163,4 @@ def convert_variant(variant: str, float_model: keras.Model, qat_model: keras.Mod
   return convert_float(float_model, float16=variant == "float16")
 
 
-def file_name(variant: str) -> str:
-  """model_int8.tflite, model_int8_ptq.tflite, model_float16.tflite, model_float32.tflite."""
-  return f"model_{variant}.tflite"
+

@@ -1,7 +1,7 @@
 """Decodes any image file a user may bring into an RGB uint8 array, or says why it can't."""
 
 import warnings
-from typing import Tuple
+from typing import BinaryIO, Tuple, Union
 
 import numpy as np
 from PIL import Image
@@ -17,14 +17,14 @@ class ImageError(PipelineError):
   """The file is not a usable image; the message says why."""
 
 
-def load_rgb(path: str, size: int) -> Tuple[np.ndarray, str]:
+def load_rgb(path: Union[str, BinaryIO], size: int) -> Tuple[np.ndarray, str]:
   """Decodes `path`, converts it to 8-bit RGB and resizes it to size x size.
 
   Resizing squashes the whole image (no crop), as TFLite Task Library and MediaPipe do
   on the phone, so training sees what the app will feed.
 
   Args:
-    path: an image file.
+    path: an image file, or an open binary file (an upload).
     size: output height and width.
 
   Returns:
@@ -77,7 +77,10 @@ def _to_rgb(img: Image.Image) -> Tuple[Image.Image, str]:
   return img.convert("RGB"), f"converted {mode} to RGB"
 
 
-def _is_empty(path: str) -> bool:
+def _is_empty(path: Union[str, BinaryIO]) -> bool:
+  if not isinstance(path, str):
+    path.seek(0, 2)
+    return path.tell() == 0
   try:
     with open(path, "rb") as f:
       return not f.read(1)
@@ -86,5 +89,7 @@ def _is_empty(path: str) -> bool:
 
 
 def _short(e: Exception) -> str:
+  if isinstance(e, Image.UnidentifiedImageError):
+    return "not a known image format"  # PIL's own text repeats the path or an object repr.
   text = str(e).splitlines()[0] if str(e) else type(e).__name__
   return text[:160]

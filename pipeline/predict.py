@@ -46,29 +46,16 @@ def predict(model_path: str, image_paths: List[str], top_k: int) -> Tuple[dict, 
   Raises:
     PipelineError: the model cannot be read.
   """
-  import numpy as np  # pylint: disable=g-import-not-at-top
   from pipeline import images as images_lib  # pylint: disable=g-import-not-at-top
-  from pipeline.runner import load_model_file  # pylint: disable=g-import-not-at-top
-  from pipeline import referral as referral_lib  # pylint: disable=g-import-not-at-top
-  runner, meta = load_model_file(model_path)
-  names = meta["display_names"] or meta["labels"]
-  referral = referral_lib.load_for_model(model_path, meta["sha256"]) if meta["sha256"] else None
+  from pipeline.classifier import Classifier  # pylint: disable=g-import-not-at-top
+  classifier = Classifier(model_path)
   results = []
   for path in image_paths:
     try:
-      pixels, _ = images_lib.load_rgb(path, runner.image_size)
+      results.append({"image": path, **classifier.classify_image(path, top_k)})
     except images_lib.ImageError as e:  # The other images are still classified.
       results.append({"image": path, "error": f"{e}; give a JPEG or PNG image"})
-      continue
-    probs = runner.predict(pixels[None])[0]
-    order = np.argsort(-probs, kind="stable")[:top_k]
-    score = (float(referral_lib.serious_score(probs[None], meta["labels"],
-                                              referral["classes"])[0]) if referral else None)
-    results.append({"image": path, "top": [
-        {"label": meta["labels"][i], "display_name": names[i], "score": float(probs[i])}
-        for i in order], "refer": None if referral is None else score >= referral["threshold"],
-                    "referral_score": score})
-  return meta, results
+  return classifier.meta, results
 
 
 def main(argv: List[str]) -> None:

@@ -47,6 +47,9 @@ _OFFLINE = {"KERAS_HOME": "{tmp}/keras", "HTTPS_PROXY": "http://127.0.0.1:9",
     ("pipeline.predict", ["--model={tmp}/notes.txt", "{tmp}/notes.txt"],
      "notes.txt: not a TFLite model", None),
     ("benchmarks.latency", ["--model={tmp}/notes.txt", "--threads=0"], "--threads=0", None),
+    ("pipeline.serve", [], "give --model=M.tflite or --build_dir=BUILD", None),
+    ("pipeline.serve", ["--build_dir={tmp}/empty"], "no config.json, splits.csv", None),
+    ("pipeline.serve", ["--model={tmp}/notes.txt", "--port=0"], "not a TFLite model", None),
 ])
 def test_bad_invocation_is_one_clear_line(tmp_path, module, args, needle, env):
   (tmp_path / "empty").mkdir()

@@ -10,7 +10,8 @@ from pipeline.tf_compat import tf
 def test_mirrored_training_and_qat(tmp_path):
   assert len(tf.config.list_logical_devices("CPU")) == 2  # Set up in conftest.
   assert tf.distribute.MirroredStrategy().num_replicas_in_sync == 2
-  cfg = config_lib.smoke_config()
+  cfg = config_lib.smoke_config(data=config_lib.DataConfig(
+      data_format="synthetic", image_size=32, synthetic_classes=3, synthetic_per_class=30))
   cfg = config_lib.replace(
       cfg, train=config_lib.replace(cfg.train, strategy="mirrored",
                                     transfer_mode="end_to_end",

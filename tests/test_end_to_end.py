@@ -8,8 +8,9 @@ import pytest
 
 from pipeline import export as export_lib
 from pipeline import labels as labels_lib
-from pipeline import task_library_check
 from pipeline import tflite_metadata
+from pipeline.apps import check as app_check
+from pipeline.apps import runtimes
 from pipeline.errors import PipelineError
 from pipeline.preprocessing import MOBILENET_V2
 from pipeline.runner import LiteRunner
@@ -66,10 +67,13 @@ def test_int8_accuracy_is_high_on_separable_data(built):
   assert report["gate"]["passed"]
 
 
-def test_task_library_agrees_with_interpreter(built, tmp_path):
+@pytest.mark.parametrize("runtime", runtimes.ALL, ids=lambda r: r.key)
+def test_app_runtimes_agree_with_interpreter(built, tmp_path, runtime):
   from PIL import Image
   cfg, run, report = built
-  assert report["task_library"]["agree"] == report["task_library"]["images"] > 0
+  checked = report["app_runtimes"][runtime.key]
+  assert checked["status"] == "passed" and checked["agree"] == checked["images"] > 0, checked
+  # Fresh images, classified as an app would from the shipped folder.
   model = os.path.join(run.assets_dir, "model.tflite")
   rng = np.random.default_rng(5)
   from pipeline import synthetic
@@ -78,13 +82,54 @@ def test_task_library_agrees_with_interpreter(built, tmp_path):
   for i, img in enumerate(pixels):
     paths.append(str(tmp_path / f"{i}.png"))
     Image.fromarray(img).save(paths[-1])
-  task = task_library_check.classify(model, paths)
+  answers = runtimes.classify(runtime, model, paths)
   probs = LiteRunner(model, MOBILENET_V2).predict(pixels)
   labels = labels_lib.read_labels(os.path.join(run.output_dir, "labels.txt"))
-  for t, p in zip(task, probs):
-    assert p[t["index"]] == pytest.approx(p.max(), abs=1e-6)
-    assert t["label"] == labels[t["index"]]
-  assert len({t["label"] for t in task}) >= 2  # Not a constant answer.
+  for categories, p in zip(answers, probs):
+    assert len(categories) == len(labels)  # Every class, as the apps' default maxResults gives.
+    assert p[categories[0]["index"]] == pytest.approx(p.max(), abs=1e-6)
+    for c in categories:
+      assert c["label"] == labels[c["index"]]
+      assert c["score"] == pytest.approx(p[c["index"]], abs=app_check.SCORE_TOLERANCE)
+  assert len({a[0]["label"] for a in answers}) >= 2  # Not a constant answer.
+
+
+def test_missing_mediapipe_environment_skips_its_check_in_one_line(built, tmp_path,
+                                                                   monkeypatch):
+  _, run, _ = built
+  monkeypatch.setenv(runtimes.MEDIAPIPE_PYTHON_ENV, str(tmp_path / "no-such-python"))
+  from pipeline import synthetic
+  pixels = np.stack([synthetic.make_image(i, 48, np.random.default_rng(i)) for i in range(2)])
+  result = app_check.check(_read(os.path.join(run.assets_dir, "model.tflite")), pixels,
+                           ["a", "b"], labels_lib.read_labels(os.path.join(run.output_dir,
+                                                                           "labels.txt")),
+                           MOBILENET_V2, str(tmp_path))
+  assert result["task_library"]["status"] == "passed"
+  skipped = result["mediapipe_tasks"]
+  assert skipped["status"] == "skipped" and "\n" not in skipped["message"]
+  assert "make venv-mediapipe" in skipped["message"]
+
+
+def test_a_runtime_that_disagrees_with_the_interpreter_fails_the_check():
+  probs = np.array([[0.7, 0.2, 0.1], [0.1, 0.3, 0.6]], np.float32)
+  labels = ("a", "b", "c")
+
+  def answers(scores):
+    return [[{"index": j, "label": labels[j], "score": float(s[j])}
+             for j in np.argsort(-s)] for s in scores]
+
+  ok = app_check.compare("X", answers(probs), probs, ["k0", "k1"], labels)
+  assert ok["agree"] == 2 and ok["max_score_diff"] == 0
+  swapped = probs[:, ::-1].copy()  # Labels in the wrong order.
+  with pytest.raises(PipelineError, match="top-1 .* on test image k0"):
+    app_check.compare("X", answers(swapped), probs, ["k0", "k1"], labels)
+  off = probs + np.array([[0, 0, 0], [0, 0.02, -0.02]], np.float32)  # Same pick, wrong scores.
+  with pytest.raises(PipelineError, match="scores differ .* on test image k1"):
+    app_check.compare("X", answers(off), probs, ["k0", "k1"], labels)
+  renamed = answers(probs)
+  renamed[0][0]["label"] = "b"
+  with pytest.raises(PipelineError, match="embedded labels"):
+    app_check.compare("X", renamed, probs, ["k0", "k1"], labels)
 
 
 def test_assets_are_complete_and_snippets_match_the_model(built):
@@ -102,7 +147,9 @@ def test_assets_are_complete_and_snippets_match_the_model(built):
                  "Per-class recall", "| train |",
                  "then quantization-aware training (distilled from the float model)",
                  "Pipeline demo classifier (synthetic colour images", "## Referral threshold",
-                 "## Parity gate (int8 against float32)", "McNemar"):
+                 "## Parity gate (int8 against float32)", "McNemar",
+                 "## Checked in the app runtimes", "TFLite Task Library ImageClassifier: top-1 "
+                 "equals the interpreter's", "MediaPipe Tasks ImageClassifier: top-1 equals"):
     assert needle in card, needle
   # Traceable: the card names the shipped file's SHA-256, the report the commit it came from.
   import hashlib

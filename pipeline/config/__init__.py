@@ -14,12 +14,12 @@ from pipeline.config.choices import (CLASS_WEIGHTS, DATA_FORMATS, IO_DTYPES, QAT
                                      STAGES, STRATEGIES, TRANSFER_MODES, VARIANTS, check_choice,
                                      stage_index)
 from pipeline.config.data import DataConfig
-from pipeline.config.export import ExportConfig, MetadataConfig
+from pipeline.config.export import ExportConfig, MetadataConfig, model_file_name
 from pipeline.config.quality import DEFAULT_MALIGNANT_CLASSES, GateConfig, ReferralConfig
 from pipeline.config.train import ModelConfig, PhaseConfig, TrainConfig
 
 __all__ = ["CONFIG_FILE", "BuildConfig", "RunOptions", "replace", "smoke_config", "smoke_run",
            "CLASS_WEIGHTS", "DATA_FORMATS", "IO_DTYPES", "QAT_TARGETS", "STAGES", "STRATEGIES",
            "TRANSFER_MODES", "VARIANTS", "check_choice", "stage_index", "DataConfig",
-           "ExportConfig", "MetadataConfig", "DEFAULT_MALIGNANT_CLASSES", "GateConfig",
+           "ExportConfig", "MetadataConfig", "model_file_name", "DEFAULT_MALIGNANT_CLASSES", "GateConfig",
            "ReferralConfig", "ModelConfig", "PhaseConfig", "TrainConfig"]

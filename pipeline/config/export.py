@@ -8,6 +8,11 @@ from pipeline.config.choices import IO_DTYPES, VARIANTS, check_choice
 from pipeline.errors import PipelineError
 
 
+def model_file_name(variant: str) -> str:
+  """model_int8.tflite, model_int8_ptq.tflite, model_float16.tflite, model_float32.tflite."""
+  return f"model_{variant}.tflite"
+
+
 @dataclasses.dataclass(frozen=True)
 class ExportConfig:
   """TFLite variants and their I/O types."""

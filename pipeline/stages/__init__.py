@@ -5,12 +5,14 @@
   finetune  stages/training.py  top backbone layers; model_float.keras
   qat       stages/training.py  quantization-aware training (tfmot)
   export    stages/export.py    int8, int8_ptq, float16, float32 .tflite
-  metadata  stages/metadata.py  embedded labels/normalization, read back; Task Library check
+  metadata  stages/metadata.py  embedded labels/normalization, read back; Task Library and
+                                MediaPipe Tasks check
   evaluate  stages/evaluate.py  every variant on the test split; referral threshold
   gate      stages/gate.py      int8-vs-float32 parity verdict (enforced after it is saved)
   assets    stages/assets.py    latency, model card, the drop-in app folder
 """
 
+import contextlib
 import datetime
 import os
 import shutil
@@ -23,6 +25,7 @@ from pipeline.config import CONFIG_FILE, STAGES, BuildConfig, RunOptions
 from pipeline.stages import assets, data, evaluate, export, gate, metadata, training
 from pipeline.stages import state as state_lib
 from pipeline.tf_compat import keras, tf
+from pipeline.train import cluster
 
 
 class Stage(NamedTuple):
@@ -61,30 +64,57 @@ def run(config: BuildConfig, options: RunOptions,
   Raises:
     PipelineError: bad input, a failed check, or a failed parity gate.
   """
+  log = log or Log()
+  task, strategy = None, None
+  if config.train.strategy == "multi_worker":
+    task = cluster.task_from_env()
+    log(f"{task.name}: waiting for the {task.tasks} tasks of TF_CONFIG to connect")
+    strategy = cluster.make_strategy()  # Before any other TensorFlow op.
+    options = cluster.task_options(options, task)
+    if not task.is_chief:
+      log = _prefixed(log, f"[{task.name}] ")
+      log(f"training with the chief; this task's files go to {options.output_dir} "
+          "(removed when it finishes)")
   _prepare(config, options)
   progress = state_lib.Progress(config, options)
   started = datetime.datetime.now().isoformat(timespec="seconds")
-  state = state_lib.BuildState(options=options, log=log or Log(), started=started,
+  state = state_lib.BuildState(options=options, log=log, started=started,
                                provenance=provenance.build_info(started),
-                               training=state_lib.previous_training(options))
+                               training=state_lib.previous_training(options), strategy=strategy,
+                               cluster=task and {"task": task.name, "tasks": task.tasks,
+                                                 "replicas": strategy.num_replicas_in_sync})
   for stage in PIPELINE:
     t0 = time.time()
-    if options.resume and progress.done(stage.name) and stage.restore and all(
-        os.path.exists(state.path(f)) for f in stage.saved):
-      state = stage.restore(config, state)
-      state.log(f"{stage.name}: reusing the finished stage (--resume)")
-    else:
-      state = stage.run(config, state)
-      progress.finish(stage.name, time.time() - t0)
+    with cluster.peer_failures(task) if task else contextlib.nullcontext():
+      if options.resume and progress.done(stage.name) and stage.restore and all(
+          os.path.exists(state.path(f)) for f in stage.saved):
+        state = stage.restore(config, state)
+        state.log(f"{stage.name}: reusing the finished stage (--resume)")
+      else:
+        state = stage.run(config, state)
+        progress.finish(stage.name, time.time() - t0)
+    if task and stage.name == cluster.LAST_SHARED_STAGE != options.stop_after:
+      state = training.leave_cluster(config, state)  # The chief goes on alone.
     report = state_lib.report(config, state, progress.stage_seconds)
     report_lib.write_report(state.path("report.json"), state.path("report.md"), report)
     if stage.check:
       stage.check(config, state)
     if stage.name == options.stop_after:
       break
+  if task:
+    with cluster.peer_failures(task):
+      cluster.finish(strategy)  # Every task leaves together: none is taken for a crashed one.
+    if not task.is_chief:
+      shutil.rmtree(options.output_dir, ignore_errors=True)
+      state.log("done: training finished with the chief, which wrote the build")
+      return report
   if options.stop_after == STAGES[-1]:
     state.log(f"done: reports in {state.path('report.md')}")
   return report
+
+
+def _prefixed(log: Callable[[str], None], prefix: str) -> Callable[[str], None]:
+  return lambda message: log(prefix + message)
 
 
 def _prepare(config: BuildConfig, options: RunOptions) -> None:

@@ -6,17 +6,16 @@ import hashlib
 
 from pipeline import assets as assets_lib
 from pipeline import atomic
-from pipeline import export as export_lib
 from pipeline import latency
 from pipeline import referral as referral_lib
-from pipeline.config import BuildConfig
+from pipeline.config import BuildConfig, model_file_name
 from pipeline.stages import state as state_lib
 from pipeline.stages.state import BuildState
 
 
 def run(config: BuildConfig, state: BuildState) -> BuildState:
   """Times int8 and float32 on this machine, writes the model card and the app folder."""
-  lat = latency.measure([state.path(export_lib.file_name(v)) for v in ("int8", "float32")],
+  lat = latency.measure([state.path(model_file_name(v)) for v in ("int8", "float32")],
                         threads=[1], runs=30, warmup_runs=5)
   state = dataclasses.replace(state, latency=lat)
   referral_file = None

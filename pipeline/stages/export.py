@@ -6,7 +6,7 @@ import time
 
 from pipeline import atomic
 from pipeline import export as export_lib
-from pipeline.config import BuildConfig
+from pipeline.config import BuildConfig, model_file_name
 from pipeline.stages.state import BuildState
 
 
@@ -32,7 +32,7 @@ def run(config: BuildConfig, state: BuildState) -> BuildState:
                                                require_raw_pixels=variant == "int8")
     else:
       tensors[variant] = export_lib.tensor_summary(blob)
-    atomic.write_bytes(state.path(export_lib.file_name(variant)), blob)
+    atomic.write_bytes(state.path(model_file_name(variant)), blob)
   state.log(f"export: {', '.join(f'{v} {len(b) / 1e6:.2f} MB' for v, b in blobs.items())} "
             f"(calibrated on {len(state.calibration)} training images)")
   return dataclasses.replace(state, blobs=blobs, tensors=tensors)

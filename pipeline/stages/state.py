@@ -10,9 +10,8 @@ import numpy as np
 
 from pipeline import __version__
 from pipeline import atomic
-from pipeline import export as export_lib
 from pipeline import provenance
-from pipeline.config import BuildConfig, RunOptions
+from pipeline.config import BuildConfig, RunOptions, model_file_name
 from pipeline.data import DataBundle
 from pipeline.errors import PipelineError
 
@@ -32,6 +31,7 @@ class BuildState:
   data_report: Optional[dict] = None
   # transfer, finetune, qat
   strategy: Any = None  # tf.distribute.Strategy
+  cluster: Optional[dict] = None  # Multi-worker: this task, tasks and replicas.
   float_model: Any = None  # keras.Model
   qat_model: Any = None  # keras.Model
   training: Dict[str, dict] = dataclasses.field(default_factory=dict)  # phase -> PhaseResult
@@ -41,7 +41,7 @@ class BuildState:
   tensors: Dict[str, dict] = dataclasses.field(default_factory=dict)
   metadata: Optional[Dict[str, str]] = None
   display_names: Tuple[str, ...] = ()
-  task_library: Optional[dict] = None
+  app_runtimes: Optional[dict] = None  # Per runtime (Task Library, MediaPipe Tasks).
   # evaluate, gate, assets
   models: Optional[Dict[str, dict]] = None  # variant -> metrics on the test split
   test_probs: Dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
@@ -102,13 +102,13 @@ def report(config: BuildConfig, state: BuildState, stage_seconds: Dict[str, floa
          "stage_seconds": dict(stage_seconds), "training": state.training}
   optional = {"data": state.data_report, "tensors": state.tensors or None,
               "calibration_images": None if state.calibration is None else len(state.calibration),
-              "files": {v: {"file": export_lib.file_name(v), "bytes": len(b),
+              "files": {v: {"file": model_file_name(v), "bytes": len(b),
                             "sha256": provenance.sha256(b),
                             "input_shape": state.tensors.get(v, {}).get("input_shape")}
                         for v, b in state.blobs.items()} or None,
-              "metadata": state.metadata, "task_library": state.task_library,
+              "metadata": state.metadata, "app_runtimes": state.app_runtimes,
               "models": state.models, "referral": state.referral, "gate": state.gate,
-              "latency": state.latency}
+              "latency": state.latency, "cluster": state.cluster}
   out.update({k: v for k, v in optional.items() if v is not None})
   return out
 

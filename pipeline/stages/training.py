@@ -13,7 +13,7 @@ from pipeline import model as model_lib
 from pipeline import report as report_lib
 from pipeline.config import BuildConfig
 from pipeline.stages.state import BuildState
-from pipeline.tf_compat import keras
+from pipeline.tf_compat import keras, tf
 from pipeline.train import fit, phases, qat
 
 FLOAT_MODEL = "model_float.keras"
@@ -30,7 +30,7 @@ def _context(config: BuildConfig, state: BuildState) -> fit.Context:
 
 
 def _new_model(config: BuildConfig, state: BuildState) -> BuildState:
-  strategy = fit.get_strategy(config.train.strategy)
+  strategy = state.strategy or fit.get_strategy(config.train.strategy)
   with strategy.scope():
     model = model_lib.build_classifier(len(state.labels), config.data.image_size,
                                        config.model.alpha, config.model.weights,
@@ -102,6 +102,15 @@ def qat_stage(config: BuildConfig, state: BuildState) -> BuildState:
   state = dataclasses.replace(state, training={**state.training, "qat": vars(result)})
   report_lib.plot_training_curves(state.training, state.path("training_curves.png"))
   return state
+
+
+def leave_cluster(config: BuildConfig, state: BuildState) -> BuildState:
+  """After the training stages of a multi-worker build: the chief's float and QAT models,
+  rebuilt from their saved files outside the strategy, so that export traces no collective op
+  and needs no other worker."""
+  state.log("training done on every worker; the chief goes on alone")
+  state = dataclasses.replace(state, strategy=tf.distribute.get_strategy())
+  return restore_qat(config, restore_finetune(config, state))
 
 
 def restore_qat(config: BuildConfig, state: BuildState) -> BuildState:

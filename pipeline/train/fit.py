@@ -13,9 +13,9 @@ from pipeline import atomic
 from pipeline import metrics
 from pipeline.config import PhaseConfig
 from pipeline.data import DataBundle
-from pipeline.errors import PipelineError
 from pipeline.preprocessing import Normalization
 from pipeline.tf_compat import keras, tf
+from pipeline.train import cluster
 
 # TensorFlow checkpoint format, not HDF5: HDF5 cannot restore the SyncOnRead metric
 # variables of a model built under MirroredStrategy.
@@ -46,16 +46,17 @@ class Context:
 def get_strategy(name: str) -> tf.distribute.Strategy:
   """Returns the tf.distribute strategy for `name` (default | mirrored | multi_worker).
 
+  A build creates its multi-worker strategy once, first thing (stages.run); this is for
+  callers that train outside a build.
+
   Raises:
-    PipelineError: multi_worker without TF_CONFIG.
+    PipelineError: multi_worker without a usable TF_CONFIG.
   """
   if name == "mirrored":
     return tf.distribute.MirroredStrategy()
   if name == "multi_worker":
-    if not os.environ.get("TF_CONFIG"):
-      raise PipelineError("--strategy=multi_worker needs TF_CONFIG describing the cluster; "
-                          "set it on every worker, or use --strategy=mirrored")
-    return tf.distribute.MultiWorkerMirroredStrategy()
+    cluster.task_from_env()  # TF_CONFIG present and well-formed, or one clear error.
+    return cluster.make_strategy()
   return tf.distribute.get_strategy()
 
 

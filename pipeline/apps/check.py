@@ -1,0 +1,94 @@
+"""Both app runtimes classify the same test images; each must agree with the LiteRT
+interpreter, the runtime this project evaluates and gates with."""
+
+import os
+import tempfile
+from typing import Dict, Sequence
+
+import numpy as np
+
+from pipeline.apps import runtimes
+from pipeline.errors import PipelineError
+from pipeline.preprocessing import Normalization
+
+# Largest |runtime score - interpreter score| accepted, on any class of any image. The
+# runtimes and the interpreter dequantize the same uint8 output (steps of 1/256 for a softmax),
+# so they should match exactly; one step covers a different rounding of the same image.
+SCORE_TOLERANCE = 1 / 256 + 1e-6
+
+
+def check(model_bytes: bytes, pixels: np.ndarray, keys: Sequence[str], labels: Sequence[str],
+          normalization: Normalization, tmp_root: str) -> Dict[str, dict]:
+  """Classifies `pixels` with every app runtime and with LiteRT.
+
+  Images are written as PNG at the model's input size, so the runtimes' own resize is a no-op
+  and all paths see the same pixels.
+
+  Args:
+    model_bytes: the shipped .tflite, metadata included.
+    pixels: uint8 [N, H, W, 3] at the model's input size.
+    keys: the images' names, for messages.
+    labels: class names in output order.
+    normalization: the model's input normalization (for the interpreter).
+    tmp_root: where to write the temporary model and images.
+
+  Returns:
+    Per runtime key: {"runtime", "status" ("passed" or "skipped"), "images", "agree",
+    "max_score_diff", "score_tolerance", "message"}.
+
+  Raises:
+    PipelineError: a runtime that is installed fails, disagrees with the interpreter's top-1,
+      or differs from its scores by more than SCORE_TOLERANCE.
+  """
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  from pipeline.runner import LiteRunner  # pylint: disable=g-import-not-at-top
+  probs = LiteRunner(model_bytes, normalization).predict(pixels)
+  results = {}
+  with tempfile.TemporaryDirectory(dir=tmp_root) as tmp:
+    model_path = os.path.join(tmp, "model.tflite")
+    with open(model_path, "wb") as f:
+      f.write(model_bytes)
+    paths = [os.path.join(tmp, f"{i}.png") for i in range(len(pixels))]
+    for path, img in zip(paths, pixels):
+      Image.fromarray(img).save(path)
+    for runtime in runtimes.ALL:
+      try:
+        answers = runtimes.classify(runtime, model_path, paths)
+      except runtimes.RuntimeMissing as e:
+        results[runtime.key] = {"runtime": runtime.name, "status": "skipped", "images": 0,
+                                "agree": 0, "message": str(e)}
+        continue
+      results[runtime.key] = compare(runtime.name, answers, probs, keys, labels)
+      results[runtime.key]["runtime"] = runtime.name
+  return results
+
+
+def compare(name: str, answers, probs: np.ndarray, keys: Sequence[str],
+            labels: Sequence[str]) -> dict:
+  """One runtime's answers against the interpreter's probabilities; raises on a mismatch."""
+  scores = np.zeros_like(probs)
+  for i, categories in enumerate(answers):
+    for c in categories:
+      if c["label"] != labels[c["index"]]:
+        raise PipelineError(f"{name} names class {c['index']} {c['label']!r}, the model's "
+                            f"labels say {labels[c['index']]!r}: the embedded labels are wrong")
+      scores[i, c["index"]] = c["score"]
+  # Quantized scores can tie; a runtime's pick is right if it holds the interpreter's max.
+  picks = [categories[0]["index"] for categories in answers]
+  agree = [probs[i, t] >= probs[i].max() - 1e-6 for i, t in enumerate(picks)]
+  diff = np.abs(scores - probs).max(axis=1)
+  for i in range(len(answers)):
+    if not agree[i]:
+      raise PipelineError(f"{name}'s top-1 ({labels[picks[i]]}) differs from the interpreter's "
+                          f"({labels[int(probs[i].argmax())]}) on test image {keys[i]}: the "
+                          "model's metadata or input encoding is wrong")
+    if diff[i] > SCORE_TOLERANCE:
+      raise PipelineError(f"{name}'s scores differ from the interpreter's by {diff[i]:.4f} "
+                          f"(tolerance {SCORE_TOLERANCE:.4f}) on test image {keys[i]}: the "
+                          "model's metadata or input encoding is wrong")
+  return {"status": "passed", "images": len(answers), "agree": int(sum(agree)),
+          "max_score_diff": float(diff.max()) if len(diff) else 0.0,
+          "score_tolerance": SCORE_TOLERANCE,
+          "message": f"{name} ImageClassifier: top-1 equals the interpreter's on "
+                     f"{sum(agree)}/{len(answers)} test images, scores within "
+                     f"{float(diff.max()) if len(diff) else 0:.4f}"}

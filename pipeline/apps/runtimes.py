@@ -1,0 +1,83 @@
+"""Starts an app runtime's ImageClassifier in its own subprocess and reads back its answers."""
+
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+from typing import List, Sequence
+
+from pipeline.errors import PipelineError
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+MEDIAPIPE_PYTHON_ENV = "PIPELINE_MEDIAPIPE_PYTHON"  # Overrides .venv-mediapipe/bin/python.
+
+
+class RuntimeMissing(PipelineError):
+  """The runtime's environment is not installed; the check is skipped, the build goes on."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Runtime:
+  key: str       # In report.json.
+  name: str      # In messages.
+  module: str    # The child module.
+  env: dict      # Extra environment for the child.
+
+  def python(self) -> str:
+    """The interpreter to run the child with.
+
+    Raises:
+      RuntimeMissing: MediaPipe's environment has not been created.
+    """
+    if self.key != "mediapipe_tasks":
+      return sys.executable
+    path = os.environ.get(MEDIAPIPE_PYTHON_ENV) or os.path.join(
+        REPO, ".venv-mediapipe", "bin", "python")
+    if not os.access(path, os.X_OK):
+      raise RuntimeMissing(f"{self.name} check skipped: no MediaPipe environment at {path} "
+                           "(create it with `make venv-mediapipe`, or point "
+                           f"{MEDIAPIPE_PYTHON_ENV} at a Python that has mediapipe)")
+    return path
+
+
+TASK_LIBRARY = Runtime(
+    "task_library", "TFLite Task Library", "pipeline.apps.task_library",
+    # tflite-support 0.4.4's generated protos predate protobuf 4's upb backend; the
+    # pure-Python backend loads them (the main process keeps upb for speed).
+    {"PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION": "python"})
+MEDIAPIPE_TASKS = Runtime("mediapipe_tasks", "MediaPipe Tasks", "pipeline.apps.mediapipe_tasks",
+                          {})
+ALL = (TASK_LIBRARY, MEDIAPIPE_TASKS)
+
+
+def classify(runtime: Runtime, model_path: str, image_paths: Sequence[str],
+             timeout_s: float = 600) -> List[List[dict]]:
+  """Runs `runtime`'s ImageClassifier on each image, in a subprocess.
+
+  Args:
+    runtime: TASK_LIBRARY or MEDIAPIPE_TASKS.
+    model_path: a .tflite with metadata.
+    image_paths: RGB images (any size; the runtime resizes them itself).
+    timeout_s: upper bound for the subprocess.
+
+  Returns:
+    Per image, every class as {"index", "label", "display_name", "score"}, best first.
+
+  Raises:
+    RuntimeMissing: the runtime's environment is not installed.
+    PipelineError: the runtime could not load or run the model.
+  """
+  cmd = [runtime.python(), "-m", runtime.module, model_path, *image_paths]
+  env = dict(os.environ, **runtime.env, PYTHONPATH=os.pathsep.join(
+      p for p in (REPO, os.environ.get("PYTHONPATH", "")) if p))
+  try:
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s, env=env,
+                          check=False)
+  except subprocess.TimeoutExpired:
+    raise PipelineError(f"{model_path}: {runtime.name} did not finish within {timeout_s:.0f} s"
+                        ) from None
+  if proc.returncode != 0:
+    last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+    raise PipelineError(f"{model_path}: {runtime.name} could not run the model: {last}")
+  return json.loads(proc.stdout.strip().splitlines()[-1])

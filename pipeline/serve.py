@@ -1,0 +1,101 @@
+r"""A local web page to try a built model and to review its errors.
+
+  python -m pipeline.serve --model=build/demo/android_assets/model.tflite
+  python -m pipeline.serve --build_dir=build/demo          # Try and Review pages
+
+Try (/): upload photos, see the top 5 with display names, the referral flag and the
+disclaimer. Review (/review, with --build_dir): the build's test split as QA sees it.
+Listens on 127.0.0.1 only unless --host says otherwise. TensorFlow is never imported.
+"""
+
+import os
+import socket
+import sys
+from typing import List
+
+from absl import app
+from absl import flags
+from absl import logging
+
+from pipeline.errors import PipelineError
+
+flags.DEFINE_string("model", "", "The .tflite to try (default: BUILD_DIR/model_int8.tflite).")
+flags.DEFINE_string("build_dir", "", "A build's output directory: adds the Review page of its "
+                    "test split (int8 against float32).")
+flags.DEFINE_string("host", "127.0.0.1", "Address to listen on; 0.0.0.0 exposes the page to "
+                    "the network.")
+flags.DEFINE_integer("port", 8000, "Port (0: any free one; the address is printed).",
+                     lower_bound=0, upper_bound=65535)
+flags.DEFINE_float("max_upload_mb", 20, "Largest upload request accepted.", lower_bound=0.01)
+FLAGS = flags.FLAGS
+
+
+def make_server(model: str, build_dir: str, host: str, port: int, max_upload_mb: float):
+  """The WSGI server for one model (and build), bound and ready to serve.
+
+  Raises:
+    PipelineError: no model given, an unreadable model or build, or the port is taken.
+  """
+  from werkzeug import serving  # pylint: disable=g-import-not-at-top
+  from pipeline.classifier import Classifier  # pylint: disable=g-import-not-at-top
+  from pipeline.config import model_file_name  # pylint: disable=g-import-not-at-top
+  from pipeline.web import app as web_app  # pylint: disable=g-import-not-at-top
+  from pipeline.web import review as review_lib  # pylint: disable=g-import-not-at-top
+  if not model and not build_dir:
+    raise PipelineError("give --model=M.tflite or --build_dir=BUILD (a build's output "
+                        "directory)")
+  if build_dir and not os.path.isdir(build_dir):
+    raise PipelineError(f"--build_dir={build_dir}: no such directory")
+  review = None
+  if build_dir:
+    print(f"serve: scoring the test split of {build_dir} with int8 and float32 ...", flush=True)
+    review = review_lib.load(build_dir)
+  classifier = Classifier(model or os.path.join(build_dir, model_file_name("int8")))
+  application = web_app.create_app(classifier, review, max_upload_mb)
+  _check_can_listen(host, port)  # Werkzeug would print its own text and exit.
+  return serving.make_server(host, port, application, threaded=True)
+
+
+def _check_can_listen(host: str, port: int) -> None:
+  """Raises PipelineError when (host, port) cannot be bound."""
+  try:
+    family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+      sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # As the server will.
+      sock.bind((host, port))
+  except OSError as e:
+    raise PipelineError(f"cannot listen on {host}:{port} ({e.strerror or e}); pick another "
+                        "--port (0 takes any free one) or --host") from None
+
+
+def main(argv: List[str]) -> None:
+  logging.set_verbosity(logging.WARNING)
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+  # tflite-support's metadata reader imports TensorFlow only to open files: block it.
+  sys.modules.setdefault("tensorflow", None)
+  import logging as std_logging  # pylint: disable=g-import-not-at-top
+  std_logging.getLogger("werkzeug").setLevel(std_logging.WARNING)  # No line per request.
+  try:
+    server = make_server(FLAGS.model, FLAGS.build_dir, FLAGS.host, FLAGS.port,
+                         FLAGS.max_upload_mb)
+  except PipelineError as e:
+    sys.exit(f"pipeline.serve: error: {e}")
+  url = f"http://{FLAGS.host}:{server.server_port}/"
+  pages = "Try: " + url + (f", Review: {url}review" if FLAGS.build_dir else "")
+  print(f"serve: {pages} (Ctrl-C to stop)", flush=True)
+  try:
+    server.serve_forever()
+  except KeyboardInterrupt:
+    pass
+  finally:
+    server.server_close()
+
+
+def entry_point() -> None:
+  """Console script `tflite-serve`."""
+  app.run(main)
+
+
+if __name__ == "__main__":
+  entry_point()
