@@ -61,6 +61,7 @@ def _chromium(target, png, height):
 
 def main(argv):
   del argv
+  sys.modules.setdefault("tensorflow", None)  # As pipeline.serve: LiteRT only.
   from PIL import Image  # pylint: disable=g-import-not-at-top
   from pipeline.web import review as review_lib  # pylint: disable=g-import-not-at-top
   review = review_lib.load(FLAGS.build_dir)
