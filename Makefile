@@ -46,6 +46,7 @@ ham10000: venv venv-mediapipe
 bench: venv
 	@test -n "$(BUILD_DIR)" || { echo "make bench: no build found under build/; run make demo or make ham10000 first" >&2; exit 1; }
 	$(PYTHON) -m benchmarks.latency --model=$(BUILD_DIR)/model_int8.tflite \
+	  $(if $(wildcard $(BUILD_DIR)/model_int8_tta8.tflite),--model=$(BUILD_DIR)/model_int8_tta8.tflite) \
 	  --model=$(BUILD_DIR)/model_int8_ptq.tflite --model=$(BUILD_DIR)/model_float16.tflite \
 	  --model=$(BUILD_DIR)/model_float32.tflite --threads=1,2 \
 	  $(if $(wildcard $(ANCHOR)),--reference=$(ANCHOR)) \

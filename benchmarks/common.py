@@ -52,7 +52,8 @@ def dataset_from_flags(values) -> Dataset:
   return Dataset(config, values.split_file, "")
 
 
-def build_models(build_dir: str, variants=("int8", "int8_ptq", "float16")) -> List[str]:
+def build_models(build_dir: str,
+                 variants=("int8", "int8_tta8", "int8_ptq", "float16")) -> List[str]:
   """The build's .tflite files of `variants` that exist."""
   from pipeline.config import model_file_name  # pylint: disable=g-import-not-at-top
   paths = [os.path.join(build_dir, model_file_name(v)) for v in variants]

@@ -19,6 +19,7 @@ better (data, resolution, backbone).
       --output_json=headroom.json
 """
 
+import functools
 from typing import Dict, List, Optional
 
 import numpy as np
@@ -41,12 +42,11 @@ ENSEMBLE = "ensemble"
 
 
 def dihedral_views():
-  """The 8 symmetries of a square image, as functions of a batch [N, H, W, C]."""
-  views = []
-  for k in range(4):
-    views.append(lambda x, k=k: np.ascontiguousarray(np.rot90(x, k, axes=(1, 2))))
-    views.append(lambda x, k=k: np.ascontiguousarray(np.rot90(x, k, axes=(1, 2))[:, :, ::-1]))
-  return views
+  """The 8 symmetries of a square image (preprocessing.DIHEDRAL, as the int8_tta8 model
+  computes them), as functions of a batch [N, H, W, C]."""
+  from pipeline import preprocessing  # pylint: disable=g-import-not-at-top
+  return [functools.partial(preprocessing.dihedral_view_np, k=k, mirrored=mirrored)
+          for k, mirrored in preprocessing.DIHEDRAL]
 
 
 def _log(probs: np.ndarray) -> np.ndarray:

@@ -11,14 +11,16 @@ DISCLAIMER = ("This model is a triage aid, never a diagnosis. It is not a diagno
               "it must not be used to rule out disease or to replace a clinician's examination.")
 
 MODEL_FILE = "model.tflite"
+TTA_MODEL_FILE = "model_tta8.tflite"  # int8_tta8: the same network over 8 views, averaged.
 LABELS_FILE = labels_lib.FILE_NAME
 REFERRAL_FILE = "referral.json"
 
 
 def write_assets(assets_dir: str, model_bytes: bytes, labels: Sequence[str],
-                 model_card: str, readme: str, referral: Optional[dict] = None) -> None:
+                 model_card: str, readme: str, referral: Optional[dict] = None,
+                 extra_models: Optional[Dict[str, bytes]] = None) -> None:
   """Replaces `assets_dir` atomically with model.tflite, labels.txt, MODEL_CARD.md, README.md
-  and, when the model has a referral threshold, referral.json.
+  and, when given, referral.json and `extra_models` ({file name: bytes}).
 
   The new folder is built beside the old one and swapped in, so a failed or killed build
   never leaves a partial android_assets/.
@@ -27,6 +29,8 @@ def write_assets(assets_dir: str, model_bytes: bytes, labels: Sequence[str],
     if referral:
       atomic.write_json(os.path.join(staging, REFERRAL_FILE), referral)
     atomic.write_bytes(os.path.join(staging, MODEL_FILE), model_bytes)
+    for name, blob in (extra_models or {}).items():
+      atomic.write_bytes(os.path.join(staging, name), blob)
     labels_lib.write_labels(os.path.join(staging, LABELS_FILE), labels)
     atomic.write_text(os.path.join(staging, "MODEL_CARD.md"), model_card)
     atomic.write_text(os.path.join(staging, "README.md"), readme)
@@ -83,11 +87,15 @@ def model_card(info: Dict[str, str], report: dict, display_names: Sequence[str],
   gate = report.get("gate")
   if gate:
     lines += ["", "## Parity gate (int8 against float32)", "", gate["message"]]
+  tta = tta_summary(report, latency)
+  if tta:
+    lines += ["", f"## The 8-view variant (`{TTA_MODEL_FILE}`)", "", tta["text"]]
   if report.get("app_runtimes"):
     lines += ["", "## Checked in the app runtimes", "",
-              "The build loaded `model.tflite` as an app does and compared every answer with "
-              "the LiteRT interpreter's:", ""]
-    lines += [f"- {r['message']}" for r in report["app_runtimes"].values()]
+              "The build loaded each shipped file as an app does and compared every answer "
+              "with the LiteRT interpreter's:", ""]
+    lines += [f"- `{_FILES.get(v, v)}`: {r['message']}"
+              for v, runtimes in report["app_runtimes"].items() for r in runtimes.values()]
   if latency:
     lines += ["", "## Latency", "", "On the build machine's CPU (LiteRT interpreter, XNNPACK), "
               "median of interleaved runs; phones differ, measure on the target device.", "",
@@ -108,6 +116,32 @@ def model_card(info: Dict[str, str], report: dict, display_names: Sequence[str],
             "- Rare classes have few test images: their recall has wide confidence intervals.",
             "- Not validated prospectively or clinically.", "", f"**{DISCLAIMER}**", ""]
   return "\n".join(lines)
+
+
+_FILES = {"int8": MODEL_FILE, "int8_tta8": TTA_MODEL_FILE}
+
+
+def tta_summary(report: dict, latency: Optional[list]) -> Optional[dict]:
+  """What an app developer needs to choose between model.tflite and model_tta8.tflite:
+  balanced accuracy of each on the test split, and their latency ratio (or None when the build
+  has no int8_tta8 model)."""
+  models = report.get("models", {})
+  if "int8_tta8" not in models:
+    return None
+  single, tta = models["int8"]["balanced_accuracy"], models["int8_tta8"]["balanced_accuracy"]
+  median = {os.path.basename(r["model"]): r["median_ms"] for r in latency or []
+            if r["threads"] == 1}
+  ratio = (median.get("model_int8_tta8.tflite", 0) / median["model_int8.tflite"]
+           if median.get("model_int8.tflite") else None)
+  text = (f"`{TTA_MODEL_FILE}` runs the same int8 network on the 8 rotations and mirror images "
+          "of the photo inside one invoke and averages them (dermoscopy has no canonical "
+          f"orientation). Test-split balanced accuracy: {100 * tta:.1f}% against "
+          f"{100 * single:.1f}% for `{MODEL_FILE}` ({100 * (tta - single):+.1f} points)"
+          + (f", at {ratio:.1f}x its latency on this machine" if ratio else "") + ". Same "
+          "input, output and metadata: load it the same way. Pick it where the latency budget "
+          "allows (a photo taken and then classified once, not a live camera feed). The "
+          f"referral threshold (`{REFERRAL_FILE}`) was fit for `{MODEL_FILE}` only.")
+  return {"single": single, "tta": tta, "latency_ratio": ratio, "text": text}
 
 
 def referral_section(referral: Optional[dict]) -> list:
@@ -132,14 +166,20 @@ def referral_section(referral: Optional[dict]) -> list:
   return lines
 
 
-def readme(tensors: dict, labels: Sequence[str], referral: Optional[dict] = None) -> str:
+def readme(tensors: dict, labels: Sequence[str], referral: Optional[dict] = None,
+           tta: Optional[dict] = None) -> str:
   """Renders android_assets/README.md with snippets that match the real file and types."""
   t = tensors
   files = "" if not referral else (
       f"\n| `{REFERRAL_FILE}` | the referral threshold on P({' + '.join(referral['classes'])}) "
       "and its measured sensitivity and specificity |")
-  return _readme_body(t, labels, files) + (_referral_snippets(referral) if referral else "") + \
-      "\nShow the user the disclaimer with every result.\n"
+  if tta:
+    files += (f"\n| `{TTA_MODEL_FILE}` | the same classifier over 8 rotated and mirrored views, "
+              "averaged: more accurate, slower (below) |")
+  return (_readme_body(t, labels, files) +
+          (f"\n## `{MODEL_FILE}` or `{TTA_MODEL_FILE}`\n\n{tta['text']}\n" if tta else "") +
+          (_referral_snippets(referral) if referral else "") +
+          "\nShow the user the disclaimer with every result.\n")
 
 
 def _referral_snippets(referral: dict) -> str:

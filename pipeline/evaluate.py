@@ -10,6 +10,9 @@ from pipeline.errors import PipelineError
 from pipeline.preprocessing import Normalization
 from pipeline.runner import LiteRunner
 
+TTA_VARIANT = "int8_tta8"
+TTA_REFERENCE = "float32_tta8"  # float32 over the same 8 views: int8_tta8's parity reference.
+
 
 def predict_models(models: Dict[str, bytes], pixels: np.ndarray, labels: Sequence[str],
                    normalization: Normalization) -> Dict[str, np.ndarray]:
@@ -31,12 +34,12 @@ def predict_models(models: Dict[str, bytes], pixels: np.ndarray, labels: Sequenc
 
 def score_models(probs: Dict[str, np.ndarray], y_true: np.ndarray, labels: Sequence[str],
                  keys: Optional[Sequence[str]] = None, reference: str = "float32",
-                 bootstrap_rounds: int = 1000, paired_rounds: int = 2000,
-                 seed: int = 0) -> Dict[str, dict]:
-  """Metrics of every model, and each one's paired comparison with `reference`.
+                 bootstrap_rounds: int = 1000, paired_rounds: int = 2000, seed: int = 0,
+                 reference_of: Optional[Dict[str, str]] = None) -> Dict[str, dict]:
+  """Metrics of every model, and each one's paired comparison with its reference.
 
   Args:
-    probs: {variant: probabilities [N, K]} on the same images; must contain `reference`.
+    probs: {variant: probabilities [N, K]} on the same images; must contain the references.
     y_true: true class indices.
     labels: class names in column order.
     keys: image ids (named in the flip lists).
@@ -44,22 +47,36 @@ def score_models(probs: Dict[str, np.ndarray], y_true: np.ndarray, labels: Seque
     bootstrap_rounds: for each model's 95% intervals (0 to skip).
     paired_rounds: for the paired drop's interval.
     seed: bootstrap seed.
+    reference_of: variants compared with another reference (int8_tta8: float32_tta8).
 
   Returns:
-    {variant: metrics.classification_report(...), plus "paired" (parity.paired_comparison)
-    for every variant but the reference}.
+    {variant: metrics.classification_report(...), plus "reference" and "paired"
+    (parity.paired_comparison) for every variant that is not a reference}.
   """
-  ref = probs[reference]
+  reference_of = dict(reference_of or {})
+  references = {reference, *reference_of.values()}
   out = {}
   for name, p in probs.items():
-    is_ref = name == reference
+    ref = None if name in references else reference_of.get(name, reference)
     out[name] = metrics.classification_report(
-        y_true, p, labels, reference_probs=None if is_ref else ref,
+        y_true, p, labels, reference_probs=None if ref is None else probs[ref],
         bootstrap_rounds=bootstrap_rounds, seed=seed)
-    if not is_ref:
-      out[name]["paired"] = parity.paired_comparison(y_true, ref, p, labels, keys,
+    if ref is not None:
+      out[name]["reference"] = ref
+      out[name]["paired"] = parity.paired_comparison(y_true, probs[ref], p, labels, keys,
                                                      paired_rounds, seed)
   return out
+
+
+def predict_dihedral_mean(model: bytes, pixels: np.ndarray, labels: Sequence[str],
+                          normalization: Normalization) -> np.ndarray:
+  """A model's probabilities averaged over the 8 dihedral views of each image (what the
+  int8_tta8 variant computes in its graph), in `labels` order."""
+  from pipeline import preprocessing  # pylint: disable=g-import-not-at-top
+  runner = LiteRunner(model, normalization)
+  mean = np.mean([runner.predict(preprocessing.dihedral_view_np(pixels, k, mirrored))
+                  for k, mirrored in preprocessing.DIHEDRAL], axis=0)
+  return align_to_labels(mean, embedded_labels(model), labels, "float32 over 8 views")
 
 
 def evaluate_models(models: Dict[str, bytes], pixels: np.ndarray, y_true: np.ndarray,
@@ -69,12 +86,20 @@ def evaluate_models(models: Dict[str, bytes], pixels: np.ndarray, y_true: np.nda
                     seed: int = 0) -> Tuple[Dict[str, dict], Dict[str, np.ndarray]]:
   """`score_models` of `predict_models`, with each model's "size_bytes".
 
+  With int8_tta8 among the models, "float32_tta8" (the reference's probabilities averaged
+  over the same 8 views, no file) is scored too and is int8_tta8's paired reference.
+
   Returns:
     ({variant: scores}, {variant: probabilities}) so callers can reuse the predictions.
   """
   probs = predict_models(models, pixels, labels, normalization)
+  reference_of = {}
+  if TTA_VARIANT in models and reference in models:  # Like with like: both over 8 views.
+    probs[TTA_REFERENCE] = predict_dihedral_mean(models[reference], pixels, labels,
+                                                 normalization)
+    reference_of[TTA_VARIANT] = TTA_REFERENCE
   out = score_models(probs, y_true, labels, keys, reference, bootstrap_rounds, paired_rounds,
-                     seed)
+                     seed, reference_of)
   for name, blob in models.items():
     out[name]["size_bytes"] = len(blob)
   return out, probs

@@ -81,6 +81,16 @@ def convert_int8(model: keras.Model, calibration: np.ndarray, normalization: Nor
     return converter.convert()
 
 
+def dihedral_tta_model(model: keras.Model) -> keras.Model:
+  """`model` averaged over the 8 dihedral views of each input image, in one graph: one
+  image in, one probability vector out, 8 images' worth of compute inside."""
+  from pipeline import preprocessing  # pylint: disable=g-import-not-at-top
+  image = keras.Input(model.input_shape[1:], name="image")
+  views = keras.layers.Lambda(preprocessing.dihedral_stack_tf, name="dihedral_views")(image)
+  probs = keras.layers.Lambda(preprocessing.dihedral_mean_tf, name="dihedral_mean")(model(views))
+  return keras.Model(image, probs, name=model.name + "_tta8")
+
+
 def convert_float(model: keras.Model, float16: bool = False) -> bytes:
   """Float32 conversion, or float16 weights (float32 I/O and compute on CPU)."""
   converter = _converter(model)
@@ -154,10 +164,12 @@ def export_variants(float_model: keras.Model, qat_model: keras.Model, calibratio
 def convert_variant(variant: str, float_model: keras.Model, qat_model: keras.Model,
                     calibration: np.ndarray, normalization: Normalization,
                     io_dtype: str) -> bytes:
-  """One variant: int8 (from the QAT model), int8_ptq, float16 or float32 (from the float
-  model)."""
+  """One variant: int8 (from the QAT model), int8_tta8 (the QAT model over 8 dihedral views),
+  int8_ptq, float16 or float32 (from the float model)."""
   if variant == "int8":
     return convert_int8(qat_model, calibration, normalization, io_dtype)
+  if variant == "int8_tta8":
+    return convert_int8(dihedral_tta_model(qat_model), calibration, normalization, io_dtype)
   if variant == "int8_ptq":
     return convert_int8(float_model, calibration, normalization, io_dtype)
   return convert_float(float_model, float16=variant == "float16")

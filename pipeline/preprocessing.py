@@ -37,6 +37,37 @@ class Normalization:
 MOBILENET_V2 = Normalization(mean=(127.5, 127.5, 127.5), std=(127.5, 127.5, 127.5))
 
 
+# Test-time augmentation: the 8 symmetries of a square image (4 rotations, each also mirrored).
+# Dermoscopy has no canonical orientation, so a model's mean over the 8 views is a steadier
+# prediction. (k, mirrored) per view; the numpy and TensorFlow versions below enumerate the
+# same views, so the benchmarks and the exported int8_tta8 model average the same images.
+DIHEDRAL = tuple((k, mirrored) for k in range(4) for mirrored in (False, True))
+
+
+def dihedral_view_np(pixels: np.ndarray, k: int, mirrored: bool) -> np.ndarray:
+  """One dihedral view of a batch [N, H, W, C] of square images: rotated k quarter turns,
+  then mirrored left-right if asked."""
+  v = np.rot90(pixels, k, axes=(1, 2))
+  return np.ascontiguousarray(v[:, :, ::-1] if mirrored else v)
+
+
+def dihedral_stack_tf(images):
+  """The 8 dihedral views of `images` [N, H, W, C] in one batch [8N, H, W, C], view-major in
+  DIHEDRAL order (TensorFlow ops that TFLite runs in int8: TRANSPOSE, REVERSE_V2)."""
+  from pipeline.tf_compat import tf  # pylint: disable=g-import-not-at-top
+  views = []
+  for k, mirrored in DIHEDRAL:
+    v = tf.image.rot90(images, k) if k else images
+    views.append(tf.reverse(v, axis=[2]) if mirrored else v)
+  return tf.concat(views, axis=0)
+
+
+def dihedral_mean_tf(outputs):
+  """Per-image mean [N, C] of a model's outputs [8N, C] on `dihedral_stack_tf` views."""
+  from pipeline.tf_compat import tf  # pylint: disable=g-import-not-at-top
+  return tf.reduce_mean(tf.reshape(outputs, [len(DIHEDRAL), -1, outputs.shape[-1]]), axis=0)
+
+
 def augment_layers(seed: int):
   """Augmentation for dermoscopy, which has no canonical orientation.
 

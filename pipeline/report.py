@@ -14,13 +14,19 @@ def _pct(x: Optional[float]) -> str:
 def models_table(models: Dict[str, dict], labels: Sequence[str]) -> List[str]:
   """Markdown rows comparing the evaluated models (shared with the model card)."""
   rows = ["| model | size | accuracy | balanced acc. (95% CI) | top-2 | malignant sens. | "
-          "agreement w/ float32 |", "|---|---:|---:|---:|---:|---:|---:|"]
+          "agreement w/ reference |", "|---|---:|---:|---:|---:|---:|---:|"]
   for name, m in models.items():
     ci = m.get("ci95", {}).get("balanced_accuracy")
     ci_text = f" ({_pct(ci[0])}-{_pct(ci[1])})" if ci else ""
-    rows.append(f"| {name} | {m['size_bytes'] / 1e6:.2f} MB | {_pct(m['accuracy'])} | "
+    size = f"{m['size_bytes'] / 1e6:.2f} MB" if "size_bytes" in m else "(no file)"
+    rows.append(f"| {name} | {size} | {_pct(m['accuracy'])} | "
                 f"{_pct(m['balanced_accuracy'])}{ci_text} | {_pct(m['top2_accuracy'])} | "
                 f"{_pct(m['malignant_sensitivity'])} | {_pct(m.get('top1_agreement'))} |")
+  if any("reference" in m for m in models.values()):
+    rows += ["", "Each variant's reference: " + ", ".join(
+        f"{name} vs {m['reference']}" for name, m in models.items() if "reference" in m) +
+             ". float32_tta8 is float32 averaged over the same 8 dihedral views as int8_tta8 "
+             "(no file of its own)."]
   rows += ["", "Per-class recall (test split):", "",
            "| class | n | " + " | ".join(models) + " |",
            "|---|---:|" + "---:|" * len(models)]
@@ -110,7 +116,8 @@ def write_report(path_json: str, path_md: str, report: dict) -> None:
     lines += ["", "ROC of the serious-class score: `referral_roc.png`."]
   if report.get("app_runtimes"):
     lines += ["", "## App runtimes (the shipped model, as an app loads it)", ""]
-    lines += [f"- {r['message']}" for r in report["app_runtimes"].values()]
+    lines += [f"- {variant}: {r['message']}" for variant, runtimes in
+              report["app_runtimes"].items() for r in runtimes.values()]
   lines += ["", "## Stage times", "", "| stage | seconds |", "|---|---:|"]
   for stage, seconds in report.get("stage_seconds", {}).items():
     lines.append(f"| {stage} | {seconds:.1f} |")

@@ -47,7 +47,7 @@ def test_int8_has_uint8_io_int8_weights_and_takes_raw_pixels(built):
 def test_embedded_metadata_matches_labels_and_config(built):
   cfg, run, report = built
   labels = labels_lib.read_labels(os.path.join(run.output_dir, "labels.txt"))
-  for variant in ("int8", "int8_ptq", "float16", "float32"):
+  for variant in ("int8", "int8_tta8", "int8_ptq", "float16", "float32"):
     meta = tflite_metadata.read(_read(os.path.join(run.output_dir, f"model_{variant}.tflite")))
     assert tuple(meta["labels"]) == labels, variant
     assert tuple(meta["display_names"]) == labels  # Synthetic classes have no display names.
@@ -71,8 +71,9 @@ def test_int8_accuracy_is_high_on_separable_data(built):
 def test_app_runtimes_agree_with_interpreter(built, tmp_path, runtime):
   from PIL import Image
   cfg, run, report = built
-  checked = report["app_runtimes"][runtime.key]
-  assert checked["status"] == "passed" and checked["agree"] == checked["images"] > 0, checked
+  for variant in ("int8", "int8_tta8"):  # Both shipped files, as an app loads them.
+    checked = report["app_runtimes"][variant][runtime.key]
+    assert checked["status"] == "passed" and checked["agree"] == checked["images"] > 0, checked
   # Fresh images, classified as an app would from the shipped folder.
   model = os.path.join(run.assets_dir, "model.tflite")
   rng = np.random.default_rng(5)
@@ -135,11 +136,15 @@ def test_a_runtime_that_disagrees_with_the_interpreter_fails_the_check():
 def test_assets_are_complete_and_snippets_match_the_model(built):
   cfg, run, report = built
   files = sorted(os.listdir(run.assets_dir))
-  assert files == ["MODEL_CARD.md", "README.md", "labels.txt", "model.tflite", "referral.json"]
+  assert files == ["MODEL_CARD.md", "README.md", "labels.txt", "model.tflite",
+                   "model_tta8.tflite", "referral.json"]
+  assert _read(os.path.join(run.assets_dir, "model_tta8.tflite")) == _read(
+      os.path.join(run.output_dir, "model_int8_tta8.tflite"))
   assert _read(os.path.join(run.assets_dir, "model.tflite")) == _read(
       os.path.join(run.output_dir, "model_int8.tflite"))
   readme = open(os.path.join(run.assets_dir, "README.md")).read()
   for needle in ('"model.tflite"', "createFromFileAndOptions", "setModelAssetPath",
+                 "## `model.tflite` or `model_tta8.tflite`", "x its latency on this machine",
                  'forResource: "model", ofType: "tflite"', "`uint8` tensor of shape [1, 48, 48, 3]"):
     assert needle in readme, needle
   card = open(os.path.join(run.assets_dir, "MODEL_CARD.md")).read()
@@ -148,8 +153,10 @@ def test_assets_are_complete_and_snippets_match_the_model(built):
                  "then quantization-aware training (distilled from the float model)",
                  "Pipeline demo classifier (synthetic colour images", "## Referral threshold",
                  "## Parity gate (int8 against float32)", "McNemar",
-                 "## Checked in the app runtimes", "TFLite Task Library ImageClassifier: top-1 "
-                 "equals the interpreter's", "MediaPipe Tasks ImageClassifier: top-1 equals"):
+                 "## Checked in the app runtimes", "`model.tflite`: TFLite Task Library "
+                 "ImageClassifier: top-1 equals the interpreter's", "`model_tta8.tflite`: "
+                 "MediaPipe Tasks ImageClassifier: top-1 equals",
+                 "## The 8-view variant (`model_tta8.tflite`)"):
     assert needle in card, needle
   # Traceable: the card names the shipped file's SHA-256, the report the commit it came from.
   import hashlib
@@ -342,3 +349,25 @@ def test_keras_qat_model_and_int8_tflite_agree(built):
   from_qat = np.abs(qat.predict(norm.apply_np(noise), verbose=0) - int8).mean()
   from_float = np.abs(float_model.predict(norm.apply_np(noise), verbose=0) - int8).mean()
   assert from_qat < 0.6 * from_float, (from_qat, from_float)
+
+
+def test_tta8_model_is_the_int8_model_averaged_over_eight_views(built):
+  from pipeline import preprocessing
+  cfg, run, report = built
+  test = report["models"]["int8_tta8"]
+  assert test["reference"] == "float32_tta8" and "paired" in test
+  assert report["gate"]["other_variants"]["int8_tta8"] is True
+  tta = LiteRunner(os.path.join(run.output_dir, "model_int8_tta8.tflite"), MOBILENET_V2)
+  single = LiteRunner(os.path.join(run.output_dir, "model_int8.tflite"), MOBILENET_V2)
+  from pipeline import synthetic
+  rng = np.random.default_rng(11)
+  pixels = np.stack([synthetic.make_image(i % 3, 48, rng) for i in range(12)])
+  pixels[:, :8, :20] = 0  # Not symmetric: each view is a different image.
+  expected = np.mean([single.predict(preprocessing.dihedral_view_np(pixels, k, m))
+                      for k, m in preprocessing.DIHEDRAL], axis=0)
+  got = tta.predict(pixels)
+  assert got.shape == expected.shape == (12, 3)
+  # Its own output quantization (1/256) and int8 rounding of the mean: a few steps at most.
+  np.testing.assert_allclose(got, expected, atol=0.03)
+  assert not np.allclose(got, single.predict(pixels), atol=0.03)  # Not the plain model.
+

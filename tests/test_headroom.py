@@ -43,3 +43,15 @@ def test_score_rows_ensemble_tta_and_offsets():
   # One model: no ensemble row, no fit-split columns without a fit split.
   single = headroom.score_rows(y, {"a": plain["a"]}, {"a": tta["a"]})
   assert [r["model"] for r in single] == ["a"] and "fit_split_offsets" not in single[0]
+
+
+def test_the_graph_builds_the_same_eight_views_as_numpy():
+  from pipeline import preprocessing
+  from pipeline.tf_compat import tf
+  images = np.random.default_rng(1).integers(0, 256, (2, 5, 5, 3)).astype(np.float32)
+  stacked = preprocessing.dihedral_stack_tf(tf.constant(images)).numpy()
+  np.testing.assert_array_equal(stacked, np.concatenate(
+      [v(images) for v in headroom.dihedral_views()]))
+  # The mean over views is per image (view-major batch), not mixed across images.
+  mean = preprocessing.dihedral_mean_tf(tf.reduce_sum(stacked, axis=[1, 2])).numpy()
+  np.testing.assert_allclose(mean, images.sum(axis=(1, 2)), rtol=1e-6)

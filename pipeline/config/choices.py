@@ -9,7 +9,7 @@ STAGES = ("data", "transfer", "finetune", "qat", "export", "metadata", "evaluate
           "assets")
 STRATEGIES = ("default", "mirrored", "multi_worker")
 IO_DTYPES = ("uint8", "int8", "float32")
-VARIANTS = ("int8", "int8_ptq", "float16", "float32")
+VARIANTS = ("int8", "int8_tta8", "int8_ptq", "float16", "float32")
 CLASS_WEIGHTS = ("balanced", "none", "logit_adjusted")
 TRANSFER_MODES = ("cached_features", "end_to_end")
 QAT_TARGETS = ("float_model", "labels")

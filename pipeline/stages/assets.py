@@ -2,34 +2,44 @@
 labels.txt, referral.json, MODEL_CARD.md, README.md), replaced atomically."""
 
 import dataclasses
-import hashlib
 
 from pipeline import assets as assets_lib
 from pipeline import atomic
 from pipeline import latency
+from pipeline import provenance
 from pipeline import referral as referral_lib
 from pipeline.config import BuildConfig, model_file_name
+from pipeline.evaluate import TTA_VARIANT
 from pipeline.stages import state as state_lib
 from pipeline.stages.state import BuildState
 
 
 def run(config: BuildConfig, state: BuildState) -> BuildState:
-  """Times int8 and float32 on this machine, writes the model card and the app folder."""
-  lat = latency.measure([state.path(model_file_name(v)) for v in ("int8", "float32")],
+  """Times the shipped models and float32 on this machine, writes the model card and the app
+  folder (with model_tta8.tflite when the build made it and it passed its parity check)."""
+  tta = TTA_VARIANT if (state.gate or {}).get("other_variants", {}).get(TTA_VARIANT) else None
+  timed = ["int8"] + ([tta] if tta else []) + ["float32"]
+  lat = latency.measure([state.path(model_file_name(v)) for v in timed],
                         threads=[1], runs=30, warmup_runs=5)
   state = dataclasses.replace(state, latency=lat)
   referral_file = None
   if state.referral:
     referral_file = referral_lib.shipped_file(
-        state.referral, hashlib.sha256(state.blobs["int8"]).hexdigest(), assets_lib.DISCLAIMER)
+        state.referral, provenance.sha256(state.blobs["int8"]), assets_lib.DISCLAIMER)
     atomic.write_json(state.path(referral_lib.FILE_NAME), referral_file)
-  card = assets_lib.model_card(state.metadata, state_lib.report(config, state, {}),
-                               state.display_names, lat)
+  report = state_lib.report(config, state, {})
+  card = assets_lib.model_card(state.metadata, report, state.display_names, lat)
+  tta_info = assets_lib.tta_summary(report, lat) if tta else None
   assets_dir = state.options.assets_dir
-  assets_lib.write_assets(assets_dir, state.blobs["int8"], state.labels, card,
-                          assets_lib.readme(state.tensors["int8"], state.labels, referral_file),
-                          referral_file)
+  assets_lib.write_assets(
+      assets_dir, state.blobs["int8"], state.labels, card,
+      assets_lib.readme(state.tensors["int8"], state.labels, referral_file, tta_info),
+      referral_file, {assets_lib.TTA_MODEL_FILE: state.blobs[tta]} if tta else None)
   atomic.write_text(state.path("MODEL_CARD.md"), card)
-  state.log(f"assets: {assets_dir} updated (model.tflite, labels.txt, MODEL_CARD.md, "
-            "README.md)")
+  if TTA_VARIANT in state.blobs and not tta:
+    state.log(f"assets: {assets_lib.TTA_MODEL_FILE} not shipped: {TTA_VARIANT} failed its "
+              "parity check against float32 over the same views (report.md)")
+  state.log(f"assets: {assets_dir} updated (model.tflite"
+            + (f", {assets_lib.TTA_MODEL_FILE}" if tta else "")
+            + ", labels.txt, MODEL_CARD.md, README.md)")
   return state

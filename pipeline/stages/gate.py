@@ -16,7 +16,7 @@ def run(config: BuildConfig, state: BuildState) -> BuildState:
           "enforced": config.gate.enabled,
           "other_variants": {name: parity.verdict(m["paired"], config.gate, name).passed
                              for name, m in state.models.items()
-                             if name not in ("int8", "float32")}}
+                             if name != "int8" and "paired" in m}}
   state.log(verdict.message())
   if state.referral:
     gate["referral"] = referral_lib.parity_sentence(state.referral)

@@ -3,7 +3,7 @@
 classify the test images and must agree with the LiteRT interpreter."""
 
 import dataclasses
-from typing import Dict
+from typing import Dict, Optional
 
 from pipeline import __version__
 from pipeline import atomic
@@ -13,6 +13,8 @@ from pipeline import tflite_metadata
 from pipeline.apps import check as app_check
 from pipeline.config import BuildConfig, model_file_name
 from pipeline.stages.state import BuildState
+
+SHIPPABLE = ("int8", "int8_tta8")  # The variants an app may load: checked in its runtimes.
 
 
 def run(config: BuildConfig, state: BuildState) -> BuildState:
@@ -24,27 +26,31 @@ def run(config: BuildConfig, state: BuildState) -> BuildState:
   """
   labels, norm = state.labels, config.model.normalization
   display = labels_lib.display_names(labels, config.metadata.display_names)
-  info = metadata_info(config, labels)
+  info = metadata_info(config, labels, state.provenance.get("git_commit"))
   blobs = {}
   for variant, blob in state.blobs.items():
     blobs[variant] = tflite_metadata.write(blob, labels, display, norm, info)
     tflite_metadata.verify(blobs[variant], labels, display, norm, info,
                            where=model_file_name(variant))
     atomic.write_bytes(state.path(model_file_name(variant)), blobs[variant])
-  test = state.bundle.splits["test"]
-  apps = app_check.check(blobs["int8"], test.pixels(), test.keys, labels, norm,
-                         state.options.output_dir)
   state.log(f"metadata: written and read back on {len(blobs)} models")
-  for result in apps.values():
-    state.log(f"metadata: {result['message']}")
+  test = state.bundle.splits["test"]
+  apps = {}
+  for variant in SHIPPABLE:
+    if variant in blobs:
+      apps[variant] = app_check.check(blobs[variant], test.pixels(), test.keys, labels, norm,
+                                      state.options.output_dir)
+      for result in apps[variant].values():
+        state.log(f"metadata: {model_file_name(variant)}: {result['message']}")
   return dataclasses.replace(state, blobs=blobs, metadata=info, display_names=tuple(display),
                              app_runtimes=apps)
 
 
-def metadata_info(config: BuildConfig, labels) -> Dict[str, str]:
-  """Name, description, version, author and license: flags over metadata/defaults.json."""
+def metadata_info(config: BuildConfig, labels, commit: Optional[str]) -> Dict[str, str]:
+  """Name, description, version, author and license: flags over metadata/defaults.json.
+
+  `commit` is the build's source commit (report.json's provenance), or None outside git."""
   defaults = labels_lib.metadata_defaults(config.data.data_format)
-  commit = provenance.git_commit()
   values = {"dataset": config.data.data_format, "alpha": config.model.alpha,
             "size": config.data.image_size, "classes": ", ".join(labels),
             "pipeline_version": __version__, "build_date": provenance.today(),
