@@ -4,6 +4,7 @@
   in a subprocess where TensorFlow is blocked: their native types clash);
 - `mediapipe_tasks.py`: MediaPipe Tasks' ImageClassifier (in its own environment,
   `.venv-mediapipe`: MediaPipe needs absl-py 2, tensorflow-model-optimization pins 1.x);
+- `child.py`: what both child processes share (command line, JSON answer, one-line errors);
 - `runtimes.py`: starts either one in its subprocess and reads back its answers;
 - `check.py`: both on the same images, compared with the LiteRT interpreter.
 
