@@ -37,8 +37,11 @@ demo-seeds: venv
 	$(PYTHON) -m benchmarks.gate_seeds --build_flagfile=configs/demo.flags --seeds=1,2,3,4,5 \
 	  --output_dir=build/gate_seeds
 
+# Two workers: alone, the suite keeps about one of the two cores busy (conversions and small-batch
+# training are mostly single-threaded). The shared smoke build's tests stay on one worker.
+TEST_WORKERS ?= 2
 test: venv venv-mediapipe
-	$(PYTHON) -m pytest -q tests
+	$(PYTHON) -m pytest -q -n $(TEST_WORKERS) --dist=loadgroup tests
 
 ham10000: venv venv-mediapipe
 	$(PYTHON) -m pipeline.build --flagfile=configs/ham10000.flags

@@ -18,6 +18,14 @@ tf.config.set_logical_device_configuration(
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+def pytest_collection_modifyitems(items):
+  """Under pytest-xdist (`make test` runs two workers with --dist=loadgroup), every test of the
+  shared smoke build runs on one worker, so the build is made once; the rest spread freely."""
+  for item in items:
+    if "built" in getattr(item, "fixturenames", ()):
+      item.add_marker(pytest.mark.xdist_group("smoke_build"))
+
+
 @pytest.fixture(scope="session")
 def built(tmp_path_factory):
   """One full smoke build through the real entry function, shared by the e2e tests."""
