@@ -6,12 +6,14 @@ from typing import Dict, Optional, Sequence
 from pipeline import atomic
 from pipeline import labels as labels_lib
 from pipeline import report as report_lib
+from pipeline.config.export import model_file_name
 
 DISCLAIMER = ("This model is a triage aid, never a diagnosis. It is not a diagnostic device: "
               "it must not be used to rule out disease or to replace a clinician's examination.")
 
-MODEL_FILE = "model.tflite"
-TTA_MODEL_FILE = "model_tta8.tflite"  # int8_tta8: the same network over 8 views, averaged.
+# The shipped file of each variant that can ship. int8_tta8: the same network over 8 views.
+SHIPPED_FILES = {"int8": "model.tflite", "int8_tta8": "model_tta8.tflite"}
+MODEL_FILE, TTA_MODEL_FILE = SHIPPED_FILES["int8"], SHIPPED_FILES["int8_tta8"]
 LABELS_FILE = labels_lib.FILE_NAME
 REFERRAL_FILE = "referral.json"
 
@@ -50,8 +52,9 @@ def training_summary(training: Dict[str, dict]) -> str:
 
 
 def model_card(info: Dict[str, str], report: dict, display_names: Sequence[str],
-               latency: Optional[list]) -> str:
-  """Renders MODEL_CARD.md from the build report."""
+               latency: Optional[list], tta: Optional[dict] = None) -> str:
+  """Renders MODEL_CARD.md from the build report; `tta` is `tta_summary(...)` when the build
+  ships model_tta8.tflite (None when it does not)."""
   data = report["data"]
   labels = data["labels"]
   models = report["models"]
@@ -87,15 +90,16 @@ def model_card(info: Dict[str, str], report: dict, display_names: Sequence[str],
   gate = report.get("gate")
   if gate:
     lines += ["", "## Parity gate (int8 against float32)", "", gate["message"]]
-  tta = tta_summary(report, latency)
   if tta:
     lines += ["", f"## The 8-view variant (`{TTA_MODEL_FILE}`)", "", tta["text"]]
-  if report.get("app_runtimes"):
+  shipped = [v for v in report.get("app_runtimes", {})
+             if v == "int8" or (tta and v in SHIPPED_FILES)]
+  if shipped:
     lines += ["", "## Checked in the app runtimes", "",
               "The build loaded each shipped file as an app does and compared every answer "
               "with the LiteRT interpreter's:", ""]
-    lines += [f"- `{_FILES.get(v, v)}`: {r['message']}"
-              for v, runtimes in report["app_runtimes"].items() for r in runtimes.values()]
+    lines += [f"- `{SHIPPED_FILES[v]}`: {r['message']}"
+              for v in shipped for r in report["app_runtimes"][v].values()]
   if latency:
     lines += ["", "## Latency", "", "On the build machine's CPU (LiteRT interpreter, XNNPACK), "
               "median of interleaved runs; phones differ, measure on the target device.", "",
@@ -118,9 +122,6 @@ def model_card(info: Dict[str, str], report: dict, display_names: Sequence[str],
   return "\n".join(lines)
 
 
-_FILES = {"int8": MODEL_FILE, "int8_tta8": TTA_MODEL_FILE}
-
-
 def tta_summary(report: dict, latency: Optional[list]) -> Optional[dict]:
   """What an app developer needs to choose between model.tflite and model_tta8.tflite:
   balanced accuracy of each on the test split, and their latency ratio (or None when the build
@@ -131,8 +132,8 @@ def tta_summary(report: dict, latency: Optional[list]) -> Optional[dict]:
   single, tta = models["int8"]["balanced_accuracy"], models["int8_tta8"]["balanced_accuracy"]
   median = {os.path.basename(r["model"]): r["median_ms"] for r in latency or []
             if r["threads"] == 1}
-  ratio = (median.get("model_int8_tta8.tflite", 0) / median["model_int8.tflite"]
-           if median.get("model_int8.tflite") else None)
+  single_ms, tta_ms = (median.get(model_file_name(v)) for v in ("int8", "int8_tta8"))
+  ratio = tta_ms / single_ms if single_ms and tta_ms else None
   text = (f"`{TTA_MODEL_FILE}` runs the same int8 network on the 8 rotations and mirror images "
           "of the photo inside one invoke and averages them (dermoscopy has no canonical "
           f"orientation). Test-split balanced accuracy: {100 * tta:.1f}% against "

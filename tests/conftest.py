@@ -18,6 +18,7 @@ tf.config.set_logical_device_configuration(
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+@pytest.hookimpl(tryfirst=True)  # Before xdist reads the groups from the markers.
 def pytest_collection_modifyitems(items):
   """Under pytest-xdist (`make test` runs two workers with --dist=loadgroup), every test of the
   shared smoke build runs on one worker, so the build is made once; the rest spread freely."""

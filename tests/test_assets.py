@@ -9,6 +9,7 @@ import time
 import pytest
 
 from pipeline import assets
+from pipeline import labels as labels_lib
 from tests.conftest import REPO
 
 CHILD = """
@@ -67,3 +68,11 @@ def test_written_files_get_the_mode_open_would_give(tmp_path):
   atomic.write_with(str(tmp_path / "b.npy"), lambda p: open(p, "w").write("y"))
   assert os.stat(tmp_path / "a.txt").st_mode & 0o777 == 0o666 & ~umask
   assert os.stat(tmp_path / "b.npy").st_mode & 0o777 == 0o666 & ~umask
+
+
+@pytest.mark.parametrize("data_format, names_ham10000", [
+    ("ham10000", True), ("hmnist_csv", True), ("folders", False), ("synthetic", False)])
+def test_model_license_names_ham10000_only_for_its_data(data_format, names_ham10000):
+  """A DermNet or eczema build's metadata must not claim HAM10000's licence as its own."""
+  texts = labels_lib.metadata_defaults(data_format)
+  assert ("HAM10000: CC BY-NC 4.0" in texts["license"]) == names_ham10000, texts["license"]

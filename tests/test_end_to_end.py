@@ -6,6 +6,7 @@ import os
 import numpy as np
 import pytest
 
+from pipeline import assets as assets_lib
 from pipeline import export as export_lib
 from pipeline import labels as labels_lib
 from pipeline import tflite_metadata
@@ -172,6 +173,11 @@ def test_assets_are_complete_and_snippets_match_the_model(built):
   assert "Demonstrating and testing the pipeline" in card and "knows nothing about skin" in card
   assert "HAM10000" not in card and "skin lesion should be examined" not in card
   assert 'open("referral.json")' in readme and "referral.json" in readme
+  # A build whose 8-view model failed its parity check ships model.tflite alone: its card
+  # then says nothing of model_tta8.tflite (the stage passes no 8-view summary).
+  alone = assets_lib.model_card(report["metadata"], report, labels_lib.read_labels(
+      os.path.join(run.output_dir, "labels.txt")), None, tta=None)
+  assert "model_tta8" not in alone and "`model.tflite`: MediaPipe Tasks" in alone
 
 
 def test_predict_cli(built, tmp_path):

@@ -5,7 +5,7 @@ import json
 import os
 import subprocess
 import sys
-from typing import List, Sequence
+from typing import List, Optional, Sequence
 
 from pipeline.errors import PipelineError
 
@@ -19,25 +19,31 @@ class RuntimeMissing(PipelineError):
 
 @dataclasses.dataclass(frozen=True)
 class Runtime:
+  """An app runtime's child process: which module, under which interpreter."""
   key: str       # In report.json.
   name: str      # In messages.
   module: str    # The child module.
   env: dict      # Extra environment for the child.
+  # Where the child's interpreter lives when it is not this process's own: an environment
+  # variable that overrides it, then a virtual environment in the repository, and how to make it.
+  python_env_var: Optional[str] = None
+  venv: Optional[str] = None
+  make_target: Optional[str] = None
 
   def python(self) -> str:
     """The interpreter to run the child with.
 
     Raises:
-      RuntimeMissing: MediaPipe's environment has not been created.
+      RuntimeMissing: the runtime's own environment has not been created.
     """
-    if self.key != "mediapipe_tasks":
+    if not self.venv:
       return sys.executable
-    path = os.environ.get(MEDIAPIPE_PYTHON_ENV) or os.path.join(
-        REPO, ".venv-mediapipe", "bin", "python")
+    path = os.environ.get(self.python_env_var or "") or os.path.join(
+        REPO, self.venv, "bin", "python")
     if not os.access(path, os.X_OK):
-      raise RuntimeMissing(f"{self.name} check skipped: no MediaPipe environment at {path} "
-                           "(create it with `make venv-mediapipe`, or point "
-                           f"{MEDIAPIPE_PYTHON_ENV} at a Python that has mediapipe)")
+      raise RuntimeMissing(f"{self.name} check skipped: no environment at {path} (create it "
+                           f"with `make {self.make_target}`, or point {self.python_env_var} "
+                           f"at a Python that has {self.name})")
     return path
 
 
@@ -46,8 +52,10 @@ TASK_LIBRARY = Runtime(
     # tflite-support 0.4.4's generated protos predate protobuf 4's upb backend; the
     # pure-Python backend loads them (the main process keeps upb for speed).
     {"PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION": "python"})
+# MediaPipe needs absl-py 2, tfmot pins absl-py 1.x: its own environment on the same Python.
 MEDIAPIPE_TASKS = Runtime("mediapipe_tasks", "MediaPipe Tasks", "pipeline.apps.mediapipe_tasks",
-                          {})
+                          {}, python_env_var=MEDIAPIPE_PYTHON_ENV, venv=".venv-mediapipe",
+                          make_target="venv-mediapipe")
 ALL = (TASK_LIBRARY, MEDIAPIPE_TASKS)
 
 

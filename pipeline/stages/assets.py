@@ -28,8 +28,8 @@ def run(config: BuildConfig, state: BuildState) -> BuildState:
         state.referral, provenance.sha256(state.blobs["int8"]), assets_lib.DISCLAIMER)
     atomic.write_json(state.path(referral_lib.FILE_NAME), referral_file)
   report = state_lib.report(config, state, {})
-  card = assets_lib.model_card(state.metadata, report, state.display_names, lat)
   tta_info = assets_lib.tta_summary(report, lat) if tta else None
+  card = assets_lib.model_card(state.metadata, report, state.display_names, lat, tta_info)
   assets_dir = state.options.assets_dir
   assets_lib.write_assets(
       assets_dir, state.blobs["int8"], state.labels, card,
