@@ -134,24 +134,26 @@ def rule_text(gate) -> str:
           "a broken model reaches; near-tie flips alone never fail it.")
 
 
-def figures_text(paired: dict, candidate: str = "int8") -> str:
+def figures_text(paired: dict, candidate: str = "int8", reference: str = "float32") -> str:
   """The paired figures as one sentence."""
   m = paired["mcnemar"]
   lo, hi = paired["balanced_accuracy_drop_ci95"]
   flips = paired["flips"]
   top = max((f["reference_margin"] for f in flips), default=None)
-  return (f"{candidate} vs float32 on {paired['n']} test images: top-1 agreement "
+  return (f"{candidate} vs {reference} on {paired['n']} test images: top-1 agreement "
           f"{paired['top1_agreement']:.4f} ({len(flips)} flips"
-          + (f", largest float32 margin among them {top:.3f}" if flips else "") + "); "
-          f"float32 alone right on {m['reference_only_right']}, {candidate} alone right on "
+          + (f", largest {reference} margin among them {top:.3f}" if flips else "") + "); "
+          f"{reference} alone right on {m['reference_only_right']}, {candidate} alone right on "
           f"{m['candidate_only_right']} (McNemar exact p = {m['p_two_sided']:.3g}, one-sided "
           f"{m['p_candidate_worse']:.3g}); balanced-accuracy drop "
           f"{100 * paired['balanced_accuracy_drop']:+.2f} points (95% CI {100 * lo:+.2f} to "
           f"{100 * hi:+.2f}).")
 
 
-def verdict(paired: dict, gate, candidate: str = "int8") -> GateResult:
-  """Applies the gate's rule (a config.GateConfig) to `paired_comparison`'s figures."""
+def verdict(paired: dict, gate, candidate: str = "int8", reference: str = "float32"
+            ) -> GateResult:
+  """Applies the gate's rule (a config.GateConfig) to `paired_comparison`'s figures of
+  `candidate` against `reference` (float32; float32_tta8 for the 8-view model)."""
   reasons = []
   if paired["top1_agreement"] < gate.min_top1_agreement:
     reasons.append(f"top-1 agreement {paired['top1_agreement']:.4f} is below the floor "
@@ -159,7 +161,7 @@ def verdict(paired: dict, gate, candidate: str = "int8") -> GateResult:
   m = paired["mcnemar"]
   if m["p_candidate_worse"] < gate.mcnemar_alpha:
     reasons.append(f"{candidate} is wrong alone on {m['reference_only_right']} images against "
-                   f"float32's {m['candidate_only_right']} (one-sided p = "
+                   f"{reference}'s {m['candidate_only_right']} (one-sided p = "
                    f"{m['p_candidate_worse']:.2g} < {gate.mcnemar_alpha:g})")
   lo = paired["balanced_accuracy_drop_ci95"][0]
   if lo > gate.max_balanced_accuracy_drop:
@@ -169,12 +171,12 @@ def verdict(paired: dict, gate, candidate: str = "int8") -> GateResult:
                if f["reference_margin"] >= gate.max_flip_margin and not f["candidate_correct"]]
   if confident:
     f = confident[0]
-    reasons.append(f"{len(confident)} confident float32 prediction(s) became wrong, e.g. "
-                   f"{f['image']} (true {f['true']}): float32 {f['reference_top2'][0][0]} "
+    reasons.append(f"{len(confident)} confident {reference} prediction(s) became wrong, e.g. "
+                   f"{f['image']} (true {f['true']}): {reference} {f['reference_top2'][0][0]} "
                    f"{f['reference_top2'][0][1]:.2f}, {candidate} {f['candidate_top2'][0][0]} "
                    f"{f['candidate_top2'][0][1]:.2f}")
   return GateResult(passed=not reasons, reasons=tuple(reasons), rule=rule_text(gate),
-                    figures=figures_text(paired, candidate))
+                    figures=figures_text(paired, candidate, reference))
 
 
 def check_gate(result: GateResult, assets_dir: str) -> None:

@@ -113,6 +113,11 @@ def test_each_rule_fails_the_gate_on_its_own(case, reason):
   assert len(result.reasons) == 1 and reason in result.reasons[0], result.reasons
   with pytest.raises(PipelineError, match="parity gate FAILED"):
     parity.check_gate(result, "android_assets")
+  # The 8-view model is judged against float32 over the same views, and says so.
+  tta = parity.verdict(paired, gate, "int8_tta8", "float32_tta8")
+  assert tta.reasons == tuple(r.replace("int8", "int8_tta8").replace("float32", "float32_tta8")
+                              for r in result.reasons), tta.reasons
+  assert tta.figures.startswith("int8_tta8 vs float32_tta8") and " float32 " not in tta.figures
 
 
 def test_a_confident_flip_to_the_right_answer_is_not_a_defect():

@@ -4,7 +4,7 @@
   transfer  stages/training.py  new head on the frozen backbone
   finetune  stages/training.py  top backbone layers; model_float.keras
   qat       stages/training.py  quantization-aware training (tfmot)
-  export    stages/export.py    int8, int8_ptq, float16, float32 .tflite
+  export    stages/export.py    int8, int8_tta8, int8_ptq, float16, float32 .tflite
   metadata  stages/metadata.py  embedded labels/normalization, read back; Task Library and
                                 MediaPipe Tasks check
   evaluate  stages/evaluate.py  every variant on the test split; referral threshold
@@ -65,16 +65,7 @@ def run(config: BuildConfig, options: RunOptions,
     PipelineError: bad input, a failed check, or a failed parity gate.
   """
   log = log or Log()
-  task, strategy = None, None
-  if config.train.strategy == "multi_worker":
-    task = cluster.task_from_env()
-    log(f"{task.name}: waiting for the {task.tasks} tasks of TF_CONFIG to connect")
-    strategy = cluster.make_strategy()  # Before any other TensorFlow op.
-    options = cluster.task_options(options, task)
-    if not task.is_chief:
-      log = _prefixed(log, f"[{task.name}] ")
-      log(f"training with the chief; this task's files go to {options.output_dir} "
-          "(removed when it finishes)")
+  task, strategy, options, log = _join_cluster(config, options, log)
   _prepare(config, options)
   progress = state_lib.Progress(config, options)
   started = datetime.datetime.now().isoformat(timespec="seconds")
@@ -113,8 +104,22 @@ def run(config: BuildConfig, options: RunOptions,
   return report
 
 
-def _prefixed(log: Callable[[str], None], prefix: str) -> Callable[[str], None]:
-  return lambda message: log(prefix + message)
+def _join_cluster(config: BuildConfig, options: RunOptions, log: Callable[[str], None]):
+  """(task, strategy, options, log): with --strategy=multi_worker, this process's TF_CONFIG
+  task, the strategy (made before any other TensorFlow op), the task's run options (a worker
+  writes to its own scratch folder) and a log that names the worker; else (None, None, ...)."""
+  if config.train.strategy != "multi_worker":
+    return None, None, options, log
+  task = cluster.task_from_env()
+  log(f"{task.name}: waiting for the {task.tasks} tasks of TF_CONFIG to connect")
+  strategy = cluster.make_strategy()
+  options = cluster.task_options(options, task)
+  if not task.is_chief:
+    prefix = f"[{task.name}] "
+    log = lambda message, log=log: log(prefix + message)
+    log(f"training with the chief; this task's files go to {options.output_dir} "
+        "(removed when it finishes)")
+  return task, strategy, options, log
 
 
 def _prepare(config: BuildConfig, options: RunOptions) -> None:

@@ -14,7 +14,8 @@ def run(config: BuildConfig, state: BuildState) -> BuildState:
   verdict = parity.verdict(state.models["int8"]["paired"], config.gate)
   gate = {**dataclasses.asdict(verdict), "message": verdict.message(),
           "enforced": config.gate.enabled,
-          "other_variants": {name: parity.verdict(m["paired"], config.gate, name).passed
+          "other_variants": {name: parity.verdict(m["paired"], config.gate, name,
+                                                  m.get("reference", "float32")).passed
                              for name, m in state.models.items()
                              if name != "int8" and "paired" in m}}
   state.log(verdict.message())
