@@ -279,6 +279,24 @@ def test_benchmark_contracts(built, tmp_path):
   assert by_model[int8]["disagreements"] == len(built_paired["flips"])
 
 
+def test_readout_benchmark_on_the_builds_backbones(built, tmp_path):
+  cfg, run, report = built
+  proc = run_cli(["-m", "benchmarks.readout", f"--build_dir={run.output_dir}", "--train_views=1",
+                  f"--output_json={tmp_path / 'readout.json'}"])
+  assert proc.returncode == 0, proc.stderr
+  payload = json.load(open(tmp_path / "readout.json"))
+  (build,) = payload["builds"]
+  assert set(build["rows"]) == {f"{b}/{c}" for b in ("selected", "last")
+                                for c in ("head", "tau_norm", "crt")}
+  assert build["n"]["test"] == report["data"]["totals"]["test"]
+  # The shipped readout, recomputed from the backbone's features and the head's weights,
+  # scores what the build's float32 model scored on the same split.
+  assert build["rows"]["selected/head"]["test"] == pytest.approx(
+      report["models"]["float32"]["balanced_accuracy"], abs=1e-9)
+  assert payload["summary"]["selected/head"]["test"]["change_mean"] == 0.0
+  assert os.path.isfile(tmp_path / "readout.md")
+
+
 def test_headroom_benchmark_on_a_builds_test_split(built, tmp_path):
   cfg, run, report = built
   out = run.output_dir

@@ -8,8 +8,8 @@
   build.py    BuildConfig (the recipe) and RunOptions (where and how far one run goes)
 """
 
-from pipeline.config.build import (CONFIG_FILE, BuildConfig, RunOptions, replace, smoke_config,
-                                   smoke_run)
+from pipeline.config.build import (CONFIG_FILE, BuildConfig, RunOptions, build_files, replace,
+                                   smoke_config, smoke_run)
 from pipeline.config.choices import (CLASS_WEIGHTS, DATA_FORMATS, IO_DTYPES, QAT_TARGETS,
                                      STAGES, STRATEGIES, TRANSFER_MODES, VARIANTS, check_choice,
                                      stage_index)
@@ -18,8 +18,8 @@ from pipeline.config.export import ExportConfig, MetadataConfig, model_file_name
 from pipeline.config.quality import DEFAULT_MALIGNANT_CLASSES, GateConfig, ReferralConfig
 from pipeline.config.train import ModelConfig, PhaseConfig, TrainConfig
 
-__all__ = ["CONFIG_FILE", "BuildConfig", "RunOptions", "replace", "smoke_config", "smoke_run",
-           "CLASS_WEIGHTS", "DATA_FORMATS", "IO_DTYPES", "QAT_TARGETS", "STAGES", "STRATEGIES",
-           "TRANSFER_MODES", "VARIANTS", "check_choice", "stage_index", "DataConfig",
-           "ExportConfig", "MetadataConfig", "model_file_name", "DEFAULT_MALIGNANT_CLASSES", "GateConfig",
-           "ReferralConfig", "ModelConfig", "PhaseConfig", "TrainConfig"]
+__all__ = ["CONFIG_FILE", "BuildConfig", "RunOptions", "build_files", "replace", "smoke_config",
+           "smoke_run", "CLASS_WEIGHTS", "DATA_FORMATS", "IO_DTYPES", "QAT_TARGETS", "STAGES",
+           "STRATEGIES", "TRANSFER_MODES", "VARIANTS", "check_choice", "stage_index", "DataConfig",
+           "ExportConfig", "MetadataConfig", "model_file_name", "DEFAULT_MALIGNANT_CLASSES",
+           "GateConfig", "ReferralConfig", "ModelConfig", "PhaseConfig", "TrainConfig"]

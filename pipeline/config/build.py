@@ -15,6 +15,21 @@ from pipeline.errors import PipelineError
 CONFIG_FILE = "config.json"
 
 
+def build_files(build_dir: str, names, finished: str) -> list:
+  """The paths of `names` in a build's output directory, which must all exist.
+
+  Raises:
+    PipelineError: naming the missing files and which build to give (one that got past
+      `finished`).
+  """
+  paths = [os.path.join(build_dir, n) for n in names]
+  missing = [n for n, p in zip(names, paths) if not os.path.isfile(p)]
+  if missing:
+    raise PipelineError(f"--build_dir={build_dir}: no {', '.join(missing)}; give the output "
+                        f"directory of a build that got past {finished}")
+  return paths
+
+
 @dataclasses.dataclass(frozen=True)
 class BuildConfig:
   """The recipe: everything that decides what a build produces. Where it writes and how far

@@ -78,13 +78,10 @@ def load(build_dir: str) -> Review:
   """
   from pipeline import config as config_lib  # pylint: disable=g-import-not-at-top
   from pipeline.data import loading  # pylint: disable=g-import-not-at-top
-  paths = {m: os.path.join(build_dir, model_file_name(m)) for m in MODELS}
-  needed = [os.path.join(build_dir, config_lib.CONFIG_FILE),
-            os.path.join(build_dir, "splits.csv"), *paths.values()]
-  missing = [os.path.basename(p) for p in needed if not os.path.isfile(p)]
-  if missing:
-    raise PipelineError(f"--build_dir={build_dir}: no {', '.join(missing)}; give the output "
-                        "directory of a build that got past its export and metadata stages")
+  needed = config_lib.build_files(
+      build_dir, [config_lib.CONFIG_FILE, "splits.csv", *(model_file_name(m) for m in MODELS)],
+      "its export and metadata stages")
+  paths = dict(zip(MODELS, needed[2:]))
   config = config_lib.BuildConfig.load(needed[0])
   bundle = loading.load(config.data, config.seed, split_file=needed[1],
                         synthetic_root=os.path.join(build_dir, "synthetic_data"),

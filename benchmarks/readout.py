@@ -1,0 +1,175 @@
+r"""Readout: does a finished build's backbone or its classifier limit it, and does choosing
+the fine-tune epoch on the validation split help?
+
+For each --build_dir (a finished build that kept its fine-tune checkpoints), two backbones:
+- selected: `model_float.keras`, the fine-tune epoch chosen on validation balanced accuracy
+  (what the build ships);
+- last: the fine-tune phase's last epoch (`checkpoints/finetune/ckpt`): a fixed schedule,
+  no choice made on the validation split's handful of rare-class images.
+For each backbone, three classifiers on its frozen pooled features:
+- head: the trained softmax layer;
+- tau-norm (Kang et al., ICLR 2020): the head's per-class weight vectors scaled to unit norm
+  (tau = 1, bias dropped), which undoes the larger weights frequent classes grow;
+- cRT (same paper): a new softmax classifier (multinomial logistic regression, scikit-learn)
+  fit on the training split's features with class-balanced weights, over --train_views
+  dihedral views of each training image, L2 strength 1/--crt_c.
+Balanced accuracy on the validation and test splits, one view and the mean over the 8 dihedral
+views; over several builds, mean (min-max) and the paired change against the shipped readout
+(selected + head). Nothing here is fit on the test split.
+
+  python -m benchmarks.readout --build_dir=build/ham1 --build_dir=build/ham2 \
+      --build_dir=build/ham3 --output_json=readout.json
+"""
+
+import os
+import time
+from typing import Callable, Dict, List
+
+import numpy as np
+from absl import app
+from absl import flags
+
+from benchmarks import common
+
+flags.DEFINE_multi_string("build_dir", [], "A finished build's output directory (repeatable).")
+flags.DEFINE_integer("train_views", 2, "Dihedral views of each training image that cRT is fit "
+                     "on (1-8; 1 = the image as is).", lower_bound=1, upper_bound=8)
+flags.DEFINE_float("crt_c", 0.1, "Inverse L2 strength of the cRT classifier.", lower_bound=1e-6)
+flags.DEFINE_string("output_json", "readout.json", "JSON report path.")
+flags.DEFINE_string("output_md", "", "Markdown report path (default: beside the JSON).")
+FLAGS = flags.FLAGS
+
+BACKBONES = ("selected", "last")
+CLASSIFIERS = ("head", "tau_norm", "crt")
+SHIPPED = "selected/head"
+
+
+def load_backbone(build_dir: str, which: str):
+  """The build's float model at its selected fine-tune epoch, or at the last one."""
+  from pipeline.errors import PipelineError  # pylint: disable=g-import-not-at-top
+  from pipeline.stages.training import FLOAT_MODEL  # pylint: disable=g-import-not-at-top
+  from pipeline.tf_compat import keras, tf  # pylint: disable=g-import-not-at-top
+  model = keras.models.load_model(os.path.join(build_dir, FLOAT_MODEL))
+  if which == "last":
+    ckpt_dir = os.path.join(build_dir, "checkpoints", "finetune", "ckpt")
+    latest = tf.train.latest_checkpoint(ckpt_dir)
+    if not latest:
+      raise PipelineError(f"{build_dir}: no fine-tune checkpoint in {ckpt_dir} (a build keeps "
+                          "them unless its output directory was cleaned)")
+    tf.train.Checkpoint(model=model).restore(latest).expect_partial()
+  return model
+
+
+def features(model, pixels: np.ndarray, normalization, views: int) -> np.ndarray:
+  """Pooled backbone features [views, N, D] of `views` dihedral views of the images."""
+  from pipeline import model as model_lib  # pylint: disable=g-import-not-at-top
+  from pipeline import preprocessing  # pylint: disable=g-import-not-at-top
+  extractor = model_lib.feature_extractor(model)
+  return np.stack([extractor.predict(normalization.apply_np(
+      preprocessing.dihedral_view_np(pixels, k, mirrored)), batch_size=64, verbose=0)
+                   for k, mirrored in preprocessing.DIHEDRAL[:views]])
+
+
+def _softmax(z: np.ndarray) -> np.ndarray:
+  e = np.exp(z - z.max(axis=-1, keepdims=True))
+  return e / e.sum(axis=-1, keepdims=True)
+
+
+def classifiers(model, train_x: np.ndarray, train_y: np.ndarray, c: float
+                ) -> Dict[str, Callable[[np.ndarray], np.ndarray]]:
+  """name -> (features [N, D] -> probabilities [N, K]); cRT is fit on train_x [V, N, D]."""
+  from sklearn.linear_model import LogisticRegression  # pylint: disable=g-import-not-at-top
+  kernel, bias = model.get_layer("classifier").get_weights()
+  unit = kernel / np.linalg.norm(kernel, axis=0, keepdims=True)
+  crt = LogisticRegression(C=c, class_weight="balanced", max_iter=3000).fit(
+      train_x.reshape(-1, train_x.shape[-1]), np.tile(train_y, len(train_x)))
+  return {"head": lambda x: _softmax(x @ kernel + bias),
+          "tau_norm": lambda x: _softmax(x @ unit),
+          "crt": crt.predict_proba}
+
+
+def score_build(build_dir: str, train_views: int, c: float, progress=print) -> dict:
+  """{"build", "n", "rows": {"backbone/classifier": {split: bacc, split + "_tta8": bacc}}}."""
+  from pipeline import config as config_lib  # pylint: disable=g-import-not-at-top
+  from pipeline import data as data_lib  # pylint: disable=g-import-not-at-top
+  from pipeline import metrics  # pylint: disable=g-import-not-at-top
+  from pipeline.stages.training import FLOAT_MODEL  # pylint: disable=g-import-not-at-top
+  needed = config_lib.build_files(build_dir, [config_lib.CONFIG_FILE, "splits.csv", FLOAT_MODEL],
+                                  "fine-tuning")
+  config = config_lib.BuildConfig.load(needed[0])
+  bundle = data_lib.load(config.data, config.seed, split_file=needed[1],
+                         synthetic_root=os.path.join(build_dir, "synthetic_data"))
+  norm = config.model.normalization
+  split = {name: bundle.splits[name] for name in ("train", "val", "test")}
+  rows = {}
+  for which in BACKBONES:
+    t0 = time.time()
+    model = load_backbone(build_dir, which)
+    feats = {name: features(model, s.pixels(), norm, train_views if name == "train" else 8)
+             for name, s in split.items()}
+    for name, readout in classifiers(model, feats["train"], split["train"].labels, c).items():
+      row = rows[f"{which}/{name}"] = {}
+      for s in ("val", "test"):
+        per_view = [readout(x) for x in feats[s]]
+        row[s] = metrics.argmax_balanced_accuracy(split[s].labels, per_view[0])
+        row[f"{s}_tta8"] = metrics.argmax_balanced_accuracy(split[s].labels,
+                                                            np.mean(per_view, axis=0))
+    progress(f"readout: {build_dir}: {which} backbone scored in {time.time() - t0:.0f} s")
+  return {"build": build_dir, "n": {s: len(v) for s, v in split.items()}, "rows": rows}
+
+
+def summarize(builds: List[dict]) -> Dict[str, dict]:
+  """Per readout and figure: mean, min, max over builds, and the mean paired change against
+  the shipped readout with its min and max."""
+  out = {}
+  for key in builds[0]["rows"]:
+    out[key] = {}
+    for fig in builds[0]["rows"][key]:
+      v = np.array([b["rows"][key][fig] for b in builds])
+      d = v - np.array([b["rows"][SHIPPED][fig] for b in builds])
+      out[key][fig] = {"mean": float(v.mean()), "min": float(v.min()), "max": float(v.max()),
+                       "change_mean": float(d.mean()), "change_min": float(d.min()),
+                       "change_max": float(d.max())}
+  return out
+
+
+def markdown(payload: dict) -> List[str]:
+  builds = payload["builds"]
+  lines = ["# Readout: backbone epoch x classifier, on finished builds", "",
+           f"{len(builds)} build(s): " + ", ".join(f"`{b['build']}`" for b in builds) +
+           f". cRT: class-balanced logistic regression on {payload['train_views']} view(s) of "
+           f"each training image, C = {payload['crt_c']:g}. TTA8: mean over the 8 dihedral "
+           "views. Balanced accuracy; change: paired against selected/head (what the build "
+           "ships), mean (min to max).", "",
+           "| readout | test | change | test TTA8 | change | val | " +
+           " | ".join(os.path.basename(b["build"].rstrip("/")) for b in builds) + " |",
+           "|---|" + "---:|" * (5 + len(builds))]
+  pct = lambda s: f"{100 * s['mean']:.1f}% ({100 * s['min']:.1f}-{100 * s['max']:.1f})"
+  chg = lambda s: (f"{100 * s['change_mean']:+.1f} ({100 * s['change_min']:+.1f} to "
+                   f"{100 * s['change_max']:+.1f})")
+  for key, figs in payload["summary"].items():
+    lines.append(f"| {key} | {pct(figs['test'])} | {chg(figs['test'])} | "
+                 f"{pct(figs['test_tta8'])} | {chg(figs['test_tta8'])} | {pct(figs['val'])} | "
+                 + " | ".join(f"{100 * b['rows'][key]['test']:.1f}%" for b in builds) + " |")
+  return lines
+
+
+def measure_from_flags() -> dict:
+  from pipeline.errors import PipelineError  # pylint: disable=g-import-not-at-top
+  if not FLAGS.build_dir:
+    raise PipelineError("give at least one --build_dir=BUILD (a finished build)")
+  builds = []
+  for i, build_dir in enumerate(FLAGS.build_dir, 1):
+    builds.append(score_build(build_dir, FLAGS.train_views, FLAGS.crt_c))
+    print(f"readout: {i}/{len(FLAGS.build_dir)} builds done", flush=True)
+  return {"train_views": FLAGS.train_views, "crt_c": FLAGS.crt_c, "builds": builds,
+          "summary": summarize(builds)}
+
+
+def main(argv: List[str]) -> None:
+  common.main("benchmarks.readout", argv, measure_from_flags, markdown, FLAGS.output_json,
+              FLAGS.output_md)
+
+
+if __name__ == "__main__":
+  app.run(main)
