@@ -60,6 +60,11 @@ def build_models(build_dir: str,
   return [p for p in paths if os.path.isfile(p)]
 
 
+def progress(message: str) -> None:
+  """A progress line, shown at once even when stdout is a file (nohup ... > log)."""
+  print(message, flush=True)
+
+
 def write_outputs(payload: dict, markdown: List[str], output_json: str, output_md: str) -> None:
   """Writes the JSON and Markdown reports atomically (making their folders) and says where
   they are."""

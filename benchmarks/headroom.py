@@ -98,7 +98,8 @@ def score_rows(y_true: np.ndarray, plain: Dict[str, np.ndarray], tta: Dict[str, 
   return rows
 
 
-def run(models: List[str], dataset, split: str, fit_split: str, progress=print) -> dict:
+def run(models: List[str], dataset, split: str, fit_split: str,
+        progress=common.progress) -> dict:
   """Scores every model (and their ensemble) plainly, with TTA, and at tuned offsets."""
   from benchmarks.scoring import ScoringSet, display_names  # pylint: disable=g-import-not-at-top
   splits = [split] + ([fit_split] if fit_split else [])
