@@ -295,6 +295,18 @@ def test_readout_benchmark_on_the_builds_backbones(built, tmp_path):
       report["models"]["float32"]["balanced_accuracy"], abs=1e-9)
   assert payload["summary"]["selected/head"]["test"]["change_mean"] == 0.0
   assert os.path.isfile(tmp_path / "readout.md")
+  # The benchmark's features + head are the shipped model: the same probabilities as the
+  # float32 file through the interpreter, which takes raw pixels and normalizes them itself.
+  from benchmarks import readout  # pylint: disable=g-import-not-at-top
+  from pipeline import data as data_lib  # pylint: disable=g-import-not-at-top
+  test = data_lib.load(cfg.data, cfg.seed, split_file=os.path.join(run.output_dir, "splits.csv"),
+                       synthetic_root=os.path.join(run.output_dir, "synthetic_data"),
+                       only_splits=("test",)).splits["test"]
+  model = readout.load_backbone(run.output_dir, "selected")
+  feats = readout.features(model, test.pixels(), cfg.model.normalization, 1)
+  head = readout.classifiers(model, feats, test.labels, 0.1)["head"]
+  tflite = LiteRunner(os.path.join(run.output_dir, "model_float32.tflite"), MOBILENET_V2)
+  np.testing.assert_allclose(head(feats[0]), tflite.predict(test.pixels()), atol=1e-4)
 
 
 def test_headroom_benchmark_on_a_builds_test_split(built, tmp_path):
