@@ -31,13 +31,19 @@ from absl import flags
 
 from benchmarks import common
 
-flags.DEFINE_multi_string("build_dir", [], "A finished build's output directory (repeatable).")
-flags.DEFINE_integer("train_views", 1, "Dihedral views of each training image that cRT is fit "
-                     "on (1-8; 1 = the image as is).", lower_bound=1, upper_bound=8)
-flags.DEFINE_float("crt_c", 0.1, "Inverse L2 strength of the cRT classifier.", lower_bound=1e-6)
-flags.DEFINE_string("output_json", "readout.json", "JSON report path.")
-flags.DEFINE_string("output_md", "", "Markdown report path (default: beside the JSON).")
 FLAGS = flags.FLAGS
+
+
+def _define_flags() -> None:
+  """Defined when run, not on import: the tests import this module's functions into a process
+  where other benchmarks already defined a (single) --build_dir."""
+  flags.DEFINE_multi_string("build_dir", [], "A finished build's output directory (repeatable).")
+  flags.DEFINE_integer("train_views", 1, "Dihedral views of each training image that cRT is fit "
+                       "on (1-8; 1 = the image as is).", lower_bound=1, upper_bound=8)
+  flags.DEFINE_float("crt_c", 0.1, "Inverse L2 strength of the cRT classifier.", lower_bound=1e-6)
+  flags.DEFINE_string("output_json", "readout.json", "JSON report path.")
+  flags.DEFINE_string("output_md", "", "Markdown report path (default: beside the JSON).")
+
 
 BACKBONES = ("selected", "last")
 CLASSIFIERS = ("head", "tau_norm", "crt")
@@ -178,4 +184,5 @@ def main(argv: List[str]) -> None:
 
 
 if __name__ == "__main__":
+  _define_flags()
   app.run(main)
