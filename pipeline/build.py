@@ -87,6 +87,12 @@ _define("float", "warmup_epochs", _D.train.finetune.warmup_epochs,
         "Linear warm-up before cosine decay in fine-tuning.")
 _define("float", "label_smoothing", _D.train.finetune.label_smoothing,
         "Label smoothing in fine-tuning and QAT.")
+_define("enum", "finetune_keep", _D.train.finetune_keep, config_lib.KEEP_EPOCHS,
+        "Fine-tune epoch the model keeps: last (the schedule's end) or best_val (highest "
+        "validation balanced accuracy).")
+_define("bool", "crt", _D.train.crt, "After fine-tuning, re-train the classifier on the frozen "
+        "backbone's features, class-balanced (cRT).")
+_define("float", "crt_c", _D.train.crt_c, "Inverse L2 strength of the cRT classifier.")
 _define("integer", "qat_epochs", _D.train.qat.epochs, "Quantization-aware training epochs.")
 _define("float", "qat_lr", _D.train.qat.learning_rate, "QAT learning rate.")
 _define("enum", "qat_target", _D.train.qat_target, config_lib.QAT_TARGETS,
@@ -169,7 +175,8 @@ def config_from_flags(f: flags.FlagValues) -> Tuple[BuildConfig, RunOptions]:
                                warmup_epochs=f.warmup_epochs, label_smoothing=smoothing),
           qat=PhaseConfig(epochs=f.qat_epochs, learning_rate=f.qat_lr, label_smoothing=smoothing),
           transfer_mode=f.transfer_mode, qat_target=f.qat_target,
-          finetune_layers=f.finetune_layers, batch_size=f.batch_size, strategy=f.strategy,
+          finetune_layers=f.finetune_layers, finetune_keep=f.finetune_keep, crt=f.crt,
+          crt_c=f.crt_c, batch_size=f.batch_size, strategy=f.strategy,
           class_weight=f.class_weight, oversample=f.oversample, augment=f.augment),
       export=ExportConfig(io_dtype=f.io_dtype, variants=tuple(f.variants),
                           calibration_images=f.calibration_images),

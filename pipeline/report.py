@@ -93,11 +93,19 @@ def write_report(path_json: str, path_md: str, report: dict) -> None:
   phases = report.get("training", {})
   if phases:
     lines += ["", "## Training", "", "| phase | path | epochs run | best epoch | best val "
-              "balanced acc. | time |", "|---|---|---:|---:|---:|---:|"]
+              "balanced acc. | kept epoch | time |", "|---|---|---:|---:|---:|---:|---:|"]
     for name, p in phases.items():
       lines.append(f"| {name} | {p.get('mode') or '-'} | {len(p['history'].get('loss', []))} | "
                    f"{p['best_epoch']} | {_pct(p['best_val_balanced_accuracy'])} | "
-                   f"{p['seconds']:.0f} s |")
+                   f"{p.get('kept_epoch', p['best_epoch'])} | {p['seconds']:.0f} s |")
+  crt = report.get("crt")
+  if crt:
+    lines += ["", f"Classifier re-trained after fine-tuning (cRT: class-balanced logistic "
+              f"regression, C = {crt['c']:g}, on the features of {crt['images']} training "
+              f"images, {crt['seconds']:.0f} s). Validation balanced accuracy "
+              f"{_pct(crt['val_balanced_accuracy_head'])} with the fine-tuned classifier, "
+              f"{_pct(crt['val_balanced_accuracy_crt'])} with cRT (reported; the validation "
+              "split is too small to choose on)."]
   if report.get("models"):
     lines += ["", "## Test split (TFLite, LiteRT interpreter)", ""]
     lines += models_table(report["models"], report["data"]["labels"])

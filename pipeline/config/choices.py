@@ -5,7 +5,7 @@ from typing import Tuple
 from pipeline.errors import PipelineError
 
 DATA_FORMATS = ("ham10000", "folders", "hmnist_csv", "synthetic")
-STAGES = ("data", "transfer", "finetune", "qat", "export", "metadata", "evaluate", "gate",
+STAGES = ("data", "transfer", "finetune", "crt", "qat", "export", "metadata", "evaluate", "gate",
           "assets")
 STRATEGIES = ("default", "mirrored", "multi_worker")
 IO_DTYPES = ("uint8", "int8", "float32")
@@ -13,6 +13,7 @@ VARIANTS = ("int8", "int8_tta8", "int8_ptq", "float16", "float32")
 CLASS_WEIGHTS = ("balanced", "none", "logit_adjusted")
 TRANSFER_MODES = ("cached_features", "end_to_end")
 QAT_TARGETS = ("float_model", "labels")
+KEEP_EPOCHS = ("last", "best_val")
 
 
 def check_choice(name: str, value: str, choices: Tuple[str, ...]) -> str:

@@ -1,8 +1,9 @@
-"""The build: nine stages, each a function (config, state) -> state, run by one loop.
+"""The build: ten stages, each a function (config, state) -> state, run by one loop.
 
   data      stages/data.py      load, split; labels.txt, splits.csv, data_report.json
   transfer  stages/training.py  new head on the frozen backbone
   finetune  stages/training.py  top backbone layers; model_float.keras
+  crt       stages/training.py  class-balanced classifier re-fit on the frozen features
   qat       stages/training.py  quantization-aware training (tfmot)
   export    stages/export.py    int8, int8_tta8, int8_ptq, float16, float32 .tflite
   metadata  stages/metadata.py  embedded labels/normalization, read back; Task Library and
@@ -44,6 +45,8 @@ PIPELINE = (
     Stage("transfer", training.transfer, training.restore_transfer,
           (training.TRANSFER_WEIGHTS + ".index",)),
     Stage("finetune", training.finetune, training.restore_finetune, (training.FLOAT_MODEL,)),
+    Stage("crt", training.crt_stage, training.restore_crt,
+          (training.FLOAT_MODEL, training.CRT_REPORT)),
     Stage("qat", training.qat_stage, training.restore_qat, (training.QAT_WEIGHTS + ".index",)),
     Stage("export", export.run),
     Stage("metadata", metadata.run),

@@ -35,6 +35,7 @@ class BuildState:
   float_model: Any = None  # keras.Model
   qat_model: Any = None  # keras.Model
   training: Dict[str, dict] = dataclasses.field(default_factory=dict)  # phase -> PhaseResult
+  crt: Optional[dict] = None  # The re-trained classifier (train/crt.py run_crt).
   # export, metadata
   calibration: Optional[np.ndarray] = None  # uint8 training images
   blobs: Dict[str, bytes] = dataclasses.field(default_factory=dict)  # variant -> .tflite
@@ -106,7 +107,7 @@ def report(config: BuildConfig, state: BuildState, stage_seconds: Dict[str, floa
                             "sha256": provenance.sha256(b),
                             "input_shape": state.tensors.get(v, {}).get("input_shape")}
                         for v, b in state.blobs.items()} or None,
-              "metadata": state.metadata, "app_runtimes": state.app_runtimes,
+              "crt": state.crt, "metadata": state.metadata, "app_runtimes": state.app_runtimes,
               "models": state.models, "referral": state.referral, "gate": state.gate,
               "latency": state.latency, "cluster": state.cluster}
   out.update({k: v for k, v in optional.items() if v is not None})

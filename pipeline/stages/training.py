@@ -1,8 +1,10 @@
-"""Stages `transfer`, `finetune` and `qat`: train the float model, then its int8-aware copy.
+"""Stages `transfer`, `finetune`, `crt` and `qat`: train the float model, re-fit its
+classifier, then train its int8-aware copy.
 
 Each has a `restore_*` twin that --resume uses for a stage that already finished."""
 
 import dataclasses
+import json
 import os
 
 import numpy as np
@@ -14,9 +16,10 @@ from pipeline import report as report_lib
 from pipeline.config import BuildConfig
 from pipeline.stages.state import BuildState
 from pipeline.tf_compat import keras, tf
-from pipeline.train import fit, phases, qat
+from pipeline.train import crt, fit, phases, qat
 
-FLOAT_MODEL = "model_float.keras"
+FLOAT_MODEL = "model_float.keras"  # Written by finetune, rewritten by crt with its classifier.
+CRT_REPORT = "crt.json"
 TRANSFER_WEIGHTS = os.path.join("checkpoints", "transfer_final_weights")
 QAT_WEIGHTS = os.path.join("checkpoints", "qat_final_weights")
 
@@ -65,7 +68,8 @@ def finetune(config: BuildConfig, state: BuildState) -> BuildState:
   """Fine-tunes the top backbone layers; saves model_float.keras."""
   with state.strategy.scope():
     result = phases.run_finetune(state.float_model, config.train.finetune,
-                                 config.train.finetune_layers, _context(config, state))
+                                 config.train.finetune_layers, config.train.finetune_keep,
+                                 _context(config, state))
   atomic.write_with(state.path(FLOAT_MODEL), state.float_model.save)
   return dataclasses.replace(state, training={**state.training, "finetune": vars(result)})
 
@@ -75,6 +79,27 @@ def restore_finetune(config: BuildConfig, state: BuildState) -> BuildState:
   with strategy.scope():
     model = keras.models.load_model(state.path(FLOAT_MODEL))
   return dataclasses.replace(state, strategy=strategy, float_model=model)
+
+
+def crt_stage(config: BuildConfig, state: BuildState) -> BuildState:
+  """With --crt, re-trains the float model's classifier, class-balanced, on its frozen
+  features; model_float.keras then holds the new classifier."""
+  if not config.train.crt:
+    state.log("crt: skipped (--nocrt); the fine-tuned classifier stays")
+    if os.path.exists(state.path(CRT_REPORT)):  # An earlier build's, in the same directory.
+      os.remove(state.path(CRT_REPORT))
+    return dataclasses.replace(state, crt=None)
+  with state.strategy.scope():
+    result = crt.run_crt(state.float_model, config.train.crt_c, _context(config, state))
+  atomic.write_with(state.path(FLOAT_MODEL), state.float_model.save)
+  atomic.write_json(state.path(CRT_REPORT), result)
+  return dataclasses.replace(state, crt=result)
+
+
+def restore_crt(config: BuildConfig, state: BuildState) -> BuildState:
+  state = restore_finetune(config, state)
+  with open(state.path(CRT_REPORT), encoding="utf-8") as f:
+    return dataclasses.replace(state, crt=json.load(f))
 
 
 def _qat_model(config: BuildConfig, state: BuildState) -> BuildState:

@@ -62,7 +62,7 @@ def get_strategy(name: str) -> tf.distribute.Strategy:
 
 @dataclasses.dataclass
 class PhaseResult:
-  """What a phase did: its history, the chosen epoch, and how it ran."""
+  """What a phase did: its history, the epoch it kept, and how it ran."""
   name: str
   history: Dict[str, List[float]]
   best_epoch: int  # 1-based; 0 when the phase ran no epoch.
@@ -70,6 +70,7 @@ class PhaseResult:
   seconds: float
   mode: str = ""
   resumed_from_epoch: int = 0
+  kept_epoch: int = 0  # The epoch whose weights the model holds: best_epoch, or the last.
 
 
 class _EpochCheckpoint(keras.callbacks.Callback):
@@ -137,8 +138,8 @@ def duration(seconds: float) -> str:
 
 def fit_phase(name: str, model: keras.Model, phase: PhaseConfig, ctx: Context, loss,
               train_data, steps_per_epoch: int, val_inputs, val_labels: np.ndarray,
-              mode: str = "") -> PhaseResult:
-  """Compiles and fits one phase with checkpoints and resume; restores the best epoch.
+              mode: str = "", keep: str = "best_val") -> PhaseResult:
+  """Compiles and fits one phase with checkpoints and resume; keeps the best or last epoch.
 
   Args:
     name: the phase ("transfer", "finetune", "qat"): its checkpoint and TensorBoard folder.
@@ -151,9 +152,11 @@ def fit_phase(name: str, model: keras.Model, phase: PhaseConfig, ctx: Context, l
     val_inputs: validation inputs (dataset or array), in `val_labels` order.
     val_labels: validation label indices.
     mode: how the phase ran, for the report.
+    keep: "best_val" (the epoch with the best validation balanced accuracy) or "last" (the
+      schedule's end; validation is still measured and reported).
 
   Returns:
-    The phase result; the model holds the best epoch's weights.
+    The phase result; the model holds the kept epoch's weights.
   """
   ckpt_dir, log, resume = ctx.checkpoint_dir(name), ctx.log, ctx.resume
   os.makedirs(ckpt_dir, exist_ok=True)
@@ -184,14 +187,18 @@ def fit_phase(name: str, model: keras.Model, phase: PhaseConfig, ctx: Context, l
                   os.path.join(ctx.tensorboard_dir, name), write_graph=False, profile_batch=0)],
               verbose=1 if sys.stdout.isatty() else 0)
   best_path = os.path.join(ckpt_dir, BEST_WEIGHTS)
-  if os.path.exists(best_path + ".index"):
+  kept = state["epochs_done"]
+  if keep == "best_val" and os.path.exists(best_path + ".index"):
     model.load_weights(best_path).expect_partial()
+    kept = state["best_epoch"]
   seconds = time.time() - t0
   result = PhaseResult(name=name, history=state["history"], best_epoch=state["best_epoch"],
                        best_val_balanced_accuracy=max(state["best_val_balanced_accuracy"], 0.0),
-                       seconds=seconds, mode=mode, resumed_from_epoch=start_epoch)
-  log(f"{name}: done in {duration(seconds)}; best epoch {result.best_epoch}/{phase.epochs} "
-      f"with val balanced accuracy {result.best_val_balanced_accuracy:.4f}")
+                       seconds=seconds, mode=mode, resumed_from_epoch=start_epoch,
+                       kept_epoch=kept)
+  log(f"{name}: done in {duration(seconds)}; kept epoch {kept}/{phase.epochs} ({keep}); best "
+      f"val balanced accuracy {result.best_val_balanced_accuracy:.4f} at epoch "
+      f"{result.best_epoch}")
   return result
 
 

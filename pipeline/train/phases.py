@@ -82,16 +82,17 @@ def _cached_features(model: keras.Model, split_name: str, ctx: Context) -> np.nd
   return feats
 
 
-def run_finetune(model: keras.Model, phase: PhaseConfig, layers: int,
+def run_finetune(model: keras.Model, phase: PhaseConfig, layers: int, keep: str,
                  ctx: Context) -> PhaseResult:
   """Unfreezes the top `layers` of the backbone (BN stays in inference mode) and trains at a
-  lower learning rate with warm-up and cosine decay, keeping the epoch with the best
-  validation balanced accuracy.
+  lower learning rate with warm-up and cosine decay, keeping the last epoch or the one with
+  the best validation balanced accuracy.
 
   Args:
     model: the float classifier after transfer (trained in place).
     phase: epochs, learning rate, warm-up, label smoothing.
     layers: how many top backbone layers to train (TrainConfig.finetune_layers).
+    keep: "last" or "best_val" (TrainConfig.finetune_keep).
     ctx: what the phases share.
 
   Returns:
@@ -106,4 +107,4 @@ def run_finetune(model: keras.Model, phase: PhaseConfig, layers: int,
                              phase.label_smoothing)
   return fit_phase("finetune", model, phase, ctx, loss, ds.repeat(), steps,
                    inputs.eval_dataset(val, ctx.normalization, ctx.batch_size), val.labels,
-                   mode=f"top {layers} backbone layers")
+                   mode=f"top {layers} backbone layers", keep=keep)
