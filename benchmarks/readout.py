@@ -1,21 +1,22 @@
 r"""Readout: does a finished build's backbone or its classifier limit it, and does choosing
 the fine-tune epoch on the validation split help?
 
-For each --build_dir (a finished build that kept its fine-tune checkpoints), two backbones:
-- selected: `model_float.keras`, the fine-tune epoch chosen on validation balanced accuracy
-  (what the build ships);
-- last: the fine-tune phase's last epoch (`checkpoints/finetune/ckpt`): a fixed schedule,
-  no choice made on the validation split's handful of rare-class images.
-For each backbone, three classifiers on its frozen pooled features:
-- head: the trained softmax layer;
-- tau-norm (Kang et al., ICLR 2020): the head's per-class weight vectors scaled to unit norm
-  (tau = 1, bias dropped), which undoes the larger weights frequent classes grow;
-- cRT (same paper): a new softmax classifier (multinomial logistic regression, scikit-learn)
-  fit on the training split's features with class-balanced weights, over --train_views
-  dihedral views of each training image, L2 strength 1/--crt_c.
+For each --build_dir (a finished build that kept its fine-tune checkpoints):
+- shipped: `model_float.keras` as the build wrote it (its kept fine-tune epoch and, with
+  --crt, its re-fit classifier): the reference every change is paired against;
+- two fine-tune epochs of the same run, each with its fine-tuned classifier (`head`) and two
+  readouts of its frozen pooled features:
+  - best_val: the epoch with the highest validation balanced accuracy;
+  - last: the schedule's last epoch (no choice made on the validation split's handful of
+    rare-class images);
+  - tau_norm (Kang et al., ICLR 2020): the head's per-class weight vectors scaled to unit
+    norm (tau = 1, bias dropped), which undoes the larger weights frequent classes grow;
+  - crt (same paper; what the build's crt stage does, `pipeline.train.crt`): a class-balanced
+    logistic regression on the training split's features over --train_views dihedral views
+    of each image, L2 strength 1/--crt_c.
 Balanced accuracy on the validation split, and on the test split with one view and with the
 mean over the 8 dihedral views; over several builds, mean (min-max) and the paired change
-against the shipped readout (selected + head). Nothing here is fit on the test split.
+against shipped. Nothing here is fit on the test split.
 
   python -m benchmarks.readout --build_dir=build/ham1 --build_dir=build/ham2 \
       --build_dir=build/ham3 --output_json=readout.json
@@ -45,24 +46,19 @@ def _define_flags() -> None:
   flags.DEFINE_string("output_md", "", "Markdown report path (default: beside the JSON).")
 
 
-BACKBONES = ("selected", "last")
-CLASSIFIERS = ("head", "tau_norm", "crt")
-SHIPPED = "selected/head"
+SHIPPED = "shipped"
+EPOCHS = ("best_val", "last")  # pipeline.config.KEEP_EPOCHS, in the order of the table.
 
 
-def load_backbone(build_dir: str, which: str):
-  """The build's float model at its selected fine-tune epoch, or at the last one."""
-  from pipeline.errors import PipelineError  # pylint: disable=g-import-not-at-top
+def load_model(build_dir: str, epoch: str = SHIPPED):
+  """The build's float model as shipped, or at its best_val or last fine-tune epoch (with the
+  fine-tuned classifier)."""
   from pipeline.stages.training import FLOAT_MODEL  # pylint: disable=g-import-not-at-top
-  from pipeline.tf_compat import keras, tf  # pylint: disable=g-import-not-at-top
+  from pipeline.tf_compat import keras  # pylint: disable=g-import-not-at-top
+  from pipeline.train import fit  # pylint: disable=g-import-not-at-top
   model = keras.models.load_model(os.path.join(build_dir, FLOAT_MODEL))
-  if which == "last":
-    ckpt_dir = os.path.join(build_dir, "checkpoints", "finetune", "ckpt")
-    latest = tf.train.latest_checkpoint(ckpt_dir)
-    if not latest:
-      raise PipelineError(f"{build_dir}: no fine-tune checkpoint in {ckpt_dir} (a build keeps "
-                          "them unless its output directory was cleaned)")
-    tf.train.Checkpoint(model=model).restore(latest).expect_partial()
+  if epoch != SHIPPED:
+    fit.restore_epoch(model, build_dir, "finetune", epoch)
   return model
 
 
@@ -81,25 +77,40 @@ def _softmax(z: np.ndarray) -> np.ndarray:
   return e / e.sum(axis=-1, keepdims=True)
 
 
-def classifiers(model, train_x: np.ndarray, train_y: np.ndarray, c: float
-                ) -> Dict[str, Callable[[np.ndarray], np.ndarray]]:
-  """name -> (features [N, D] -> probabilities [N, K]); cRT is fit on train_x [V, N, D]."""
-  from sklearn.linear_model import LogisticRegression  # pylint: disable=g-import-not-at-top
+def head_classifier(model) -> Callable[[np.ndarray], np.ndarray]:
+  """The model's own classifier: features [N, D] -> probabilities [N, K]."""
   kernel, bias = model.get_layer("classifier").get_weights()
+  return lambda x: _softmax(x @ kernel + bias)
+
+
+def readouts(model, train_x: np.ndarray, train_y: np.ndarray, c: float
+             ) -> Dict[str, Callable[[np.ndarray], np.ndarray]]:
+  """name -> (features [N, D] -> probabilities [N, K]): head, tau_norm, and crt fit on the
+  training features train_x [V, N, D]."""
+  from pipeline.train import crt  # pylint: disable=g-import-not-at-top
+  kernel = model.get_layer("classifier").get_weights()[0]
   unit = kernel / np.linalg.norm(kernel, axis=0, keepdims=True)
-  crt = LogisticRegression(C=c, class_weight="balanced", max_iter=3000).fit(
-      train_x.reshape(-1, train_x.shape[-1]), np.tile(train_y, len(train_x)))
-  return {"head": lambda x: _softmax(x @ kernel + bias),
-          "tau_norm": lambda x: _softmax(x @ unit),
-          "crt": crt.predict_proba}
+  crt_kernel, crt_bias = crt.fit_classifier(train_x.reshape(-1, train_x.shape[-1]),
+                                            np.tile(train_y, len(train_x)), kernel.shape[1], c)
+  return {"head": head_classifier(model), "tau_norm": lambda x: _softmax(x @ unit),
+          "crt": lambda x: _softmax(x @ crt_kernel + crt_bias)}
+
+
+def _score(readout, feats: dict, split: dict) -> dict:
+  """{"val", "test", "test_tta8"} balanced accuracy of one readout."""
+  from pipeline import metrics  # pylint: disable=g-import-not-at-top
+  per_view = [readout(x) for x in feats["test"]]
+  return {"val": metrics.argmax_balanced_accuracy(split["val"].labels, readout(feats["val"][0])),
+          "test": metrics.argmax_balanced_accuracy(split["test"].labels, per_view[0]),
+          "test_tta8": metrics.argmax_balanced_accuracy(split["test"].labels,
+                                                        np.mean(per_view, axis=0))}
 
 
 def score_build(build_dir: str, train_views: int, c: float,
                 progress=common.progress) -> dict:
-  """{"build", "n", "rows": {"backbone/classifier": {"val", "test", "test_tta8": bacc}}}."""
+  """{"build", "n", "rows": {"shipped" or "epoch/readout": {"val", "test", "test_tta8"}}}."""
   from pipeline import config as config_lib  # pylint: disable=g-import-not-at-top
   from pipeline import data as data_lib  # pylint: disable=g-import-not-at-top
-  from pipeline import metrics  # pylint: disable=g-import-not-at-top
   from pipeline.stages.training import FLOAT_MODEL  # pylint: disable=g-import-not-at-top
   needed = config_lib.build_files(build_dir, [config_lib.CONFIG_FILE, "splits.csv", FLOAT_MODEL],
                                   "fine-tuning")
@@ -109,24 +120,23 @@ def score_build(build_dir: str, train_views: int, c: float,
   norm = config.model.normalization
   split = {name: bundle.splits[name] for name in ("train", "val", "test")}
   rows = {}
-  for which in BACKBONES:
+  for epoch in (SHIPPED,) + EPOCHS:
     t0 = time.time()
-    model = load_backbone(build_dir, which)
+    model = load_model(build_dir, epoch)
     feats = {}
     for name, s in split.items():
       views = {"train": train_views, "val": 1, "test": 8}[name]
+      if epoch == SHIPPED and name == "train":
+        continue  # The shipped model is scored as it is; nothing is fit on it.
       feats[name] = features(model, s.pixels(), norm, views)
-      progress(f"readout: {build_dir}: {which} backbone, features of {len(s)} {name} images x "
+      progress(f"readout: {build_dir}: {epoch} model, features of {len(s)} {name} images x "
                f"{views} views ({time.time() - t0:.0f} s)")
-    for name, readout in classifiers(model, feats["train"], split["train"].labels, c).items():
-      row = rows[f"{which}/{name}"] = {}
-      row["val"] = metrics.argmax_balanced_accuracy(split["val"].labels,
-                                                    readout(feats["val"][0]))
-      per_view = [readout(x) for x in feats["test"]]
-      row["test"] = metrics.argmax_balanced_accuracy(split["test"].labels, per_view[0])
-      row["test_tta8"] = metrics.argmax_balanced_accuracy(split["test"].labels,
-                                                          np.mean(per_view, axis=0))
-    progress(f"readout: {build_dir}: {which} backbone scored in {time.time() - t0:.0f} s")
+    if epoch == SHIPPED:
+      rows[SHIPPED] = _score(head_classifier(model), feats, split)
+    else:
+      for name, readout in readouts(model, feats["train"], split["train"].labels, c).items():
+        rows[f"{epoch}/{name}"] = _score(readout, feats, split)
+    progress(f"readout: {build_dir}: {epoch} model scored in {time.time() - t0:.0f} s")
   return {"build": build_dir, "n": {s: len(v) for s, v in split.items()}, "rows": rows}
 
 
@@ -147,12 +157,12 @@ def summarize(builds: List[dict]) -> Dict[str, dict]:
 
 def markdown(payload: dict) -> List[str]:
   builds = payload["builds"]
-  lines = ["# Readout: backbone epoch x classifier, on finished builds", "",
+  lines = ["# Readout: fine-tune epoch x classifier, on finished builds", "",
            f"{len(builds)} build(s): " + ", ".join(f"`{b['build']}`" for b in builds) +
            f". cRT: class-balanced logistic regression on {payload['train_views']} view(s) of "
            f"each training image, C = {payload['crt_c']:g}. TTA8: mean over the 8 dihedral "
-           "views. Balanced accuracy; change: paired against selected/head (what the build "
-           "ships), mean (min to max).", "",
+           "views. Balanced accuracy; change: paired against shipped (the build's "
+           "model_float.keras), mean (min to max).", "",
            "| readout | test | change | test TTA8 | change | val | " +
            " | ".join(os.path.basename(b["build"].rstrip("/")) for b in builds) + " |",
            "|---|" + "---:|" * (5 + len(builds))]

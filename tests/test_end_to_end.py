@@ -286,27 +286,44 @@ def test_readout_benchmark_on_the_builds_backbones(built, tmp_path):
   assert proc.returncode == 0, proc.stderr
   payload = json.load(open(tmp_path / "readout.json"))
   (build,) = payload["builds"]
-  assert set(build["rows"]) == {f"{b}/{c}" for b in ("selected", "last")
-                                for c in ("head", "tau_norm", "crt")}
+  assert set(build["rows"]) == {"shipped"} | {f"{e}/{c}" for e in ("best_val", "last")
+                                              for c in ("head", "tau_norm", "crt")}
   assert build["n"]["test"] == report["data"]["totals"]["test"]
-  # The shipped readout, recomputed from the backbone's features and the head's weights,
+  # The shipped readout, recomputed from the model's features and its classifier's weights,
   # scores what the build's float32 model scored on the same split.
-  assert build["rows"]["selected/head"]["test"] == pytest.approx(
+  assert build["rows"]["shipped"]["test"] == pytest.approx(
       report["models"]["float32"]["balanced_accuracy"], abs=1e-9)
-  assert payload["summary"]["selected/head"]["test"]["change_mean"] == 0.0
+  assert payload["summary"]["shipped"]["test"]["change_mean"] == 0.0
   assert os.path.isfile(tmp_path / "readout.md")
-  # The benchmark's features + head are the shipped model: the same probabilities as the
-  # float32 file through the interpreter, which takes raw pixels and normalizes them itself.
+
+
+def test_shipped_float_model_is_the_last_epoch_with_the_crt_classifier(built):
+  """The build keeps the fine-tune's last epoch and re-fits its classifier (the crt stage):
+  the readout benchmark's last/crt, computed apart from the build, gives the float32 file's
+  probabilities through the interpreter, which takes raw pixels and normalizes them itself."""
+  cfg, run, report = built
+  assert cfg.train.finetune_keep == "last" and cfg.train.crt
+  finetune = report["training"]["finetune"]
+  assert finetune["kept_epoch"] == cfg.train.finetune.epochs
+  assert report["crt"]["images"] == report["data"]["totals"]["train"]
+  assert "cRT" in open(os.path.join(run.output_dir, "report.md"), encoding="utf-8").read()
   from benchmarks import readout  # pylint: disable=g-import-not-at-top
   from pipeline import data as data_lib  # pylint: disable=g-import-not-at-top
-  test = data_lib.load(cfg.data, cfg.seed, split_file=os.path.join(run.output_dir, "splits.csv"),
-                       synthetic_root=os.path.join(run.output_dir, "synthetic_data"),
-                       only_splits=("test",)).splits["test"]
-  model = readout.load_backbone(run.output_dir, "selected")
-  feats = readout.features(model, test.pixels(), cfg.model.normalization, 1)
-  head = readout.classifiers(model, feats, test.labels, 0.1)["head"]
+  splits = data_lib.load(cfg.data, cfg.seed, split_file=os.path.join(run.output_dir, "splits.csv"),
+                         synthetic_root=os.path.join(run.output_dir, "synthetic_data")).splits
+  train, test = splits["train"], splits["test"]
   tflite = LiteRunner(os.path.join(run.output_dir, "model_float32.tflite"), MOBILENET_V2)
-  np.testing.assert_allclose(head(feats[0]), tflite.predict(test.pixels()), atol=1e-4)
+  expected = tflite.predict(test.pixels())
+  norm = cfg.model.normalization
+  shipped = readout.load_model(run.output_dir)
+  np.testing.assert_allclose(
+      readout.head_classifier(shipped)(readout.features(shipped, test.pixels(), norm, 1)[0]),
+      expected, atol=1e-4)
+  last = readout.load_model(run.output_dir, "last")
+  crt = readout.readouts(last, readout.features(last, train.pixels(), norm, 1), train.labels,
+                         cfg.train.crt_c)["crt"]
+  np.testing.assert_allclose(crt(readout.features(last, test.pixels(), norm, 1)[0]), expected,
+                             atol=2e-3)
 
 
 def test_headroom_benchmark_on_a_builds_test_split(built, tmp_path):

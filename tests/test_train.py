@@ -1,10 +1,15 @@
 """Training building blocks on tiny real Keras models."""
 
 import numpy as np
+import pytest
 
-from pipeline.train import losses
+from pipeline import metrics
+from pipeline.config import PhaseConfig
+from pipeline.errors import PipelineError
+from pipeline.train import crt as crt_lib
+from pipeline.train import fit, losses
 from pipeline.train import qat as qat_lib
-from pipeline.tf_compat import keras
+from pipeline.tf_compat import keras, tf
 
 
 def _dense(seed: int, stddev: float) -> keras.Model:
@@ -57,3 +62,65 @@ def test_a_model_compiled_with_the_logit_adjusted_loss_saves_and_loads(tmp_path)
   model.save(path)
   loaded = keras.models.load_model(path)
   assert loaded.loss.priors == [0.5, 0.3, 0.2] and loaded.loss.label_smoothing == 0.1
+
+
+def test_crt_classifier_is_the_class_balanced_regressions_softmax():
+  from sklearn.linear_model import LogisticRegression  # pylint: disable=g-import-not-at-top
+  from sklearn.metrics import balanced_accuracy_score  # pylint: disable=g-import-not-at-top
+  rng = np.random.default_rng(0)
+  centers = rng.normal(scale=0.4, size=(3, 16))
+
+  def sample(counts):
+    y = np.repeat(np.arange(3), counts)
+    return centers[y] + rng.normal(size=(len(y), 16)), y
+
+  x, y = sample([600, 60, 12])  # Long-tailed, overlapping classes.
+  kernel, bias = crt_lib.fit_classifier(x, y, 3, c=0.1)
+  assert kernel.shape == (16, 3) and bias.shape == (3,)
+  logits = x @ kernel + bias
+  probs = np.exp(logits - logits.max(1, keepdims=True))
+  probs /= probs.sum(1, keepdims=True)
+  balanced = LogisticRegression(C=0.1, class_weight="balanced", max_iter=5000).fit(x, y)
+  np.testing.assert_allclose(probs, balanced.predict_proba(x), atol=1e-4)
+  # Class-balanced: on balanced held-out data it beats the same regression fit plainly.
+  held_x, held_y = sample([300, 300, 300])
+  plain = LogisticRegression(C=0.1, max_iter=5000).fit(x, y)
+  assert (balanced_accuracy_score(held_y, (held_x @ kernel + bias).argmax(1)) >
+          balanced_accuracy_score(held_y, plain.predict(held_x)) + 0.15)
+
+
+def test_crt_refuses_a_class_without_training_images():
+  x = np.random.default_rng(0).normal(size=(20, 4))
+  with pytest.raises(PipelineError, match="class index 2 has no training image.*--nocrt"):
+    crt_lib.fit_classifier(x, np.arange(20) % 2, 3, c=0.1)
+
+
+@pytest.mark.parametrize("keep", ["last", "best_val"])
+def test_fit_phase_keeps_the_last_or_the_best_validation_epoch(tmp_path, keep):
+  """Training labels the validation split contradicts: validation balanced accuracy falls
+  as training learns, so the best epoch is an early one and differs from the last."""
+  rng = np.random.default_rng(0)
+  x = rng.normal(size=(256, 8)).astype(np.float32)
+  y = (x[:, 0] > 0).astype(int)
+  keras.utils.set_random_seed(0)
+  model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(2, activation="softmax")])
+  data = tf.data.Dataset.from_tensor_slices(
+      (x, np.eye(2, dtype=np.float32)[y], np.ones(len(x), np.float32))).batch(32).repeat()
+  ctx = fit.Context(bundle=None, normalization=None, batch_size=32, class_balance="none",
+                    augment=False, seed=0, work_dir=str(tmp_path), resume=False,
+                    log=lambda message: None)
+  result = fit.fit_phase("finetune", model, PhaseConfig(epochs=5, learning_rate=0.02), ctx,
+                         keras.losses.CategoricalCrossentropy(), data, 8, x, 1 - y, keep=keep)
+  history = result.history["val_balanced_accuracy"]
+  assert result.best_epoch < 5 and max(history) > history[-1]
+  now = metrics.argmax_balanced_accuracy(1 - y, model.predict(x, verbose=0))
+  if keep == "last":
+    assert result.kept_epoch == 5 and now == pytest.approx(history[-1])
+  else:
+    assert result.kept_epoch == result.best_epoch and now == pytest.approx(max(history))
+  # Another copy of the architecture loads the same epochs from the phase's checkpoints.
+  copy = keras.models.clone_model(model)
+  for epoch, wanted in (("last", history[-1]), ("best_val", max(history))):
+    fit.restore_epoch(copy, str(tmp_path), "finetune", epoch)
+    assert metrics.argmax_balanced_accuracy(1 - y, copy.predict(x, verbose=0)) == pytest.approx(
+        wanted)

@@ -13,6 +13,7 @@ from pipeline import atomic
 from pipeline import metrics
 from pipeline.config import PhaseConfig
 from pipeline.data import DataBundle
+from pipeline.errors import PipelineError
 from pipeline.preprocessing import Normalization
 from pipeline.tf_compat import keras, tf
 from pipeline.train import cluster
@@ -20,6 +21,12 @@ from pipeline.train import cluster
 # TensorFlow checkpoint format, not HDF5: HDF5 cannot restore the SyncOnRead metric
 # variables of a model built under MirroredStrategy.
 BEST_WEIGHTS = "best_weights"
+
+
+def checkpoint_dir(work_dir: str, phase: str) -> str:
+  """Where fit_phase keeps a phase's checkpoints: ckpt/ (every epoch, the latest kept),
+  best_weights (the best validation epoch) and state.json."""
+  return os.path.join(work_dir, "checkpoints", phase)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,7 +43,7 @@ class Context:
   log: Callable[[str], None]
 
   def checkpoint_dir(self, phase: str) -> str:
-    return os.path.join(self.work_dir, "checkpoints", phase)
+    return checkpoint_dir(self.work_dir, phase)
 
   @property
   def tensorboard_dir(self) -> str:
@@ -128,6 +135,29 @@ class _EpochCheckpoint(keras.callbacks.Callback):
              f"val_loss {val_loss:.4f}  val_balanced_acc {bacc:.4f}"
              f"{' *' if improved else ''}  ({history['seconds'][-1]:.0f}s, ETA "
              f"{duration(eta)})")
+
+
+def restore_epoch(model: keras.Model, work_dir: str, phase: str, which: str) -> None:
+  """Loads a finished phase's "best_val" or "last" epoch, as fit_phase checkpointed it, into
+  `model` (the same architecture, e.g. the build's saved model).
+
+  Raises:
+    PipelineError: the build kept no such checkpoint.
+  """
+  ckpt_dir = checkpoint_dir(work_dir, phase)
+  if which == "best_val":
+    path = os.path.join(ckpt_dir, BEST_WEIGHTS)
+    found = os.path.exists(path + ".index")
+  else:
+    path = tf.train.latest_checkpoint(os.path.join(ckpt_dir, "ckpt"))
+    found = bool(path)
+  if not found:
+    raise PipelineError(f"{work_dir}: no {which} {phase} checkpoint in {ckpt_dir} (a build keeps "
+                        "them unless its output directory was cleaned)")
+  if which == "best_val":
+    model.load_weights(path).expect_partial()
+  else:
+    tf.train.Checkpoint(model=model).restore(path).expect_partial()
 
 
 def duration(seconds: float) -> str:
