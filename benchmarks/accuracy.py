@@ -17,17 +17,23 @@ from absl import flags
 
 from benchmarks import common
 
-flags.DEFINE_multi_string("model", [], "A .tflite with metadata, or a build's model_float.keras "
-                          "(scored with the labels and normalization its build recorded; repeatable).")
-flags.DEFINE_string("float_reference", "", "The model others are compared with (agreement, "
-                    "probability difference); added to --model if missing.")
-common.define_data_flags(flags)
-flags.DEFINE_string("split", "test", "With --build_dir or --split_file: which split to score.")
-flags.DEFINE_integer("bootstrap_rounds", 1000, "Bootstrap rounds for 95% intervals (0: off).")
-flags.DEFINE_integer("seed", 0, "Bootstrap seed.")
-flags.DEFINE_string("output_json", "accuracy.json", "JSON report path.")
-flags.DEFINE_string("output_md", "", "Markdown report path (default: beside the JSON).")
 FLAGS = flags.FLAGS
+
+
+def define_flags() -> None:
+  """Defined when run, not on import: the tests import benchmark functions into one process,
+  where two benchmarks' flags of the same name (--model, --build_dir) would clash."""
+  flags.DEFINE_multi_string("model", [], "A .tflite with metadata, or a build's "
+                            "model_float.keras (scored with the labels and normalization its "
+                            "build recorded; repeatable).")
+  flags.DEFINE_string("float_reference", "", "The model others are compared with (agreement, "
+                      "probability difference); added to --model if missing.")
+  common.define_data_flags(flags)
+  flags.DEFINE_string("split", "test", "With --build_dir or --split_file: which split to score.")
+  flags.DEFINE_integer("bootstrap_rounds", 1000, "Bootstrap rounds for 95% intervals (0: off).")
+  flags.DEFINE_integer("seed", 0, "Bootstrap seed.")
+  flags.DEFINE_string("output_json", "accuracy.json", "JSON report path.")
+  flags.DEFINE_string("output_md", "", "Markdown report path (default: beside the JSON).")
 
 
 def run(models: List[str], float_reference: str, dataset, split: str, bootstrap_rounds: int,
@@ -138,4 +144,5 @@ def main(argv: List[str]) -> None:
 
 
 if __name__ == "__main__":
+  define_flags()
   app.run(main)

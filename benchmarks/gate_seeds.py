@@ -20,10 +20,15 @@ from absl import flags
 
 from benchmarks import common
 
-flags.DEFINE_string("build_flagfile", "configs/demo.flags", "The build to repeat.")
-flags.DEFINE_list("seeds", ["1", "2", "3", "4", "5"], "Seeds, one build each.")
-flags.DEFINE_string("output_dir", "build/gate_seeds", "Where the builds and reports go.")
 FLAGS = flags.FLAGS
+
+
+def define_flags() -> None:
+  """Defined when run, not on import: the tests import benchmark functions into one process,
+  where two benchmarks' flags of the same name (--model, --build_dir) would clash."""
+  flags.DEFINE_string("build_flagfile", "configs/demo.flags", "The build to repeat.")
+  flags.DEFINE_list("seeds", ["1", "2", "3", "4", "5"], "Seeds, one build each.")
+  flags.DEFINE_string("output_dir", "build/gate_seeds", "Where the builds and reports go.")
 
 
 def run(build_flagfile: str, seeds: List[int], output_dir: str) -> dict:
@@ -88,7 +93,8 @@ def markdown(payload: dict) -> List[str]:
         f"{b['agreement']:.4f} | {b['flips']}{margin} | {m['reference_only_right']} / "
         f"{m['candidate_only_right']} ({m['p_two_sided']:.3g}) | {100 * b['drop']:+.2f} "
         f"({100 * lo:+.2f} to {100 * hi:+.2f}) | {100 * b['float32_balanced_accuracy']:.1f}% / "
-        f"{100 * b['int8_balanced_accuracy']:.1f}% | {b['float16_passes']} | {b['seconds']:.0f} s |")
+        f"{100 * b['int8_balanced_accuracy']:.1f}% | {b['float16_passes']} | "
+        f"{b['seconds']:.0f} s |")
   lines += ["", "All passed." if payload["all_passed"] else "NOT all passed."]
   return lines
 
@@ -105,4 +111,5 @@ def main(argv: List[str]) -> None:
 
 
 if __name__ == "__main__":
+  define_flags()
   app.run(main)

@@ -28,15 +28,20 @@ from absl import flags
 
 from benchmarks import common
 
-flags.DEFINE_multi_string("model", [], "A .tflite with metadata, or a build's model_float.keras "
-                          "(repeatable; two or more also score their ensemble).")
-common.define_data_flags(flags)
-flags.DEFINE_string("split", "test", "The split to score.")
-flags.DEFINE_string("fit_split", "", "Also fit per-class offsets on this split (e.g. val) and "
-                    "score them on --split.")
-flags.DEFINE_string("output_json", "headroom.json", "JSON report path.")
-flags.DEFINE_string("output_md", "", "Markdown report path (default: beside the JSON).")
 FLAGS = flags.FLAGS
+
+
+def define_flags() -> None:
+  """Defined when run, not on import: the tests import benchmark functions into one process,
+  where two benchmarks' flags of the same name (--model, --build_dir) would clash."""
+  flags.DEFINE_multi_string("model", [], "A .tflite with metadata, or a build's model_float.keras "
+                            "(repeatable; two or more also score their ensemble).")
+  common.define_data_flags(flags)
+  flags.DEFINE_string("split", "test", "The split to score.")
+  flags.DEFINE_string("fit_split", "", "Also fit per-class offsets on this split (e.g. val) and "
+                      "score them on --split.")
+  flags.DEFINE_string("output_json", "headroom.json", "JSON report path.")
+  flags.DEFINE_string("output_md", "", "Markdown report path (default: beside the JSON).")
 
 ENSEMBLE = "ensemble"
 
@@ -164,4 +169,5 @@ def main(argv: List[str]) -> None:
 
 
 if __name__ == "__main__":
+  define_flags()
   app.run(main)

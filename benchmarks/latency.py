@@ -12,21 +12,26 @@ from absl import flags
 
 from benchmarks import common
 
-flags.DEFINE_multi_string("model", [], "A .tflite to time (repeatable).")
-flags.DEFINE_list("threads", ["1", "2"], "Interpreter thread counts.")
-flags.DEFINE_integer("runs", 200, "Timed rounds; each round invokes every model once.",
-                     lower_bound=1)
-flags.DEFINE_integer("warmup_runs", 20, "Untimed invokes per model and thread count.",
-                     lower_bound=0)
-flags.DEFINE_float("warmup_seconds", 0.0, "Extra warm-up time per model and thread count.")
-flags.DEFINE_string("reference", "", "A model every result is compared with (median ratio), "
-                    "timed in the same rounds.")
-flags.DEFINE_string("images_dir", "", "Feed real images from this folder (any size); default: "
-                    "random inputs.")
-flags.DEFINE_integer("seed", 0, "Input selection seed.")
-flags.DEFINE_string("output_json", "latency.json", "JSON report path.")
-flags.DEFINE_string("output_md", "", "Markdown report path (default: beside the JSON).")
 FLAGS = flags.FLAGS
+
+
+def define_flags() -> None:
+  """Defined when run, not on import: the tests import benchmark functions into one process,
+  where two benchmarks' flags of the same name (--model, --build_dir) would clash."""
+  flags.DEFINE_multi_string("model", [], "A .tflite to time (repeatable).")
+  flags.DEFINE_list("threads", ["1", "2"], "Interpreter thread counts.")
+  flags.DEFINE_integer("runs", 200, "Timed rounds; each round invokes every model once.",
+                       lower_bound=1)
+  flags.DEFINE_integer("warmup_runs", 20, "Untimed invokes per model and thread count.",
+                       lower_bound=0)
+  flags.DEFINE_float("warmup_seconds", 0.0, "Extra warm-up time per model and thread count.")
+  flags.DEFINE_string("reference", "", "A model every result is compared with (median ratio), "
+                      "timed in the same rounds.")
+  flags.DEFINE_string("images_dir", "", "Feed real images from this folder (any size); default: "
+                      "random inputs.")
+  flags.DEFINE_integer("seed", 0, "Input selection seed.")
+  flags.DEFINE_string("output_json", "latency.json", "JSON report path.")
+  flags.DEFINE_string("output_md", "", "Markdown report path (default: beside the JSON).")
 
 
 def _load_images(folder: str, limit: int = 32):
@@ -156,4 +161,5 @@ def main(argv: List[str]) -> None:
 
 
 if __name__ == "__main__":
+  define_flags()
   app.run(main)

@@ -35,9 +35,9 @@ from benchmarks import common
 FLAGS = flags.FLAGS
 
 
-def _define_flags() -> None:
-  """Defined when run, not on import: the tests import this module's functions into a process
-  where other benchmarks already defined a (single) --build_dir."""
+def define_flags() -> None:
+  """Defined when run, not on import: the tests import benchmark functions into one process,
+  where two benchmarks' flags of the same name (--model, --build_dir) would clash."""
   flags.DEFINE_multi_string("build_dir", [], "A finished build's output directory (repeatable).")
   flags.DEFINE_integer("train_views", 1, "Dihedral views of each training image that cRT is fit "
                        "on (1-8; 1 = the image as is).", lower_bound=1, upper_bound=8)
@@ -194,5 +194,5 @@ def main(argv: List[str]) -> None:
 
 
 if __name__ == "__main__":
-  _define_flags()
+  define_flags()
   app.run(main)

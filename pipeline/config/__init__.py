@@ -19,7 +19,7 @@ from pipeline.config.quality import DEFAULT_MALIGNANT_CLASSES, GateConfig, Refer
 from pipeline.config.train import ModelConfig, PhaseConfig, TrainConfig
 
 __all__ = ["CONFIG_FILE", "BuildConfig", "RunOptions", "build_files", "replace", "smoke_config",
-           "smoke_run", "CLASS_WEIGHTS", "DATA_FORMATS", "IO_DTYPES", "KEEP_EPOCHS", "QAT_TARGETS", "STAGES",
-           "STRATEGIES", "TRANSFER_MODES", "VARIANTS", "check_choice", "stage_index", "DataConfig",
+           "smoke_run", "CLASS_WEIGHTS", "DATA_FORMATS", "IO_DTYPES", "KEEP_EPOCHS", "QAT_TARGETS",
+           "STAGES", "STRATEGIES", "TRANSFER_MODES", "VARIANTS", "check_choice", "stage_index", "DataConfig",
            "ExportConfig", "MetadataConfig", "model_file_name", "DEFAULT_MALIGNANT_CLASSES",
            "GateConfig", "ReferralConfig", "ModelConfig", "PhaseConfig", "TrainConfig"]
