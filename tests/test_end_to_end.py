@@ -297,6 +297,24 @@ def test_readout_benchmark_on_the_builds_backbones(built, tmp_path):
   assert os.path.isfile(tmp_path / "readout.md")
 
 
+def test_compare_benchmark_pairs_builds(built, tmp_path):
+  """A build against itself: every paired change is zero, figures are the report's."""
+  _, run, report = built
+  proc = run_cli(["-m", "benchmarks.compare", f"--baseline={run.output_dir}",
+                  f"--candidate={run.output_dir}", "--paired",
+                  f"--output_json={tmp_path / 'compare.json'}"])
+  assert proc.returncode == 0, proc.stderr
+  payload = json.load(open(tmp_path / "compare.json"))
+  for group in ("baseline", "candidate"):
+    s = payload["summary"][group]
+    assert s["gate_passed"] == 1 and s["builds"] == 1
+    for variant, m in report["models"].items():
+      assert s["balanced_accuracy"][variant]["mean"] == m["balanced_accuracy"]
+  assert set(payload["paired"]) == set(report["models"])
+  assert all(p["changes"] == [0.0] for p in payload["paired"].values())
+  assert "| float32 |" in open(tmp_path / "compare.md", encoding="utf-8").read()
+
+
 def test_shipped_float_model_is_the_last_epoch_with_the_crt_classifier(built):
   """The build keeps the fine-tune's last epoch and re-fits its classifier (the crt stage):
   the readout benchmark's last/crt, computed apart from the build, gives the float32 file's
