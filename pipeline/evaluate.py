@@ -1,6 +1,7 @@
 """Evaluate stage: TFLite models on the test split through LiteRT, scored and compared."""
 
-from typing import Dict, Optional, Sequence, Tuple
+import time
+from typing import Callable, Dict, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -15,7 +16,8 @@ TTA_REFERENCE = "float32_tta8"  # float32 over the same 8 views: int8_tta8's par
 
 
 def predict_models(models: Dict[str, bytes], pixels: np.ndarray, labels: Sequence[str],
-                   normalization: Normalization) -> Dict[str, np.ndarray]:
+                   normalization: Normalization,
+                   log: Optional[Callable[[str], None]] = None) -> Dict[str, np.ndarray]:
   """Every model's probabilities on the same images through LiteRT, in `labels` order.
 
   Args:
@@ -23,13 +25,19 @@ def predict_models(models: Dict[str, bytes], pixels: np.ndarray, labels: Sequenc
     pixels: uint8 images [N, S, S, 3].
     labels: class names in the order wanted.
     normalization: the models' input normalization.
+    log: a progress line after each model, if given.
 
   Returns:
     {variant: probabilities [N, K]}, columns mapped by each model's embedded labels.
   """
-  return {name: align_to_labels(LiteRunner(blob, normalization).predict(pixels),
+  out = {}
+  for i, (name, blob) in enumerate(models.items(), 1):
+    t0 = time.time()
+    out[name] = align_to_labels(LiteRunner(blob, normalization).predict(pixels),
                                 embedded_labels(blob), labels, name)
-          for name, blob in models.items()}
+    if log:
+      log(f"{name} on {len(pixels)} images in {time.time() - t0:.0f} s ({i}/{len(models)})")
+  return out
 
 
 def score_models(probs: Dict[str, np.ndarray], y_true: np.ndarray, labels: Sequence[str],
@@ -83,8 +91,10 @@ def evaluate_models(models: Dict[str, bytes], pixels: np.ndarray, y_true: np.nda
                     labels: Sequence[str], normalization: Normalization,
                     keys: Optional[Sequence[str]] = None, reference: str = "float32",
                     bootstrap_rounds: int = 1000, paired_rounds: int = 2000,
-                    seed: int = 0) -> Tuple[Dict[str, dict], Dict[str, np.ndarray]]:
-  """`score_models` of `predict_models`, with each model's "size_bytes".
+                    seed: int = 0, log: Optional[Callable[[str], None]] = None
+                    ) -> Tuple[Dict[str, dict], Dict[str, np.ndarray]]:
+  """`score_models` of `predict_models`, with each model's "size_bytes"; `log`, if given,
+  gets a progress line per model.
 
   With int8_tta8 among the models, "float32_tta8" (the reference's probabilities averaged
   over the same 8 views, no file) is scored too and is int8_tta8's paired reference.
@@ -92,12 +102,16 @@ def evaluate_models(models: Dict[str, bytes], pixels: np.ndarray, y_true: np.nda
   Returns:
     ({variant: scores}, {variant: probabilities}) so callers can reuse the predictions.
   """
-  probs = predict_models(models, pixels, labels, normalization)
+  probs = predict_models(models, pixels, labels, normalization, log)
   reference_of = {}
   if TTA_VARIANT in models and reference in models:  # Like with like: both over 8 views.
+    t0 = time.time()
     probs[TTA_REFERENCE] = predict_dihedral_mean(models[reference], pixels, labels,
                                                  normalization)
     reference_of[TTA_VARIANT] = TTA_REFERENCE
+    if log:
+      log(f"{TTA_REFERENCE} ({reference} over the 8 views) on {len(pixels)} images in "
+          f"{time.time() - t0:.0f} s")
   out = score_models(probs, y_true, labels, keys, reference, bootstrap_rounds, paired_rounds,
                      seed, reference_of)
   for name, blob in models.items():

@@ -15,7 +15,8 @@ def run(config: BuildConfig, state: BuildState) -> BuildState:
   test, labels, norm = state.bundle.splits["test"], state.labels, config.model.normalization
   models, test_probs = evaluate_lib.evaluate_models(
       state.blobs, test.pixels(), test.labels, labels, norm, keys=test.keys,
-      paired_rounds=config.gate.bootstrap_rounds, seed=config.seed)
+      paired_rounds=config.gate.bootstrap_rounds, seed=config.seed,
+      log=lambda message: state.log(f"evaluate: {message}"))
   report_lib.plot_confusion_matrices(
       {name: models[name]["confusion_matrix"] for name in ("float32", "int8")}, labels,
       state.path("confusion_matrix.png"))
@@ -40,8 +41,9 @@ def _referral(config: BuildConfig, state: BuildState, serious) -> dict:
   and float32, and plots both ROC curves."""
   val, test, labels = state.bundle.splits["val"], state.bundle.splits["test"], state.labels
   scored = {name: state.blobs[name] for name in ("int8", "float32")}
-  val_probs = evaluate_lib.predict_models(scored, val.pixels(), labels,
-                                          config.model.normalization)
+  val_probs = evaluate_lib.predict_models(
+      scored, val.pixels(), labels, config.model.normalization,
+      log=lambda message: state.log(f"evaluate: referral, validation split: {message}"))
   test_probs = {n: state.test_probs[n] for n in scored}
   referral = referral_lib.evaluate(
       val_probs, val.labels, test_probs, test.labels, list(labels), serious,
