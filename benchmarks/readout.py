@@ -41,7 +41,9 @@ def define_flags() -> None:
   flags.DEFINE_multi_string("build_dir", [], "A finished build's output directory (repeatable).")
   flags.DEFINE_integer("train_views", 1, "Dihedral views of each training image that cRT is fit "
                        "on (1-8; 1 = the image as is).", lower_bound=1, upper_bound=8)
-  flags.DEFINE_float("crt_c", 0.1, "Inverse L2 strength of the cRT classifier.", lower_bound=1e-6)
+  from pipeline.config import TrainConfig  # pylint: disable=g-import-not-at-top
+  flags.DEFINE_float("crt_c", TrainConfig.crt_c, "Inverse L2 strength of the cRT classifier "
+                     "(default: the build's).", lower_bound=1e-6)
   flags.DEFINE_string("output_json", "readout.json", "JSON report path.")
   flags.DEFINE_string("output_md", "", "Markdown report path (default: beside the JSON).")
 
