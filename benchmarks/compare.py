@@ -14,7 +14,6 @@ fine-tune seconds per epoch that make times comparable across machines.
       --output_json=compare.json
 """
 
-import json
 import os
 from typing import Dict, List
 
@@ -47,14 +46,11 @@ def read_build(build_dir: str) -> dict:
   Raises:
     PipelineError: no report.json with test figures.
   """
+  from pipeline import atomic  # pylint: disable=g-import-not-at-top
   from pipeline.errors import PipelineError  # pylint: disable=g-import-not-at-top
   path = os.path.join(build_dir, "report.json")
-  try:
-    with open(path, encoding="utf-8") as f:
-      report = json.load(f)
-  except (OSError, ValueError) as e:
-    raise PipelineError(f"{path}: not a build report ({e}); give the output directory of a "
-                        "build that ran its evaluate stage") from None
+  report = atomic.read_json(path, "a build report: give the output directory of a build that "
+                            "ran its evaluate stage")
   if not report.get("models"):
     raise PipelineError(f"{path}: the build has no test figures yet (its evaluate stage did not "
                         "run); finish it with --resume")

@@ -1,4 +1,5 @@
-"""Writes files and directories so that readers never see them half-written."""
+"""Writes files and directories so that readers never see them half-written (and reads the
+JSON ones back with one clear error)."""
 
 import contextlib
 import json
@@ -69,6 +70,20 @@ def write_text(path: str, text: str) -> None:
 def write_json(path: str, obj: Any) -> None:
   """Writes `obj` as indented JSON to `path` atomically."""
   write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n")
+
+
+def read_json(path: str, what: str) -> Any:
+  """The JSON document at `path`.
+
+  Raises:
+    PipelineError: "PATH: cannot read WHAT (why)" when it is missing or not JSON.
+  """
+  from pipeline.errors import PipelineError  # pylint: disable=g-import-not-at-top
+  try:
+    with open(path, encoding="utf-8") as f:
+      return json.load(f)
+  except (OSError, ValueError) as e:
+    raise PipelineError(f"{path}: cannot read {what} ({e})") from None
 
 
 def _json_default(obj: Any) -> Any:

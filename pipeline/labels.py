@@ -64,12 +64,8 @@ def load_class_info(path: str = "") -> Dict[str, dict]:
     paths = []
   table: Dict[str, dict] = {}
   for p in paths:
-    try:
-      with open(p, encoding="utf-8") as f:
-        data = json.load(f)
-    except (OSError, ValueError) as e:
-      raise PipelineError(f"{p}: cannot read display names ({e}); it must be JSON "
-                          '{"label": {"display_name": "...", "description": "..."}}') from e
+    data = atomic.read_json(p, 'display names: it must be JSON {"label": {"display_name": '
+                            '"...", "description": "..."}}')
     for label, info in data.items():
       table[label] = info if isinstance(info, dict) else {"display_name": str(info)}
   return table

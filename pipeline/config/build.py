@@ -1,7 +1,6 @@
 """A build's recipe (BuildConfig, saved as config.json and loaded back) and its run options."""
 
 import dataclasses
-import json
 import os
 from typing import Any
 
@@ -80,12 +79,8 @@ class BuildConfig:
     Raises:
       PipelineError: unreadable file, or fields this version does not know.
     """
-    try:
-      with open(path, encoding="utf-8") as f:
-        d = json.load(f)
-    except (OSError, ValueError) as e:
-      raise PipelineError(f"{path}: cannot read the build config ({e})") from e
-    return cls.from_dict(d, where=path)
+    from pipeline import atomic  # pylint: disable=g-import-not-at-top
+    return cls.from_dict(atomic.read_json(path, "the build config"), where=path)
 
 
 @dataclasses.dataclass(frozen=True)
