@@ -42,10 +42,18 @@ _PHASE_NAMES = {"transfer": "transfer learning", "finetune": "fine-tuning",
                 "qat": "quantization-aware training"}
 
 
-def training_summary(training: Dict[str, dict]) -> str:
-  """"transfer learning (cached_features), fine-tuning (...), then ..." from the report."""
-  parts = [f"{_PHASE_NAMES[name]} ({training[name]['mode']})" if training[name].get("mode")
-           else _PHASE_NAMES[name] for name in _PHASE_NAMES if name in training]
+def training_summary(training: Dict[str, dict], crt: Optional[dict] = None) -> str:
+  """"transfer learning (cached_features), fine-tuning (...), then ..." from the report's
+  phases and, when the build re-fit its classifier, its crt entry."""
+  parts = []
+  for name in _PHASE_NAMES:
+    if name not in training:
+      continue
+    mode = training[name].get("mode")
+    parts.append(f"{_PHASE_NAMES[name]} ({mode})" if mode else _PHASE_NAMES[name])
+    if name == "finetune" and crt:
+      parts.append(f"the classifier re-fit on the frozen features with every class weighted "
+                   f"equally (cRT, C = {crt['c']:g})")
   if not parts:
     return "none recorded"
   return ", ".join(parts[:-1]) + (", then " if len(parts) > 1 else "") + parts[-1]
@@ -64,7 +72,8 @@ def model_card(info: Dict[str, str], report: dict, display_names: Sequence[str],
            "## Model", "", info["description"], "",
            f"- Version {info['version']}; author: {info['author']}.", f"- License: {info['license']}",
            f"- Architecture: MobileNetV2 (alpha {report['config']['model']['alpha']}) with a "
-           f"new softmax head. Training: {training_summary(report.get('training', {}))}.",
+           f"new softmax head. Training: "
+           f"{training_summary(report.get('training', {}), report.get('crt'))}.",
            f"- File: `model.tflite`, full-integer int8, {int8['size_bytes'] / 1e6:.2f} MB; input "
            f"{report['tensors']['int8']['input_dtype']} "
            f"{report['tensors']['int8']['input_shape']} RGB pixels (0-255), output "

@@ -325,6 +325,10 @@ def test_shipped_float_model_is_the_last_epoch_with_the_crt_classifier(built):
   assert finetune["kept_epoch"] == cfg.train.finetune.epochs
   assert report["crt"]["images"] == report["data"]["totals"]["train"]
   assert "cRT" in open(os.path.join(run.output_dir, "report.md"), encoding="utf-8").read()
+  card = open(os.path.join(run.assets_dir, "MODEL_CARD.md"), encoding="utf-8").read()
+  assert (f"fine-tuning (top {cfg.train.finetune_layers} backbone layers), the classifier re-fit "
+          f"on the frozen features with every class weighted equally (cRT, C = "
+          f"{cfg.train.crt_c:g}), then quantization-aware training") in card
   from benchmarks import readout  # pylint: disable=g-import-not-at-top
   from pipeline import data as data_lib  # pylint: disable=g-import-not-at-top
   splits = data_lib.load(cfg.data, cfg.seed, split_file=os.path.join(run.output_dir, "splits.csv"),
