@@ -128,6 +128,19 @@ def test_a_runtime_that_disagrees_with_the_interpreter_fails_the_check():
   off = probs + np.array([[0, 0, 0], [0, 0.02, -0.02]], np.float32)  # Same pick, wrong scores.
   with pytest.raises(PipelineError, match="scores differ .* on test image k1"):
     app_check.compare("X", answers(off), probs, ["k0", "k1"], labels)
+  # A near-tie that one output step flips is not a wrong model: the runtime picks b, the
+  # interpreter a, one step (1/256) apart; two steps apart is a real disagreement.
+  step = 1 / 256
+  tie = np.array([[0.5, 0.5 - step, 0.0], [0.1, 0.3, 0.6]], np.float32)
+  runtime = tie.copy()
+  runtime[0] = [0.5 - step, 0.5, 0.0]
+  near = app_check.compare("X", answers(runtime), tie, ["k0", "k1"], labels)
+  assert near["agree"] == 2 and near["near_ties"] == 1 and "1 within one output step" in \
+      near["message"]
+  apart = np.array([[0.5, 0.5 - 2 * step, 0.0], [0.1, 0.3, 0.6]], np.float32)
+  runtime[0] = [0.45, 0.5, 0.0]  # Picks b, which the interpreter scores two steps lower.
+  with pytest.raises(PipelineError, match="top-1 .* on test image k0"):
+    app_check.compare("X", answers(runtime), apart, ["k0", "k1"], labels)
   renamed = answers(probs)
   renamed[0][0]["label"] = "b"
   with pytest.raises(PipelineError, match="embedded labels"):

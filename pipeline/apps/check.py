@@ -34,6 +34,7 @@ def check(model_bytes: bytes, pixels: np.ndarray, keys: Sequence[str], labels: S
 
   Returns:
     Per runtime key: {"runtime", "status" ("passed" or "skipped"), "images", "agree",
+    "near_ties" (agreeing picks one output step below the interpreter's top-1),
     "max_score_diff", "score_tolerance", "message"}.
 
   Raises:
@@ -73,22 +74,29 @@ def compare(name: str, answers, probs: np.ndarray, keys: Sequence[str],
         raise PipelineError(f"{name} names class {c['index']} {c['label']!r}, the model's "
                             f"labels say {labels[c['index']]!r}: the embedded labels are wrong")
       scores[i, c["index"]] = c["score"]
-  # Quantized scores can tie; a runtime's pick is right if it holds the interpreter's max.
+  # A runtime's pick is right if the interpreter scores it within one output step of its own
+  # top-1: two classes that near a tie swap on a one-step rounding difference (HAM10000
+  # ham3 of session 10: Task Library picked mel, the interpreter akiec, one step apart on
+  # the 8-view model), which SCORE_TOLERANCE accepts for the scores themselves.
   picks = [categories[0]["index"] for categories in answers]
-  agree = [probs[i, t] >= probs[i].max() - 1e-6 for i, t in enumerate(picks)]
+  exact = [probs[i, t] >= probs[i].max() - 1e-6 for i, t in enumerate(picks)]
+  agree = [probs[i, t] >= probs[i].max() - SCORE_TOLERANCE for i, t in enumerate(picks)]
   diff = np.abs(scores - probs).max(axis=1)
   for i in range(len(answers)):
     if not agree[i]:
       raise PipelineError(f"{name}'s top-1 ({labels[picks[i]]}) differs from the interpreter's "
-                          f"({labels[int(probs[i].argmax())]}) on test image {keys[i]}: the "
-                          "model's metadata or input encoding is wrong")
+                          f"({labels[int(probs[i].argmax())]}) by more than one output step on "
+                          f"test image {keys[i]}: the model's metadata or input encoding is "
+                          "wrong")
     if diff[i] > SCORE_TOLERANCE:
       raise PipelineError(f"{name}'s scores differ from the interpreter's by {diff[i]:.4f} "
                           f"(tolerance {SCORE_TOLERANCE:.4f}) on test image {keys[i]}: the "
                           "model's metadata or input encoding is wrong")
+  ties = len(answers) - int(sum(exact))
   return {"status": "passed", "images": len(answers), "agree": int(sum(agree)),
-          "max_score_diff": float(diff.max()) if len(diff) else 0.0,
+          "near_ties": ties, "max_score_diff": float(diff.max()) if len(diff) else 0.0,
           "score_tolerance": SCORE_TOLERANCE,
           "message": f"{name} ImageClassifier: top-1 equals the interpreter's on "
-                     f"{sum(agree)}/{len(answers)} test images, scores within "
-                     f"{float(diff.max()) if len(diff) else 0:.4f}"}
+                     f"{sum(exact)}/{len(answers)} test images"
+                     + (f" (the other {ties} within one output step of a tie)" if ties else "")
+                     + f", scores within {float(diff.max()) if len(diff) else 0:.4f}"}
