@@ -71,7 +71,7 @@ def test_the_builds_models_pass(verdicts, variant):
     ("shuffled_labels", "below the floor"),
     ("wrong_input_scale", "below the floor"),
     ("collapsed_qat", "below the floor"),
-    ("dead_class", "confident float32 prediction"),
+    ("dead_class", "confident right float32 answer"),
 ])
 def test_broken_models_fail_for_the_right_reason(verdicts, variant, reason):
   result, report = verdicts[variant]

@@ -85,7 +85,7 @@ def test_near_tie_flips_alone_pass_where_the_old_fixed_gate_failed():
 @pytest.mark.parametrize("case, reason", [
     ("agreement", "below the floor"),
     ("mcnemar", "wrong alone"),
-    ("confident", "confident float32 prediction"),
+    ("confident", "confident right float32 answer"),
     ("drop", "low end of the balanced-accuracy drop"),
 ])
 def test_each_rule_fails_the_gate_on_its_own(case, reason):
@@ -126,6 +126,18 @@ def test_a_confident_flip_to_the_right_answer_is_not_a_defect():
   ref[7] = 1  # float32 sure and wrong; int8 right.
   result = parity.verdict(_paired(y, ref, cand, 0.9), GateConfig())
   assert result.passed, result.message()
+
+
+def test_a_confident_mistake_changed_to_another_wrong_answer_is_not_a_defect():
+  y = np.repeat([0, 1, 2], 100)
+  ref, cand = y.copy(), y.copy()
+  ref[7], cand[7] = 1, 2  # float32 sure and wrong; int8 wrong otherwise.
+  paired = _paired(y, ref, cand, 0.9)
+  assert paired["flips"][0]["reference_margin"] > GateConfig().max_flip_margin
+  result = parity.verdict(paired, GateConfig())
+  assert result.passed, result.message()
+  cand[8] = 2  # A sure right float32 answer lost: that one fails it.
+  assert not parity.verdict(_paired(y, ref, cand, 0.9), GateConfig()).passed
 
 
 def test_referral_threshold_meets_the_target_sensitivity():
