@@ -5,9 +5,10 @@ is compared over several builds (seeds) and the table gives mean (min-max). When
 groups are paired (the same split and seed in the same order, e.g. a recipe change re-run from
 the same fine-tuned backbones with --resume), it also gives each pair's change.
 
-Per group and variant (float32, float32_tta8, int8, int8_tta8, ...): test balanced accuracy;
-per-class test recall (mean); the parity gate's verdicts; the build's minutes, with the
-fine-tune seconds per epoch that make times comparable across machines.
+Per group and variant (float32, float32_tta8, int8, int8_tta8, ...): test balanced and top-1
+accuracy; per-class test recall (mean); the referral operating point on test; the parity
+gate's verdicts; the build's minutes, with the fine-tune seconds per epoch that make times
+comparable across machines.
 
   python -m benchmarks.compare --baseline=build/a1 --baseline=build/a2 --baseline=build/a3 \
       --candidate=build/b1 --candidate=build/b2 --candidate=build/b3 --paired \
@@ -40,8 +41,9 @@ def define_flags() -> None:
 
 
 def read_build(build_dir: str) -> dict:
-  """What one build measured: per-variant test balanced accuracy and per-class recall, the
-  gate, minutes and fine-tune seconds per epoch.
+  """What one build measured: per-variant test balanced and top-1 accuracy and per-class
+  recall, the referral operating point on test (when the build has one), the gate, minutes
+  and fine-tune seconds per epoch.
 
   Raises:
     PipelineError: no report.json with test figures.
@@ -56,8 +58,12 @@ def read_build(build_dir: str) -> dict:
                         "run); finish it with --resume")
   epochs = report.get("training", {}).get("finetune", {}).get("history", {}).get("seconds", [])
   gate = report.get("gate") or {}
+  referral = (report.get("referral") or {}).get("test", {})
   return {"build": build_dir,
           "balanced_accuracy": {v: m["balanced_accuracy"] for v, m in report["models"].items()},
+          "accuracy": {v: m["accuracy"] for v, m in report["models"].items()},
+          "referral": {v: {k: r[k] for k in ("sensitivity", "specificity")}
+                       for v, r in referral.items()},
           "recall": {v: m["per_class_recall"] for v, m in report["models"].items()},
           "gate_passed": gate.get("passed"),
           "minutes": sum(report.get("stage_seconds", {}).values()) / 60,
@@ -76,9 +82,13 @@ def summarize(builds: List[dict]) -> dict:
   labels = list(builds[0]["recall"][variants[0]]) if variants else []
   per_epoch = [b["finetune_seconds_per_epoch"] for b in builds
                if b["finetune_seconds_per_epoch"] is not None]
+  referred = [v for v in builds[0]["referral"] if all(v in b["referral"] for b in builds)]
   return {"builds": len(builds),
           "balanced_accuracy": {v: _stats([b["balanced_accuracy"][v] for b in builds])
                                 for v in variants},
+          "accuracy": {v: _stats([b["accuracy"][v] for b in builds]) for v in variants},
+          "referral": {v: {k: _stats([b["referral"][v][k] for b in builds])
+                           for k in ("sensitivity", "specificity")} for v in referred},
           "recall": {v: {c: _stats([b["recall"][v][c] for b in builds]) for c in labels}
                      for v in variants},
           "gate_passed": sum(1 for b in builds if b["gate_passed"]),
@@ -118,6 +128,19 @@ def markdown(payload: dict) -> List[str]:
       p = paired[v]
       row += f" {100 * p['mean']:+.1f} ({100 * p['min']:+.1f} to {100 * p['max']:+.1f}) |"
     lines.append(row)
+  lines += ["", "Test top-1 accuracy (all images count alike), mean (min-max):", "",
+            "| variant | baseline | candidate |", "|---|---:|---:|"]
+  lines += [f"| {v} | {pct(summary['baseline']['accuracy'][v])} | "
+            f"{pct(summary['candidate']['accuracy'][v])} |" for v in variants]
+  referred = [v for v in summary["baseline"]["referral"] if v in summary["candidate"]["referral"]]
+  if referred:
+    lines += ["", "Referral on test at each build's threshold (fit for the target sensitivity "
+              "on validation), sensitivity / specificity, mean (min-max):", "",
+              "| model | baseline | candidate |", "|---|---|---|"]
+    for v in referred:
+      lines.append(f"| {v} | " + " | ".join(
+          f"{pct(summary[g]['referral'][v]['sensitivity'])} / "
+          f"{pct(summary[g]['referral'][v]['specificity'])}" for g in GROUPS) + " |")
   if variants:
     v = "float32" if "float32" in variants else variants[0]
     labels = list(summary["baseline"]["recall"][v])

@@ -82,6 +82,9 @@ def write_report(path_json: str, path_md: str, report: dict) -> None:
     elif data.get("class_balance") == "logit_adjusted":
       lines += ["", "Class balance: logit-adjusted loss (no class weights), training priors " +
                 ", ".join(f"{k} {v:.3f}" for k, v in data["class_priors"].items()) + "."]
+    elif data.get("class_balance") == "none":
+      lines += ["", "Class balance: the plain loss, no class weights (the crt stage, when on, "
+                "balances the classifier)."]
     lines += ["", f"Skipped inputs: {len(data['skipped'])}; converted: "
               f"{len(data['converted'])} (details in data_report.json)."]
     for s in data["skipped"][:20]:

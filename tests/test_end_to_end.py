@@ -323,6 +323,8 @@ def test_compare_benchmark_pairs_builds(built, tmp_path):
     assert s["gate_passed"] == 1 and s["builds"] == 1
     for variant, m in report["models"].items():
       assert s["balanced_accuracy"][variant]["mean"] == m["balanced_accuracy"]
+      assert s["accuracy"][variant]["mean"] == m["accuracy"]
+    assert s["referral"] == {}  # Synthetic data: no serious classes, no referral threshold.
   assert set(payload["paired"]) == set(report["models"])
   assert all(p["changes"] == [0.0] for p in payload["paired"].values())
   assert "| float32 |" in open(tmp_path / "compare.md", encoding="utf-8").read()
