@@ -324,7 +324,9 @@ def test_compare_benchmark_pairs_builds(built, tmp_path):
     for variant, m in report["models"].items():
       assert s["balanced_accuracy"][variant]["mean"] == m["balanced_accuracy"]
       assert s["accuracy"][variant]["mean"] == m["accuracy"]
-    assert s["referral"] == {}  # Synthetic data: no serious classes, no referral threshold.
+    assert s["referral"] == {v: {k: {"mean": r[k], "min": r[k], "max": r[k]}
+                                 for k in ("sensitivity", "specificity")}
+                             for v, r in report["referral"]["test"].items()}
   assert set(payload["paired"]) == set(report["models"])
   assert all(p["changes"] == [0.0] for p in payload["paired"].values())
   assert "| float32 |" in open(tmp_path / "compare.md", encoding="utf-8").read()

@@ -75,13 +75,12 @@ class TrainConfig:
   crt_c: float = 0.01
   batch_size: int = 32
   strategy: str = "default"
-  # "none": the backbone learns with the plain loss and only the cRT classifier is class-
-  # balanced (Kang et al.'s decoupling). On three paired HAM10000 builds against "balanced"
-  # (10-14x weights on df and vasc): balanced accuracy as good or better (float32 70.5% mean,
-  # 69.9-71.4), top-1 accuracy 0.84 against 0.76, referral specificity +6 points at the same
-  # sensitivity (BUILD.md "Plain fine-tuning, then cRT"). With --nocrt, give
-  # --class_weight=balanced: the trained head is then the only classifier.
-  class_weight: str = "none"
+  # "balanced": loss weights n / (k * n_class) (10-14x on HAM10000's df and vasc). "none"
+  # (the plain loss; the crt stage alone balances the classifier, Kang et al.'s decoupling)
+  # is the measured candidate: on three paired HAM10000 builds, float32 balanced accuracy
+  # 70.5% mean (69.9-71.4) against 68.4%, top-1 accuracy 0.84 against 0.76 (BUILD.md "Plain
+  # fine-tuning, then cRT"); it becomes the default once whole builds of it are on record.
+  class_weight: str = "balanced"
   oversample: bool = False
   augment: bool = True
 
