@@ -155,8 +155,9 @@ def confident_losses(flips: Sequence[dict], margin: float) -> List[dict]:
 
   A flip of a sure but wrong reference answer into another wrong one loses no accuracy (the
   McNemar test and the drop's interval count every flip) and is not one: with a cRT
-  classifier, the HAM10000 builds' largest flips (margins 0.48 and 0.63) were such
-  mistakes, while flips of right answers stayed at or under 0.18 (BUILD.md "Parity gate").
+  classifier, two HAM10000 builds failed only on such mistakes (margins 0.48 and 0.63),
+  while in four session-10 builds flips of right answers stayed at or under 0.18; a fifth
+  lost two right answers at 0.45 and 0.41 and fails (BUILD.md "Parity gate").
   """
   return [f for f in flips if f["reference_margin"] >= margin and not f["candidate_correct"]
           and f["reference_top2"][0][0] == f["true"]]
