@@ -1,6 +1,7 @@
 r"""Builds an int8 TFLite classifier with metadata from labeled images, in one command.
 
-Stages, in order: data, transfer, finetune, qat, export, metadata, evaluate, gate, assets.
+Stages, in order: data, transfer, finetune, crt, qat, export, metadata, evaluate, gate,
+assets (pipeline/stages/__init__.py says what each makes).
 
   python -m pipeline.build --data_format=ham10000 \
       --data_dir=../shared/data/ham10000_dev/images \
@@ -8,8 +9,9 @@ Stages, in order: data, transfer, finetune, qat, export, metadata, evaluate, gat
       --weights=../shared/weights/mobilenet_v2_1.0_imagenet_no_top.h5 --output_dir=build/ham
 
 This file is the only one in `pipeline/` that reads flags: everything else takes a
-BuildConfig and RunOptions (see pipeline/config/), which is written to OUTPUT_DIR/config.json and, as flags, to
-OUTPUT_DIR/flags.txt so that `--flagfile=OUTPUT_DIR/flags.txt` repeats the build.
+BuildConfig and RunOptions (see pipeline/config/), which is written to
+OUTPUT_DIR/config.json and, as flags, to OUTPUT_DIR/flags.txt so that
+`--flagfile=OUTPUT_DIR/flags.txt` repeats the build.
 """
 
 import os

@@ -14,6 +14,25 @@ from pipeline.train.fit import Context, PhaseResult, fit_phase
 from pipeline.train.losses import classification_loss
 
 
+RANGE_KINDS = ("output", "post_activation", "pre_activation")
+
+
+def activation_ranges(qat_model: keras.Model) -> dict:
+  """Every quantized activation's range variables: {wrapped layer name: [(kind, min
+  variable, max variable)]}, kind one of RANGE_KINDS (tfmot's variable-name suffixes)."""
+  ranges = {}
+  for wrapper in qat_model.layers:
+    inner = getattr(wrapper, "layer", None)
+    if inner is None:
+      continue
+    variables = {v.name.split("/")[-1].split(":")[0]: v for v in wrapper.non_trainable_weights}
+    for kind in RANGE_KINDS:
+      if f"{kind}_min" in variables:
+        ranges.setdefault(inner.name, []).append(
+            (kind, variables[f"{kind}_min"], variables[f"{kind}_max"]))
+  return ranges
+
+
 def calibrate_qat_ranges(qat_model: keras.Model, float_model: keras.Model, batches) -> int:
   """Starts the QAT model's activation ranges at the float model's real ranges.
 
@@ -32,16 +51,7 @@ def calibrate_qat_ranges(qat_model: keras.Model, float_model: keras.Model, batch
   Returns:
     The number of activation ranges set.
   """
-  targets = {}  # float layer name -> [(kind, min variable, max variable)]
-  for wrapper in qat_model.layers:
-    inner = getattr(wrapper, "layer", None)
-    if inner is None:
-      continue
-    variables = {v.name.split("/")[-1].split(":")[0]: v for v in wrapper.non_trainable_weights}
-    for kind in ("output", "post_activation", "pre_activation"):
-      if f"{kind}_min" in variables:
-        targets.setdefault(inner.name, []).append(
-            (kind, variables[f"{kind}_min"], variables[f"{kind}_max"]))
+  targets = activation_ranges(qat_model)
   float_names = {l.name for l in float_model.layers}
   names = [n for n in targets if n in float_names]
   if not names or not len(batches):
@@ -257,8 +267,10 @@ def run_qat(qat_model: keras.Model, phase: PhaseConfig, target: str, float_model
     model, mode = qat_model, "labels"
     loss = classification_loss(inputs.class_priors(bundle.train_counts()), ctx.class_balance,
                                phase.label_smoothing)
+  # Distillation keeps the schedule's end: its aim is agreement with the teacher, which the
+  # validation split's balanced accuracy (11 df + vasc images) cannot choose an epoch for.
   result = fit_phase("qat", model, phase, ctx, loss, ds.repeat(), steps,
                      inputs.eval_dataset(val, ctx.normalization, ctx.batch_size), val.labels,
-                     mode=mode)
+                     mode=mode, keep="last" if target == "float_model" else "best_val")
   pin_input_range(qat_model, ctx.normalization)
   return result
