@@ -11,10 +11,18 @@ from pipeline.apps import runtimes
 from pipeline.errors import PipelineError
 from pipeline.preprocessing import Normalization
 
-# Largest |runtime score - interpreter score| accepted, on any class of any image. The
-# runtimes and the interpreter dequantize the same uint8 output (steps of 1/256 for a softmax),
-# so they should match exactly; one step covers a different rounding of the same image.
-SCORE_TOLERANCE = 1 / 256 + 1e-6
+# The runtimes and the interpreter dequantize the same uint8 output (steps of 1/256 for a
+# softmax) from the same pixels, so a right model scores the same, but not always exactly:
+# Task Library's own TFLite rounds some int8 kernels differently. On the 897 HAM10000 test
+# images of one int8 build (session 11, qw_new2) it matched the interpreter exactly on 884,
+# by one step on 9, two on 3 and three on 1 (MediaPipe Tasks: 897 exact). A wrong input
+# encoding moves far more images: on the same model, pixels in BGR order moved the median
+# image by 125 steps, a 1-pixel shift by 2 (38% of images more than 4), a JPEG re-encode
+# (quality 95) by 1 (27% more than 4). So a runtime passes when every image's scores are
+# within SCORE_TOLERANCE (4 steps) and at least ROUNDING_SHARE of the images within one step.
+STEP = 1 / 256
+SCORE_TOLERANCE = 4 * STEP + 1e-6
+ROUNDING_SHARE = 0.95
 
 
 def check(model_bytes: bytes, pixels: np.ndarray, keys: Sequence[str], labels: Sequence[str],
@@ -34,12 +42,13 @@ def check(model_bytes: bytes, pixels: np.ndarray, keys: Sequence[str], labels: S
 
   Returns:
     Per runtime key: {"runtime", "status" ("passed" or "skipped"), "images", "agree",
-    "near_ties" (agreeing picks one output step below the interpreter's top-1),
-    "max_score_diff", "score_tolerance", "message"}.
+    "near_ties" (agreeing picks a few output steps below the interpreter's top-1),
+    "max_score_diff", "within_one_step" (share of images), "score_tolerance", "message"}.
 
   Raises:
     PipelineError: a runtime that is installed fails, disagrees with the interpreter's top-1,
-      or differs from its scores by more than SCORE_TOLERANCE.
+      or differs from its scores by more than SCORE_TOLERANCE on an image or by more than one
+      output step on over 1 - ROUNDING_SHARE of them.
   """
   from PIL import Image  # pylint: disable=g-import-not-at-top
   from pipeline.runner import LiteRunner  # pylint: disable=g-import-not-at-top
@@ -74,29 +83,34 @@ def compare(name: str, answers, probs: np.ndarray, keys: Sequence[str],
         raise PipelineError(f"{name} names class {c['index']} {c['label']!r}, the model's "
                             f"labels say {labels[c['index']]!r}: the embedded labels are wrong")
       scores[i, c["index"]] = c["score"]
-  # A runtime's pick is right if the interpreter scores it within one output step of its own
-  # top-1: two classes that near a tie swap on a one-step rounding difference (HAM10000
-  # ham3 of session 10: Task Library picked mel, the interpreter akiec, one step apart on
-  # the 8-view model), which SCORE_TOLERANCE accepts for the scores themselves.
+  # A runtime's pick is right if the interpreter scores it within SCORE_TOLERANCE of its own
+  # top-1: two classes near a tie swap on a rounding difference (HAM10000 ham3 of session
+  # 10: Task Library picked mel, the interpreter akiec, one step apart on the 8-view model).
   picks = [categories[0]["index"] for categories in answers]
   exact = [probs[i, t] >= probs[i].max() - 1e-6 for i, t in enumerate(picks)]
   agree = [probs[i, t] >= probs[i].max() - SCORE_TOLERANCE for i, t in enumerate(picks)]
   diff = np.abs(scores - probs).max(axis=1)
+  wrong = "the model's metadata or input encoding is wrong"
   for i in range(len(answers)):
     if not agree[i]:
       raise PipelineError(f"{name}'s top-1 ({labels[picks[i]]}) differs from the interpreter's "
-                          f"({labels[int(probs[i].argmax())]}) by more than one output step on "
-                          f"test image {keys[i]}: the model's metadata or input encoding is "
-                          "wrong")
+                          f"({labels[int(probs[i].argmax())]}) by more than "
+                          f"{round(SCORE_TOLERANCE / STEP)} output steps on test image "
+                          f"{keys[i]}: {wrong}")
     if diff[i] > SCORE_TOLERANCE:
       raise PipelineError(f"{name}'s scores differ from the interpreter's by {diff[i]:.4f} "
-                          f"(tolerance {SCORE_TOLERANCE:.4f}) on test image {keys[i]}: the "
-                          "model's metadata or input encoding is wrong")
+                          f"(tolerance {SCORE_TOLERANCE:.4f}) on test image {keys[i]}: {wrong}")
+  rounding = float(np.mean(diff <= STEP + 1e-6)) if len(diff) else 1.0
+  if rounding < ROUNDING_SHARE:
+    raise PipelineError(f"{name}'s scores differ from the interpreter's by more than one output "
+                        f"step on {1 - rounding:.0%} of the {len(answers)} test images (at most "
+                        f"{1 - ROUNDING_SHARE:.0%} is kernel rounding): {wrong}")
   ties = len(answers) - int(sum(exact))
   return {"status": "passed", "images": len(answers), "agree": int(sum(agree)),
           "near_ties": ties, "max_score_diff": float(diff.max()) if len(diff) else 0.0,
-          "score_tolerance": SCORE_TOLERANCE,
+          "within_one_step": rounding, "score_tolerance": SCORE_TOLERANCE,
           "message": f"{name} ImageClassifier: top-1 equals the interpreter's on "
                      f"{sum(exact)}/{len(answers)} test images"
-                     + (f" (the other {ties} within one output step of a tie)" if ties else "")
-                     + f", scores within {float(diff.max()) if len(diff) else 0:.4f}"}
+                     + (f" (the other {ties} near a tie)" if ties else "")
+                     + f", scores within {float(diff.max()) if len(diff) else 0:.4f}"
+                     + f" ({rounding:.1%} within one output step)"}
