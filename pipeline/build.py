@@ -152,6 +152,10 @@ _define("enum", "stop_after", _R.stop_after, config_lib.STAGES,
         "Run the stages up to and including this one.")
 _define("bool", "resume", _R.resume, "Continue a killed build: finished stages are reused, "
         "the interrupted phase continues from its last epoch.")
+_define("enum", "rerun_from", None, config_lib.STAGES,
+        "Redo this stage and every later one of the build in --output_dir, reusing the earlier "
+        "stages (implies --resume); settings only this stage or later ones read may change, "
+        "e.g. --rerun_from=qat --qat_epochs=3. Copy the directory first to keep the original.")
 
 # Per invocation, so not in flags.txt.
 flags.DEFINE_bool("verbose", False, "Show TensorFlow's and the TFLite converter's own log lines "
@@ -195,13 +199,14 @@ def config_from_flags(f: flags.FlagValues) -> Tuple[BuildConfig, RunOptions]:
           sensitivity=f.referral_sensitivity),
   )
   options = RunOptions(output_dir=f.output_dir, assets_dir=f.assets_dir, stop_after=f.stop_after,
-                       resume=f.resume)
+                       resume=f.resume, rerun_from=f.rerun_from or "")
   return config.validate(), options.validate()
 
 
 def flagfile_text(f: flags.FlagValues) -> str:
-  """The build's flags in --flagfile form (without --resume, which is per invocation)."""
-  lines = [f[name].serialize() for name in _DEFINED if name != "resume"]
+  """The build's flags in --flagfile form (without --resume and --rerun_from, which are per
+  invocation)."""
+  lines = [f[name].serialize() for name in _DEFINED if name not in ("resume", "rerun_from")]
   # A list flag left to its dataset-dependent default (None) serializes as "".
   return "\n".join(line for line in lines if line) + "\n"
 
@@ -214,11 +219,8 @@ def main(argv: List[str]) -> None:
     if FLAGS.verbose:
       os.environ["PIPELINE_VERBOSE"] = "1"  # Read by pipeline.quiet.
     config, options = config_from_flags(FLAGS)
-    os.makedirs(options.output_dir, exist_ok=True)
-    from pipeline import atomic  # pylint: disable=g-import-not-at-top
-    atomic.write_text(os.path.join(options.output_dir, "flags.txt"), flagfile_text(FLAGS))
     from pipeline import stages  # pylint: disable=g-import-not-at-top  (imports TensorFlow)
-    stages.run(config, options)
+    stages.run(config, options, flags_text=flagfile_text(FLAGS))
   except PipelineError as e:
     sys.exit(f"pipeline.build: error: {e}")
   except OSError as e:  # An output path that cannot be written: /proc/x, under a file, full disk.

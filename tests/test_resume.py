@@ -64,3 +64,47 @@ def test_kill_mid_finetune_then_resume(tmp_path):
   assert len(finetune["history"]["loss"]) == 6  # Epochs before and after the kill.
   assert finetune["resumed_from_epoch"] == resumed_at
   assert set(report["training"]) == {"transfer", "finetune", "qat"}
+
+
+def test_rerun_from_a_stage_redoes_it_and_keeps_the_earlier_ones(tmp_path):
+  out = str(tmp_path / "build")
+  first = _start(out)
+  log, _ = first.communicate(timeout=600)
+  assert first.returncode == 0, log
+  before = json.load(open(os.path.join(out, "report.json")))
+  flags_before = open(os.path.join(out, "flags.txt")).read()
+
+  # A setting that fine-tuning read cannot change without re-running fine-tuning.
+  refused = _start(out, "--rerun_from=qat", "--finetune_epochs=5")
+  log, _ = refused.communicate(timeout=600)
+  assert refused.returncode == 1 and "Traceback" not in log, log
+  assert "train.finetune.epochs differs" in log and "--rerun_from=finetune" in log
+  assert open(os.path.join(out, "flags.txt")).read() == flags_before  # Nothing was touched.
+
+  rerun = _start(out, "--rerun_from=qat", "--qat_epochs=2")
+  log, _ = rerun.communicate(timeout=600)
+  assert rerun.returncode == 0, log
+  for stage in ("transfer", "finetune", "crt"):
+    assert f"{stage}: reusing the finished stage" in log
+  assert "finetune epoch" not in log and "qat epoch 1/2" in log  # QAT started over,
+  assert "resuming after epoch" not in log  # not from the earlier build's checkpoint.
+  after = json.load(open(os.path.join(out, "report.json")))
+  assert after["training"]["finetune"] == before["training"]["finetune"]
+  assert len(after["training"]["qat"]["history"]["loss"]) == 2
+  assert "--qat_epochs=2" in open(os.path.join(out, "flags.txt")).read()
+
+
+def test_each_setting_belongs_to_the_first_stage_that_reads_it():
+  from pipeline.config import BuildConfig, readers, replace
+  assert readers.first_reader("train.qat.epochs") == "qat"
+  assert readers.first_reader("export.calibration_images") == "qat"  # QAT calibrates on them.
+  assert readers.first_reader("export.variants") == "export"
+  assert readers.first_reader("train.batch_size") == "transfer"  # Every phase reads it.
+  assert readers.first_reader("no_such_setting") == "data"  # Unknown: redo everything.
+  base = BuildConfig()
+  changed = replace(base, train=replace(base.train, crt_c=0.1),
+                    gate=replace(base.gate, max_flip_margin=0.3))
+  assert sorted(readers.changed_settings(base.to_dict(), changed.to_dict())) == [
+      "gate.max_flip_margin", "train.crt_c"]
+  assert readers.read_before(base.to_dict(), changed.to_dict(), "crt") == []
+  assert readers.read_before(base.to_dict(), changed.to_dict(), "qat") == [("train.crt_c", "crt")]

@@ -91,14 +91,25 @@ class RunOptions:
   assets_dir: str = ""
   stop_after: str = "assets"
   resume: bool = False
+  # Redo this stage and every later one of the build in output_dir, keeping the earlier
+  # stages' results (implies resume): e.g. another QAT schedule on the same fine-tuned model.
+  rerun_from: str = ""
 
   def validate(self) -> "RunOptions":
-    """Checks the options; returns them with the assets directory resolved."""
+    """Checks the options; returns them with the assets directory resolved (and resume set
+    when rerun_from is)."""
     if not self.output_dir:
       raise PipelineError("--output_dir is required")
     check_choice("stop_after", self.stop_after, STAGES)
-    return self if self.assets_dir else dataclasses.replace(
-        self, assets_dir=os.path.join(self.output_dir, "android_assets"))
+    options = self
+    if self.rerun_from:
+      check_choice("rerun_from", self.rerun_from, STAGES)
+      if STAGES.index(self.rerun_from) > STAGES.index(self.stop_after):
+        raise PipelineError(f"--rerun_from={self.rerun_from} comes after --stop_after="
+                            f"{self.stop_after}: nothing would run")
+      options = dataclasses.replace(options, resume=True)
+    return options if options.assets_dir else dataclasses.replace(
+        options, assets_dir=os.path.join(options.output_dir, "android_assets"))
 
 
 def _from_dict(cls: Any, d: Any, where: str) -> Any:

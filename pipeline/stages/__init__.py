@@ -20,6 +20,7 @@ import shutil
 import time
 from typing import Callable, NamedTuple, Optional, Tuple
 
+from pipeline import atomic
 from pipeline import provenance
 from pipeline import report as report_lib
 from pipeline.config import CONFIG_FILE, STAGES, BuildConfig, RunOptions
@@ -57,9 +58,12 @@ PIPELINE = (
 assert tuple(s.name for s in PIPELINE) == STAGES
 
 
-def run(config: BuildConfig, options: RunOptions,
-        log: Optional[Callable[[str], None]] = None) -> dict:
+def run(config: BuildConfig, options: RunOptions, log: Optional[Callable[[str], None]] = None,
+        flags_text: Optional[str] = None) -> dict:
   """Runs the stages up to `options.stop_after`; resumable with `options.resume`.
+
+  `flags_text` (the command line's flags in --flagfile form) is saved as flags.txt once a
+  --resume or --rerun_from has been checked against the build it continues.
 
   Returns:
     The build report (also written after every stage as report.json and report.md).
@@ -69,8 +73,8 @@ def run(config: BuildConfig, options: RunOptions,
   """
   log = log or Log()
   task, strategy, options, log = _join_cluster(config, options, log)
-  _prepare(config, options)
-  progress = state_lib.Progress(config, options)
+  progress = state_lib.Progress(config, options)  # Checks --resume before anything changes.
+  _prepare(config, options, flags_text)
   started = datetime.datetime.now().isoformat(timespec="seconds")
   state = state_lib.BuildState(options=options, log=log, started=started,
                                provenance=provenance.build_info(started),
@@ -125,13 +129,22 @@ def _join_cluster(config: BuildConfig, options: RunOptions, log: Callable[[str],
   return task, strategy, options, log
 
 
-def _prepare(config: BuildConfig, options: RunOptions) -> None:
-  """Output directory, config.json, seeds; a fresh build drops an earlier one's caches."""
+def _prepare(config: BuildConfig, options: RunOptions, flags_text: Optional[str]) -> None:
+  """Output directory, config.json, seeds; a fresh build drops an earlier one's caches, a
+  re-run (--rerun_from) those of the stages it redoes."""
   os.makedirs(options.output_dir, exist_ok=True)
-  if not options.resume:  # Features or checkpoints of an earlier build must not be reused.
-    for stale in ("cache", "checkpoints"):
-      shutil.rmtree(os.path.join(options.output_dir, stale), ignore_errors=True)
+  stale = []  # Features or checkpoints of an earlier build that must not be reused.
+  if not options.resume:
+    stale = ["cache", "checkpoints"]
+  elif options.rerun_from:  # The phases it redoes start over, not from their last epoch.
+    first = STAGES.index(options.rerun_from)
+    stale = [os.path.join("checkpoints", p) for p in ("transfer", "finetune", "qat")
+             if STAGES.index(p) >= first] + (["cache"] if first <= STAGES.index("transfer") else [])
+  for name in stale:
+    shutil.rmtree(os.path.join(options.output_dir, name), ignore_errors=True)
   config.save(os.path.join(options.output_dir, CONFIG_FILE))
+  if flags_text is not None:
+    atomic.write_text(os.path.join(options.output_dir, "flags.txt"), flags_text)
   keras.utils.set_random_seed(config.seed)
   if config.deterministic:
     tf.config.experimental.enable_op_determinism()  # Process-wide; there is no way back.

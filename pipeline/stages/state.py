@@ -11,7 +11,8 @@ import numpy as np
 from pipeline import __version__
 from pipeline import atomic
 from pipeline import provenance
-from pipeline.config import BuildConfig, RunOptions, model_file_name
+from pipeline.config import STAGES, BuildConfig, RunOptions, model_file_name
+from pipeline.config import readers
 from pipeline.data import DataBundle
 from pipeline.errors import PipelineError
 
@@ -65,18 +66,44 @@ class Progress:
   def __init__(self, config: BuildConfig, options: RunOptions):
     self.path = os.path.join(options.output_dir, PROGRESS_FILE)
     self.data = {"completed": [], "stage_seconds": {}}
+    if options.rerun_from and not os.path.exists(self.path):
+      raise PipelineError(f"--rerun_from={options.rerun_from}: {options.output_dir} holds no "
+                          f"build ({PROGRESS_FILE} is missing); give the output directory of "
+                          "a build, or drop --rerun_from")
     if options.resume and os.path.exists(self.path):
       with open(self.path, encoding="utf-8") as f:
         self.data = json.load(f)
       saved = self.data.get("config") or {}
       current = json.loads(json.dumps(config.to_dict()))  # Tuples read back as lists.
-      for key in ("data", "model", "train"):
-        if saved and saved.get(key) != current.get(key):
-          raise PipelineError(
-              f"--resume: the {key} settings differ from the interrupted build in "
-              f"{options.output_dir}; resume with the same flags "
-              f"(--flagfile={os.path.join(options.output_dir, 'flags.txt')})")
+      if options.rerun_from:
+        self._keep_before(options.rerun_from, saved, current, options.output_dir)
+      else:
+        for key in ("data", "model", "train"):
+          if saved and saved.get(key) != current.get(key):
+            raise PipelineError(
+                f"--resume: the {key} settings differ from the interrupted build in "
+                f"{options.output_dir}; resume with the same flags "
+                f"(--flagfile={os.path.join(options.output_dir, 'flags.txt')})")
     self.data["config"] = config.to_dict()
+
+  def _keep_before(self, stage: str, saved: dict, current: dict, output_dir: str) -> None:
+    """--rerun_from=stage: forgets `stage` and the later ones; the settings the earlier
+    stages read must not have changed."""
+    changed = readers.read_before(saved, current, stage) if saved else []
+    if changed:
+      setting, reader = changed[0]
+      raise PipelineError(
+          f"--rerun_from={stage}: {setting} differs from the build in {output_dir}, and its "
+          f"{reader} stage (before {stage}) read it; give --rerun_from={reader} or the build's "
+          f"value (--flagfile={os.path.join(output_dir, 'flags.txt')} repeats it)")
+    if (stage == "crt" and saved.get("train", {}).get("crt")
+        and not current["train"]["crt"]):
+      raise PipelineError(f"--rerun_from=crt with --nocrt: the fine-tuned classifier was "
+                          f"replaced by cRT's in {output_dir}; give --rerun_from=finetune")
+    before = STAGES[:STAGES.index(stage)]
+    self.data["completed"] = [s for s in self.data["completed"] if s in before]
+    self.data["stage_seconds"] = {s: t for s, t in self.data["stage_seconds"].items()
+                                  if s in before}
 
   def done(self, stage: str) -> bool:
     return stage in self.data["completed"]
