@@ -6,6 +6,7 @@
   export.py   ExportConfig, MetadataConfig: the TFLite files and what they say
   quality.py  GateConfig, ReferralConfig: what QA holds the build to
   build.py    BuildConfig (the recipe) and RunOptions (where and how far one run goes)
+  readers.py  the first stage that reads each setting (what --rerun_from may change)
 """
 
 from pipeline.config.build import (CONFIG_FILE, BuildConfig, RunOptions, build_files, replace,
