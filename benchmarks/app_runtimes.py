@@ -70,19 +70,10 @@ def measure(build_dir: str, variants: List[str]) -> dict:
   import tempfile  # pylint: disable=g-import-not-at-top
   from PIL import Image  # pylint: disable=g-import-not-at-top
   from pipeline import config as config_lib  # pylint: disable=g-import-not-at-top
-  from pipeline import data as data_lib  # pylint: disable=g-import-not-at-top
   from pipeline.apps import runtimes  # pylint: disable=g-import-not-at-top
   from pipeline.errors import PipelineError  # pylint: disable=g-import-not-at-top
   from pipeline.runner import LiteRunner  # pylint: disable=g-import-not-at-top
-  config_path = os.path.join(build_dir, config_lib.CONFIG_FILE)
-  if not os.path.isfile(config_path):
-    raise PipelineError(f"--build_dir={build_dir}: no {config_lib.CONFIG_FILE}; give the output "
-                        "directory of a build")
-  config = config_lib.BuildConfig.load(config_path)
-  test = data_lib.load(config.data, config.seed,
-                       split_file=os.path.join(build_dir, "splits.csv"),
-                       synthetic_root=os.path.join(build_dir, "synthetic_data"),
-                       only_splits=("test",)).splits["test"]
+  config, test = common.build_split(build_dir)
   pixels = test.pixels()
   common.progress(f"{len(pixels)} test images of {build_dir}")
   payload: Dict[str, dict] = {"build_dir": build_dir, "images": len(pixels), "variants": {}}

@@ -52,6 +52,27 @@ def dataset_from_flags(values) -> Dataset:
   return Dataset(config, values.split_file, "")
 
 
+def build_split(build_dir: str, split: str = "test"):
+  """(BuildConfig, Split): a finished build's recipe and one split of its data.
+
+  Raises:
+    PipelineError: not a build's output directory.
+  """
+  from pipeline import config as config_lib  # pylint: disable=g-import-not-at-top
+  from pipeline import data as data_lib  # pylint: disable=g-import-not-at-top
+  from pipeline.errors import PipelineError  # pylint: disable=g-import-not-at-top
+  config_path = os.path.join(build_dir, config_lib.CONFIG_FILE)
+  if not os.path.isfile(config_path):
+    raise PipelineError(f"--build_dir={build_dir}: no {config_lib.CONFIG_FILE}; give the output "
+                        "directory of a build")
+  config = config_lib.BuildConfig.load(config_path)
+  bundle = data_lib.load(config.data, config.seed,
+                         split_file=os.path.join(build_dir, "splits.csv"),
+                         synthetic_root=os.path.join(build_dir, "synthetic_data"),
+                         only_splits=(split,))
+  return config, bundle.splits[split]
+
+
 def build_models(build_dir: str,
                  variants=("int8", "int8_tta8", "int8_ptq", "float16")) -> List[str]:
   """The build's .tflite files of `variants` that exist."""

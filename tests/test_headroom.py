@@ -55,3 +55,18 @@ def test_the_graph_builds_the_same_eight_views_as_numpy():
   # The mean over views is per image (view-major batch), not mixed across images.
   mean = preprocessing.dihedral_mean_tf(tf.reduce_sum(stacked, axis=[1, 2])).numpy()
   np.testing.assert_allclose(mean, images.sum(axis=(1, 2)), rtol=1e-6)
+
+
+def test_parity_tail_counts_the_images_int8_moves():
+  from benchmarks import parity_tail
+  reference = np.array([[0.7, 0.2, 0.1], [0.1, 0.8, 0.1], [0.3, 0.3, 0.4], [0.5, 0.4, 0.1]])
+  candidate = np.array([[0.44, 0.46, 0.1], [0.1, 0.75, 0.15], [0.3, 0.3, 0.4], [0.5, 0.4, 0.1]])
+  labels = np.array([0, 1, 0, 1])
+  got = parity_tail.tail_figures(candidate, reference, labels)
+  assert got["over"] == {"0.1": 1, "0.2": 1, "0.3": 0} and got["max"] == pytest.approx(0.26)
+  # float32 was right on images 0 and 1: their true-class scores fell by 0.26 and 0.05.
+  assert got["right_true_drop_max"] == pytest.approx(0.26)
+  assert got["top1_agreement"] == 0.75
+  lines = parity_tail.markdown({"candidate": "int8", "reference": "float32",
+                                "builds": [{"build_dir": "b", **got}]})
+  assert lines[-1].startswith("| b | ") and "| 1 | 1 | 0 |" in lines[-1]
