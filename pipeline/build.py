@@ -59,8 +59,8 @@ _define("string", "hmnist_labels", "", "hmnist_csv label table CODE:NAME,... (de
 _define("enum", "class_weight", _D.train.class_weight, config_lib.CLASS_WEIGHTS,
         "How training balances classes: balanced = loss weights n / (classes * n_class); "
         "logit_adjusted = no weights, the loss adds log class priors to the logits (the "
-        "model's outputs then favour no class by its frequency); none = neither (the crt "
-        "stage then balances the classifier alone; not with --nocrt).")
+        "model's outputs then favour no class by its frequency); none (the default) = neither: "
+        "the crt stage balances the classifier alone (with --nocrt, give balanced).")
 _define("bool", "oversample", _D.train.oversample,
         "Oversample rare classes to the largest class's count (replaces class weights).")
 _define("bool", "augment", _D.train.augment,

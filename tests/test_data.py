@@ -11,7 +11,7 @@ from PIL import Image
 from pipeline import data as data_lib
 from pipeline import images as images_lib
 from pipeline import labels as labels_lib
-from pipeline.config import BuildConfig, DataConfig, RunOptions, replace
+from pipeline.config import BuildConfig, DataConfig, RunOptions, TrainConfig, replace
 from pipeline.data import readers, splits as splits_lib
 from pipeline.stages import data as data_stage
 from pipeline.stages.state import BuildState
@@ -60,7 +60,9 @@ def test_ham10000_two_folders_lesion_disjoint_stratified(tmp_path):
   assert sum(len(s) for s in bundle.splits.values()) == len(rows)
   report = json.load(open(tmp_path / "out" / "data_report.json"))
   assert report["counts"]["train"]["nv"] == int((bundle.splits["train"].labels == 3).sum())
-  assert report["class_weights"]["nv"] < report["class_weights"]["akiec"]
+  assert report["class_balance"] == "none" and report["class_weights"] is None  # The default.
+  balanced = data_stage.summary("ham10000", bundle, TrainConfig(class_weight="balanced"))
+  assert balanced["class_weights"]["nv"] < balanced["class_weights"]["akiec"]
 
 
 def test_lesion_groups_never_cross_splits_at_scale():
