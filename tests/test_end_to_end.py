@@ -500,3 +500,18 @@ def test_app_runtimes_benchmark_sets_runtimes_beside_encoding_errors(built, tmp_
   assert rows["interpreter, BGR channel order"]["top1_changed"] > 0.2
   lines = app_runtimes.markdown(payload)
   assert sum(line.startswith("| ") for line in lines) == 1 + len(rows)  # Header, rows.
+
+
+def test_qat_error_benchmark_follows_the_error_from_calibration_to_the_int8_file(built):
+  from benchmarks import qat_error
+  _, run, report = built
+  steps = qat_error.measure([run.output_dir])["builds"][0]["steps"]
+  assert [(s["model"], s["against"]) for s in steps] == list(qat_error.STEPS)
+  by_step = {(s["model"], s["against"]): s for s in steps}
+  # The int8 file is the trained QAT model converted, and it is the build's own int8 model.
+  assert by_step[("int8 file", "QAT model as trained")]["top1_agreement"] >= 0.95
+  assert by_step[("int8 file", "float model")]["top1_agreement"] == pytest.approx(
+      report["models"]["int8"]["top1_agreement"])
+  # The trained QAT weights were loaded: QAT moved the model away from its calibrated start.
+  assert by_step[steps[0]["model"], "float model"]["mean"] != by_step[
+      ("QAT model as trained", "float model")]["mean"]

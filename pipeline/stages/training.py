@@ -105,19 +105,25 @@ def restore_crt(config: BuildConfig, state: BuildState) -> BuildState:
     return dataclasses.replace(state, crt=json.load(f))
 
 
+def calibration(config: BuildConfig, train):
+  """(uint8 calibration images, their normalized batches): the training images that QAT's
+  ranges and the PTQ export are calibrated on."""
+  pixels = export_lib.calibration_pixels(train.pixels, train.labels,
+                                         config.export.calibration_images, config.seed)
+  norm, batch = config.model.normalization, config.train.batch_size
+  return pixels, [norm.apply_np(pixels[i:i + batch]) for i in range(0, len(pixels), batch)]
+
+
 def _qat_model(config: BuildConfig, state: BuildState) -> BuildState:
   """The QAT copy of the float model, its ranges calibrated on real training images."""
   train = state.bundle.splits["train"]
   state.log(f"qat: wrapping the model for QAT, activation ranges calibrated on "
             f"{min(config.export.calibration_images, len(train))} training images")
-  calibration = export_lib.calibration_pixels(train.pixels, train.labels,
-                                              config.export.calibration_images, config.seed)
-  norm, batch = config.model.normalization, config.train.batch_size
-  batches = [norm.apply_np(calibration[i:i + batch]) for i in range(0, len(calibration), batch)]
+  pixels, batches = calibration(config, train)
   with state.strategy.scope():
-    qat_model = qat.quantize_model(state.float_model, config.train.finetune_layers, norm,
-                                   calibration_batches=batches)
-  return dataclasses.replace(state, qat_model=qat_model, calibration=calibration)
+    qat_model = qat.quantize_model(state.float_model, config.train.finetune_layers,
+                                   config.model.normalization, calibration_batches=batches)
+  return dataclasses.replace(state, qat_model=qat_model, calibration=pixels)
 
 
 def qat_stage(config: BuildConfig, state: BuildState) -> BuildState:
