@@ -15,7 +15,7 @@ from absl import app
 from absl import flags
 
 from benchmarks import common
-from benchmarks.parity_tail import THRESHOLDS, tail_figures
+from benchmarks.parity_tail import THRESHOLDS, tail_cells, tail_figures
 
 FLAGS = flags.FLAGS
 STEPS = (("calibrated QAT model, before training", "float model"),
@@ -77,9 +77,8 @@ def markdown(payload: dict) -> List[str]:
            "|---|---|---|---:|---:|---:|" + "---:|" * len(THRESHOLDS) + "---:|"]
   for b in payload["builds"]:
     for r in b["steps"]:
-      counts = " | ".join(str(r["over"][str(t)]) for t in THRESHOLDS)
-      lines.append(f"| {b['build_dir']} | {r['model']} | {r['against']} | {r['mean']:.4f} | "
-                   f"{r['p99']:.3f} | {r['max']:.3f} | {counts} | {r['top1_agreement']:.4f} |")
+      lines.append(f"| {b['build_dir']} | {r['model']} | {r['against']} | {tail_cells(r)} | "
+                   f"{r['top1_agreement']:.4f} |")
   return lines
 
 
