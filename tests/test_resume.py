@@ -108,3 +108,28 @@ def test_each_setting_belongs_to_the_first_stage_that_reads_it():
       "gate.max_flip_margin", "train.crt_c"]
   assert readers.read_before(base.to_dict(), changed.to_dict(), "crt") == []
   assert readers.read_before(base.to_dict(), changed.to_dict(), "qat") == [("train.crt_c", "crt")]
+
+
+def test_rerun_from_refuses_what_it_cannot_redo(tmp_path):
+  import pytest
+  from pipeline.config import BuildConfig, RunOptions, replace
+  from pipeline.errors import PipelineError
+  from pipeline.stages.state import PROGRESS_FILE, Progress
+  out = str(tmp_path)
+  options = RunOptions(output_dir=out, rerun_from="crt").validate()
+  assert options.resume  # --rerun_from implies --resume.
+  with pytest.raises(PipelineError, match="holds no build"):
+    Progress(BuildConfig(), options)
+  config = BuildConfig()
+  with open(os.path.join(out, PROGRESS_FILE), "w") as f:
+    json.dump({"completed": ["data", "transfer", "finetune", "crt", "qat"],
+               "stage_seconds": {"qat": 1.0}, "config": config.to_dict()}, f)
+  # cRT already replaced the fine-tuned classifier in model_float.keras.
+  nocrt = replace(config, train=replace(config.train, crt=False))
+  with pytest.raises(PipelineError, match="--rerun_from=finetune"):
+    Progress(nocrt, options)
+  kept = Progress(replace(config, train=replace(config.train, crt_c=0.1)), options)
+  assert kept.data["completed"] == ["data", "transfer", "finetune"]
+  assert kept.stage_seconds == {}
+  with pytest.raises(PipelineError, match="comes after --stop_after"):
+    RunOptions(output_dir=out, rerun_from="assets", stop_after="qat").validate()
