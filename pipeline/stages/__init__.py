@@ -137,9 +137,9 @@ def _prepare(config: BuildConfig, options: RunOptions, flags_text: Optional[str]
   if not options.resume:
     stale = ["cache", "checkpoints"]
   elif options.rerun_from:  # The phases it redoes start over, not from their last epoch.
-    first = STAGES.index(options.rerun_from)
+    redone = STAGES[STAGES.index(options.rerun_from):]
     stale = [os.path.join("checkpoints", p) for p in ("transfer", "finetune", "qat")
-             if STAGES.index(p) >= first] + (["cache"] if first <= STAGES.index("transfer") else [])
+             if p in redone] + (["cache"] if "transfer" in redone else [])
   for name in stale:
     shutil.rmtree(os.path.join(options.output_dir, name), ignore_errors=True)
   config.save(os.path.join(options.output_dir, CONFIG_FILE))
