@@ -68,9 +68,8 @@ def measure(build_dir: str, variants: List[str]) -> dict:
     PipelineError: not a finished build, or a variant it does not have.
   """
   import tempfile  # pylint: disable=g-import-not-at-top
-  from PIL import Image  # pylint: disable=g-import-not-at-top
   from pipeline import config as config_lib  # pylint: disable=g-import-not-at-top
-  from pipeline.apps import runtimes  # pylint: disable=g-import-not-at-top
+  from pipeline.apps import check, runtimes  # pylint: disable=g-import-not-at-top
   from pipeline.errors import PipelineError  # pylint: disable=g-import-not-at-top
   from pipeline.runner import LiteRunner  # pylint: disable=g-import-not-at-top
   config, test = common.build_split(build_dir)
@@ -78,9 +77,7 @@ def measure(build_dir: str, variants: List[str]) -> dict:
   common.progress(f"{len(pixels)} test images of {build_dir}")
   payload: Dict[str, dict] = {"build_dir": build_dir, "images": len(pixels), "variants": {}}
   with tempfile.TemporaryDirectory() as tmp:
-    paths = [os.path.join(tmp, f"{i}.png") for i in range(len(pixels))]
-    for path, img in zip(paths, pixels):
-      Image.fromarray(img).save(path)
+    paths = check.write_pngs(pixels, tmp)
     for variant in variants:
       model = os.path.join(build_dir, config_lib.model_file_name(variant))
       if not os.path.isfile(model):
@@ -95,11 +92,7 @@ def measure(build_dir: str, variants: List[str]) -> dict:
         except runtimes.RuntimeMissing as e:
           rows[runtime.name] = {"skipped": str(e)}
           continue
-        scores = np.zeros_like(probs)
-        for i, categories in enumerate(answers):
-          for c in categories:
-            scores[i, c["index"]] = c["score"]
-        rows[runtime.name] = step_figures(scores, probs)
+        rows[runtime.name] = step_figures(check.answer_scores(answers, probs.shape[1]), probs)
         common.progress(f"{variant}: {runtime.name} done")
       for name, encode in ENCODING_ERRORS.items():
         rows[f"interpreter, {name}"] = step_figures(runner.predict(encode(pixels)), probs)

@@ -3,7 +3,7 @@ interpreter, the runtime this project evaluates and gates with."""
 
 import os
 import tempfile
-from typing import Dict, Sequence
+from typing import Dict, List, Sequence
 
 import numpy as np
 
@@ -50,7 +50,6 @@ def check(model_bytes: bytes, pixels: np.ndarray, keys: Sequence[str], labels: S
       or differs from its scores by more than SCORE_TOLERANCE on an image or by more than one
       output step on over 1 - ROUNDING_SHARE of them.
   """
-  from PIL import Image  # pylint: disable=g-import-not-at-top
   from pipeline.runner import LiteRunner  # pylint: disable=g-import-not-at-top
   probs = LiteRunner(model_bytes, normalization).predict(pixels)
   results = {}
@@ -58,9 +57,7 @@ def check(model_bytes: bytes, pixels: np.ndarray, keys: Sequence[str], labels: S
     model_path = os.path.join(tmp, "model.tflite")
     with open(model_path, "wb") as f:
       f.write(model_bytes)
-    paths = [os.path.join(tmp, f"{i}.png") for i in range(len(pixels))]
-    for path, img in zip(paths, pixels):
-      Image.fromarray(img).save(path)
+    paths = write_pngs(pixels, tmp)
     for runtime in runtimes.ALL:
       try:
         answers = runtimes.classify(runtime, model_path, paths)
@@ -73,16 +70,33 @@ def check(model_bytes: bytes, pixels: np.ndarray, keys: Sequence[str], labels: S
   return results
 
 
+def write_pngs(pixels: np.ndarray, folder: str) -> List[str]:
+  """Writes each uint8 image as folder/<i>.png (lossless, so a runtime reads these pixels)."""
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  paths = [os.path.join(folder, f"{i}.png") for i in range(len(pixels))]
+  for path, img in zip(paths, pixels):
+    Image.fromarray(img).save(path)
+  return paths
+
+
+def answer_scores(answers, num_classes: int) -> np.ndarray:
+  """A runtime's answers (per image, categories with index and score) as [N, K] scores."""
+  scores = np.zeros((len(answers), num_classes), np.float32)
+  for i, categories in enumerate(answers):
+    for c in categories:
+      scores[i, c["index"]] = c["score"]
+  return scores
+
+
 def compare(name: str, answers, probs: np.ndarray, keys: Sequence[str],
             labels: Sequence[str]) -> dict:
   """One runtime's answers against the interpreter's probabilities; raises on a mismatch."""
-  scores = np.zeros_like(probs)
-  for i, categories in enumerate(answers):
+  for categories in answers:
     for c in categories:
       if c["label"] != labels[c["index"]]:
         raise PipelineError(f"{name} names class {c['index']} {c['label']!r}, the model's "
                             f"labels say {labels[c['index']]!r}: the embedded labels are wrong")
-      scores[i, c["index"]] = c["score"]
+  scores = answer_scores(answers, probs.shape[1])
   # A runtime's pick is right if the interpreter scores it within SCORE_TOLERANCE of its own
   # top-1: two classes near a tie swap on a rounding difference (HAM10000 ham3 of session
   # 10: Task Library picked mel, the interpreter akiec, one step apart on the 8-view model).
