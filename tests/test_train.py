@@ -124,3 +124,54 @@ def test_fit_phase_keeps_the_last_or_the_best_validation_epoch(tmp_path, keep):
     fit.restore_epoch(copy, str(tmp_path), "finetune", epoch)
     assert metrics.argmax_balanced_accuracy(1 - y, copy.predict(x, verbose=0)) == pytest.approx(
         wanted)
+
+
+class _Interrupt(Exception):
+  pass
+
+
+def test_weight_average_is_the_mean_of_the_last_epochs_and_survives_a_resume(tmp_path):
+  """keep="average" holds the mean of the weights at the end of the last 3 of 5 epochs; a
+  phase stopped after epoch 4 and resumed ends with the same mean (the running average is
+  checkpointed with the model), and restore_epoch loads it into another copy."""
+  rng = np.random.default_rng(0)
+  x = rng.normal(size=(256, 8)).astype(np.float32)
+  y = (x[:, 0] + x[:, 1] > 0).astype(int)
+  data = tf.data.Dataset.from_tensor_slices(
+      (x, np.eye(3, dtype=np.float32)[y], np.ones(len(x), np.float32))).batch(32).repeat()
+
+  def run(work_dir, epoch_weights, stop_after=0, resume=False):
+    keras.utils.set_random_seed(0)
+    model = _dense(0, 0.1)
+
+    def log(message):  # Called after each epoch's checkpoint, with that epoch's weights.
+      if message.startswith("finetune epoch "):
+        epoch = int(message.split()[2].split("/")[0])
+        epoch_weights[epoch] = [w.copy() for w in model.get_weights()]
+        if epoch == stop_after:
+          raise _Interrupt()
+
+    ctx = fit.Context(bundle=None, normalization=None, batch_size=32, class_balance="none",
+                      augment=False, seed=0, work_dir=str(work_dir), resume=resume, log=log)
+    result = fit.fit_phase("finetune", model, PhaseConfig(epochs=5, learning_rate=0.05), ctx,
+                           keras.losses.CategoricalCrossentropy(), data, 8, x, y,
+                           keep="average", average_epochs=3)
+    return model, result
+
+  epochs = {}
+  model, result = run(tmp_path / "a", epochs)
+  assert result.kept_epoch == 5 and result.averaged_epochs == 3
+  for got, *last3 in zip(model.get_weights(), epochs[3], epochs[4], epochs[5]):
+    np.testing.assert_allclose(got, np.mean(last3, axis=0), rtol=1e-5, atol=1e-6)
+    assert not np.allclose(got, last3[-1], atol=1e-4)  # Not simply the last epoch.
+
+  with pytest.raises(_Interrupt):
+    run(tmp_path / "b", {}, stop_after=4)
+  resumed, result = run(tmp_path / "b", {}, resume=True)
+  assert result.resumed_from_epoch == 4 and result.averaged_epochs == 3
+  copy = keras.models.clone_model(model)
+  fit.restore_epoch(copy, str(tmp_path / "b"), "finetune", "average")
+  for got, resumed_w, restored in zip(model.get_weights(), resumed.get_weights(),
+                                      copy.get_weights()):
+    np.testing.assert_allclose(resumed_w, got, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(restored, got, rtol=1e-5, atol=1e-6)
