@@ -4,12 +4,11 @@ the fine-tune epoch on the validation split help?
 For each --build_dir (a finished build that kept its fine-tune checkpoints):
 - shipped: `model_float.keras` as the build wrote it (its kept fine-tune epoch and, with
   --crt, its re-fit classifier): the reference every change is paired against;
-- fine-tune weights of the same run (--epochs), each with its fine-tuned classifier (`head`)
-  and two readouts of its frozen pooled features:
+- two fine-tune epochs of the same run, each with its fine-tuned classifier (`head`) and two
+  readouts of its frozen pooled features:
   - best_val: the epoch with the highest validation balanced accuracy;
   - last: the schedule's last epoch (no choice made on the validation split's handful of
     rare-class images);
-  - average: the mean of the last epochs' weights (builds with --finetune_keep=average);
   - tau_norm (Kang et al., ICLR 2020): the head's per-class weight vectors scaled to unit
     norm (tau = 1, bias dropped), which undoes the larger weights frequent classes grow;
   - crt (same paper; what the build's crt stage does, `pipeline.train.crt`): a class-balanced
@@ -40,9 +39,6 @@ def define_flags() -> None:
   """Defined when run, not on import: the tests import benchmark functions into one process,
   where two benchmarks' flags of the same name (--model, --build_dir) would clash."""
   flags.DEFINE_multi_string("build_dir", [], "A finished build's output directory (repeatable).")
-  from pipeline.config import KEEP_EPOCHS  # pylint: disable=g-import-not-at-top
-  flags.DEFINE_multi_enum("epochs", list(EPOCHS), KEEP_EPOCHS, "Fine-tune weights to read out "
-                          "(repeatable): best_val, last, average.")
   flags.DEFINE_integer("train_views", 1, "Dihedral views of each training image that cRT is fit "
                        "on (1-8; 1 = the image as is).", lower_bound=1, upper_bound=8)
   from pipeline.config import TrainConfig  # pylint: disable=g-import-not-at-top
@@ -53,12 +49,12 @@ def define_flags() -> None:
 
 
 SHIPPED = "shipped"
-EPOCHS = ("best_val", "last")  # The default --epochs (pipeline.config.KEEP_EPOCHS).
+EPOCHS = ("best_val", "last")  # pipeline.config.KEEP_EPOCHS, in the order of the table.
 
 
 def load_model(build_dir: str, epoch: str = SHIPPED):
-  """The build's float model as shipped, or with its best_val, last or average fine-tune
-  weights (with the fine-tuned classifier)."""
+  """The build's float model as shipped, or at its best_val or last fine-tune epoch (with the
+  fine-tuned classifier)."""
   from pipeline.stages.training import FLOAT_MODEL  # pylint: disable=g-import-not-at-top
   from pipeline.tf_compat import keras  # pylint: disable=g-import-not-at-top
   from pipeline.train import fit  # pylint: disable=g-import-not-at-top
@@ -112,8 +108,8 @@ def _score(readout, feats: dict, split: dict) -> dict:
                                                         np.mean(per_view, axis=0))}
 
 
-def score_build(build_dir: str, train_views: int, c: float, progress=common.progress,
-                epochs=EPOCHS) -> dict:
+def score_build(build_dir: str, train_views: int, c: float,
+                progress=common.progress) -> dict:
   """{"build", "n", "rows": {"shipped" or "epoch/readout": {"val", "test", "test_tta8"}}}."""
   from pipeline import config as config_lib  # pylint: disable=g-import-not-at-top
   from pipeline import data as data_lib  # pylint: disable=g-import-not-at-top
@@ -126,7 +122,7 @@ def score_build(build_dir: str, train_views: int, c: float, progress=common.prog
   norm = config.model.normalization
   split = {name: bundle.splits[name] for name in ("train", "val", "test")}
   rows = {}
-  for epoch in (SHIPPED,) + tuple(epochs):
+  for epoch in (SHIPPED,) + EPOCHS:
     t0 = time.time()
     model = load_model(build_dir, epoch)
     feats = {}
@@ -188,8 +184,7 @@ def measure_from_flags() -> dict:
     raise PipelineError("give at least one --build_dir=BUILD (a finished build)")
   builds = []
   for i, build_dir in enumerate(FLAGS.build_dir, 1):
-    builds.append(score_build(build_dir, FLAGS.train_views, FLAGS.crt_c,
-                              epochs=dict.fromkeys(FLAGS.epochs)))
+    builds.append(score_build(build_dir, FLAGS.train_views, FLAGS.crt_c))
     common.progress(f"readout: {i}/{len(FLAGS.build_dir)} builds done")
   return {"train_views": FLAGS.train_views, "crt_c": FLAGS.crt_c, "builds": builds,
           "summary": summarize(builds)}

@@ -91,11 +91,8 @@ _define("float", "warmup_epochs", _D.train.finetune.warmup_epochs,
 _define("float", "label_smoothing", _D.train.finetune.label_smoothing,
         "Label smoothing in fine-tuning and QAT.")
 _define("enum", "finetune_keep", _D.train.finetune_keep, config_lib.KEEP_EPOCHS,
-        "Fine-tune weights the model keeps: last (the schedule's end), best_val (the epoch of "
-        "highest validation balanced accuracy) or average (the mean of the last "
-        "--finetune_average_epochs epochs' weights).")
-_define("integer", "finetune_average_epochs", _D.train.finetune_average_epochs,
-        "With --finetune_keep=average: how many of the last fine-tune epochs to average.")
+        "Fine-tune epoch the model keeps: last (the schedule's end) or best_val (highest "
+        "validation balanced accuracy).")
 _define("bool", "crt", _D.train.crt, "After fine-tuning, re-train the classifier on the frozen "
         "backbone's features, class-balanced (cRT).")
 _define("float", "crt_c", _D.train.crt_c, "Inverse L2 strength of the cRT classifier.")
@@ -185,8 +182,7 @@ def config_from_flags(f: flags.FlagValues) -> Tuple[BuildConfig, RunOptions]:
                                warmup_epochs=f.warmup_epochs, label_smoothing=smoothing),
           qat=PhaseConfig(epochs=f.qat_epochs, learning_rate=f.qat_lr, label_smoothing=smoothing),
           transfer_mode=f.transfer_mode, qat_target=f.qat_target,
-          finetune_layers=f.finetune_layers, finetune_keep=f.finetune_keep,
-          finetune_average_epochs=f.finetune_average_epochs, crt=f.crt,
+          finetune_layers=f.finetune_layers, finetune_keep=f.finetune_keep, crt=f.crt,
           crt_c=f.crt_c, batch_size=f.batch_size, strategy=f.strategy,
           class_weight=f.class_weight, oversample=f.oversample, augment=f.augment),
       export=ExportConfig(io_dtype=f.io_dtype, variants=tuple(f.variants),

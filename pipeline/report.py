@@ -51,12 +51,6 @@ def flips_table(paired: Optional[dict], most: int = 10) -> List[str]:
   return rows
 
 
-def _kept(phase: dict) -> str:
-  """The report's "kept epoch": 15, or "11-15 (mean)" for averaged weights."""
-  kept, averaged = phase.get("kept_epoch", phase["best_epoch"]), phase.get("averaged_epochs", 0)
-  return f"{kept - averaged + 1}-{kept} (mean)" if averaged else str(kept)
-
-
 def write_report(path_json: str, path_md: str, report: dict) -> None:
   """Writes the build report as JSON and as Markdown."""
   atomic.write_json(path_json, report)
@@ -106,7 +100,7 @@ def write_report(path_json: str, path_md: str, report: dict) -> None:
     for name, p in phases.items():
       lines.append(f"| {name} | {p.get('mode') or '-'} | {len(p['history'].get('loss', []))} | "
                    f"{p['best_epoch']} | {_pct(p['best_val_balanced_accuracy'])} | "
-                   f"{_kept(p)} | {p['seconds']:.0f} s |")
+                   f"{p.get('kept_epoch', p['best_epoch'])} | {p['seconds']:.0f} s |")
   crt = report.get("crt")
   if crt:
     lines += ["", f"Classifier re-trained after fine-tuning (cRT: class-balanced logistic "

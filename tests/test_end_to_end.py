@@ -305,12 +305,11 @@ def test_benchmark_contracts(built, tmp_path):
 def test_readout_benchmark_on_the_builds_backbones(built, tmp_path):
   cfg, run, report = built
   proc = run_cli(["-m", "benchmarks.readout", f"--build_dir={run.output_dir}", "--train_views=1",
-                  "--epochs=last", "--epochs=average",
                   f"--output_json={tmp_path / 'readout.json'}"])
   assert proc.returncode == 0, proc.stderr
   payload = json.load(open(tmp_path / "readout.json"))
   (build,) = payload["builds"]
-  assert set(build["rows"]) == {"shipped"} | {f"{e}/{c}" for e in ("last", "average")
+  assert set(build["rows"]) == {"shipped"} | {f"{e}/{c}" for e in ("best_val", "last")
                                               for c in ("head", "tau_norm", "crt")}
   assert build["n"]["test"] == report["data"]["totals"]["test"]
   # The shipped readout, recomputed from the model's features and its classifier's weights,
@@ -343,25 +342,20 @@ def test_compare_benchmark_pairs_builds(built, tmp_path):
   assert "| float32 |" in open(tmp_path / "compare.md", encoding="utf-8").read()
 
 
-def test_shipped_float_model_is_the_fine_tune_average_with_the_crt_classifier(built):
-  """The build keeps the mean of the last fine-tune epochs' weights and re-fits its
-  classifier (the crt stage): the readout benchmark's average/crt, computed apart from the
-  build, gives the float32 file's probabilities through the interpreter, which takes raw
-  pixels and normalizes them itself."""
+def test_shipped_float_model_is_the_last_epoch_with_the_crt_classifier(built):
+  """The build keeps the fine-tune's last epoch and re-fits its classifier (the crt stage):
+  the readout benchmark's last/crt, computed apart from the build, gives the float32 file's
+  probabilities through the interpreter, which takes raw pixels and normalizes them itself."""
   cfg, run, report = built
-  assert cfg.train.finetune_keep == "average" and cfg.train.crt
+  assert cfg.train.finetune_keep == "last" and cfg.train.crt
   finetune = report["training"]["finetune"]
   assert finetune["kept_epoch"] == cfg.train.finetune.epochs
-  assert finetune["averaged_epochs"] == cfg.train.finetune_average_epochs
   assert report["crt"]["images"] == report["data"]["totals"]["train"]
-  first = cfg.train.finetune.epochs - cfg.train.finetune_average_epochs + 1
-  assert f"| {first}-{cfg.train.finetune.epochs} (mean) |" in open(
-      os.path.join(run.output_dir, "report.md"), encoding="utf-8").read()
+  assert "cRT" in open(os.path.join(run.output_dir, "report.md"), encoding="utf-8").read()
   card = open(os.path.join(run.assets_dir, "MODEL_CARD.md"), encoding="utf-8").read()
-  assert (f"fine-tuning (top {cfg.train.finetune_layers} backbone layers, weights averaged over "
-          f"the last {cfg.train.finetune_average_epochs} epochs), the classifier re-fit on the "
-          f"frozen features with every class weighted equally (cRT, C = {cfg.train.crt_c:g}), "
-          "then quantization-aware training") in card
+  assert (f"fine-tuning (top {cfg.train.finetune_layers} backbone layers), the classifier re-fit "
+          f"on the frozen features with every class weighted equally (cRT, C = "
+          f"{cfg.train.crt_c:g}), then quantization-aware training") in card
   from benchmarks import readout  # pylint: disable=g-import-not-at-top
   from pipeline import data as data_lib  # pylint: disable=g-import-not-at-top
   splits = data_lib.load(cfg.data, cfg.seed, split_file=os.path.join(run.output_dir, "splits.csv"),
@@ -374,15 +368,11 @@ def test_shipped_float_model_is_the_fine_tune_average_with_the_crt_classifier(bu
   np.testing.assert_allclose(
       readout.head_classifier(shipped)(readout.features(shipped, test.pixels(), norm, 1)[0]),
       expected, atol=1e-4)
-  average = readout.load_model(run.output_dir, "average")
-  crt = readout.readouts(average, readout.features(average, train.pixels(), norm, 1),
-                         train.labels, cfg.train.crt_c)["crt"]
-  np.testing.assert_allclose(crt(readout.features(average, test.pixels(), norm, 1)[0]),
-                             expected, atol=2e-3)
-  # The last epoch alone is another backbone.
   last = readout.load_model(run.output_dir, "last")
-  assert not np.allclose(readout.features(last, test.pixels(), norm, 1),
-                         readout.features(average, test.pixels(), norm, 1), atol=1e-3)
+  crt = readout.readouts(last, readout.features(last, train.pixels(), norm, 1), train.labels,
+                         cfg.train.crt_c)["crt"]
+  np.testing.assert_allclose(crt(readout.features(last, test.pixels(), norm, 1)[0]), expected,
+                             atol=2e-3)
 
 
 def test_headroom_benchmark_on_a_builds_test_split(built, tmp_path):

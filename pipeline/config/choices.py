@@ -13,7 +13,7 @@ VARIANTS = ("int8", "int8_tta8", "int8_ptq", "float16", "float32")
 CLASS_WEIGHTS = ("balanced", "none", "logit_adjusted")
 TRANSFER_MODES = ("cached_features", "end_to_end")
 QAT_TARGETS = ("float_model", "labels")
-KEEP_EPOCHS = ("last", "best_val", "average")
+KEEP_EPOCHS = ("last", "best_val")
 
 
 def check_choice(name: str, value: str, choices: Tuple[str, ...]) -> str:

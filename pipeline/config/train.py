@@ -67,13 +67,7 @@ class TrainConfig:
   # Which fine-tune epoch the model keeps: "last" (the fixed schedule's end) or "best_val"
   # (highest validation balanced accuracy). On HAM10000 the validation split's 11 df + vasc
   # images decide "best_val" (one image moves it 2.4-2.9 points): BUILD.md "Readout".
-  # "average": the mean of the weights at the end of the last finetune_average_epochs
-  # epochs (stochastic weight averaging over the cosine schedule's tail; BN is frozen, so
-  # the mean needs no new statistics). On three HAM10000 re-runs of fine-tuning from def1-3's
-  # transfer heads, then cRT: float32 test balanced accuracy 72.5% (72.2-72.9) against the
-  # last epoch's 71.9% (70.5-73.7) (BUILD.md "Fine-tune weight averaging").
-  finetune_keep: str = "average"
-  finetune_average_epochs: int = 5
+  finetune_keep: str = "last"
   # cRT (Kang et al., ICLR 2020): after fine-tuning, a new classifier on the frozen backbone's
   # pooled features, a class-balanced L2 logistic regression of inverse strength crt_c.
   # C = 0.01, not 0.1: at 0.1 the classifier fits the (in-sample) training features harder
@@ -109,9 +103,6 @@ class TrainConfig:
     check_choice("strategy", self.strategy, STRATEGIES)
     check_choice("class_weight", self.class_weight, CLASS_WEIGHTS)
     check_choice("finetune_keep", self.finetune_keep, KEEP_EPOCHS)
-    if self.finetune_average_epochs < 1:
-      raise PipelineError(f"--finetune_average_epochs={self.finetune_average_epochs} must be "
-                          ">= 1")
     if self.crt_c <= 0:
       raise PipelineError(f"--crt_c={self.crt_c} must be > 0")
     if self.finetune_layers < 0:

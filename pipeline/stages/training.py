@@ -69,8 +69,7 @@ def finetune(config: BuildConfig, state: BuildState) -> BuildState:
   with state.strategy.scope():
     result = phases.run_finetune(state.float_model, config.train.finetune,
                                  config.train.finetune_layers, config.train.finetune_keep,
-                                 _context(config, state),
-                                 config.train.finetune_average_epochs)
+                                 _context(config, state))
   atomic.write_with(state.path(FLOAT_MODEL), state.float_model.save)
   return dataclasses.replace(state, training={**state.training, "finetune": vars(result)})
 

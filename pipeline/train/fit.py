@@ -5,7 +5,7 @@ import json
 import os
 import sys
 import time
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, List
 
 import numpy as np
 
@@ -78,35 +78,6 @@ class PhaseResult:
   mode: str = ""
   resumed_from_epoch: int = 0
   kept_epoch: int = 0  # The epoch whose weights the model holds: best_epoch, or the last.
-  averaged_epochs: int = 0  # keep="average": the number of last epochs whose mean it holds.
-
-
-class _Average(tf.Module):
-  """The running mean of a model's weights at the end of epochs (stochastic weight averaging,
-  Izmailov et al., UAI 2018), checkpointed with the model so that a resumed phase goes on
-  averaging. BatchNormalization stays in inference mode while fine-tuning, so the mean needs
-  no new BN statistics."""
-
-  def __init__(self, model: keras.Model):
-    super().__init__(name="weight_average")
-    self.count = tf.Variable(0, dtype=tf.int64, trainable=False)
-    self.means = [tf.Variable(tf.zeros(w.shape, w.dtype), trainable=False) for w in model.weights]
-
-  def add(self, model: keras.Model) -> None:
-    n = tf.cast(self.count + 1, tf.float32)
-    for mean, weight in zip(self.means, model.weights):
-      mean.assign_add((tf.convert_to_tensor(weight) - mean) / n)
-    self.count.assign_add(1)
-
-  def apply(self, model: keras.Model) -> None:
-    for mean, weight in zip(self.means, model.weights):
-      weight.assign(mean)
-
-
-def _checkpoint(model: keras.Model, average: Optional[_Average]) -> tf.train.Checkpoint:
-  """What a phase checkpoints every epoch: model, optimizer, and the weight average if any."""
-  extra = {"average": average} if average is not None else {}
-  return tf.train.Checkpoint(model=model, optimizer=model.optimizer, **extra)
 
 
 class _EpochCheckpoint(keras.callbacks.Callback):
@@ -115,25 +86,21 @@ class _EpochCheckpoint(keras.callbacks.Callback):
   The best epoch has the highest validation balanced accuracy; among equal ones, the lowest
   validation loss.
 
-  After each epoch it adds the weights to `average` (from the 0-based epoch `average_from`
-  on), then writes a tf.train.Checkpoint (model, optimizer, so a resumed run
-  continues the learning-rate schedule, and the average) and state.json (epochs done,
-  history, best epoch).
+  After each epoch it writes a tf.train.Checkpoint (model and optimizer, so a resumed run
+  continues the learning-rate schedule) and state.json (epochs done, history, best epoch).
   """
 
   def __init__(self, name: str, ckpt_dir: str, val_inputs, val_labels: np.ndarray,
-               epochs: int, state: dict, log: Callable[[str], None],
-               average: Optional[_Average] = None, average_from: int = 0):
+               epochs: int, state: dict, log: Callable[[str], None]):
     super().__init__()
     self.name, self.ckpt_dir, self.epochs, self.log = name, ckpt_dir, epochs, log
     self.val_inputs, self.val_labels = val_inputs, val_labels
     self.state = state
-    self.average, self.average_from = average, average_from
     self.manager = None
     self.epoch_start = 0.0
 
   def on_train_begin(self, logs=None):
-    ckpt = _checkpoint(self.model, self.average)
+    ckpt = tf.train.Checkpoint(model=self.model, optimizer=self.model.optimizer)
     self.manager = tf.train.CheckpointManager(ckpt, os.path.join(self.ckpt_dir, "ckpt"),
                                               max_to_keep=1)
 
@@ -159,8 +126,6 @@ class _EpochCheckpoint(keras.callbacks.Callback):
       self.state.update(best_val_balanced_accuracy=bacc, best_val_loss=val_loss,
                         best_epoch=epoch + 1)
       self.model.save_weights(os.path.join(self.ckpt_dir, BEST_WEIGHTS))
-    if self.average is not None and epoch >= self.average_from:
-      self.average.add(self.model)
     self.state["epochs_done"] = epoch + 1
     self.manager.save(checkpoint_number=epoch + 1)
     atomic.write_json(os.path.join(self.ckpt_dir, "state.json"), self.state)
@@ -173,9 +138,8 @@ class _EpochCheckpoint(keras.callbacks.Callback):
 
 
 def restore_epoch(model: keras.Model, work_dir: str, phase: str, which: str) -> None:
-  """Loads a finished phase's "best_val" epoch, "last" epoch or "average" (of its last epochs'
-  weights), as fit_phase checkpointed it, into `model` (the same architecture, e.g. the build's
-  saved model).
+  """Loads a finished phase's "best_val" or "last" epoch, as fit_phase checkpointed it, into
+  `model` (the same architecture, e.g. the build's saved model).
 
   Raises:
     PipelineError: the build kept no such checkpoint.
@@ -187,16 +151,10 @@ def restore_epoch(model: keras.Model, work_dir: str, phase: str, which: str) -> 
   else:
     path = tf.train.latest_checkpoint(os.path.join(ckpt_dir, "ckpt"))
     found = bool(path)
-  average = _Average(model) if which == "average" and found else None
-  if average is not None:
-    tf.train.Checkpoint(model=model, average=average).restore(path).expect_partial()
-    found = int(average.count.numpy()) > 0
   if not found:
     raise PipelineError(f"{work_dir}: no {which} {phase} checkpoint in {ckpt_dir} (a build keeps "
                         "them unless its output directory was cleaned)")
-  if average is not None:
-    average.apply(model)
-  elif which == "best_val":
+  if which == "best_val":
     model.load_weights(path).expect_partial()
   else:
     tf.train.Checkpoint(model=model).restore(path).expect_partial()
@@ -210,9 +168,8 @@ def duration(seconds: float) -> str:
 
 def fit_phase(name: str, model: keras.Model, phase: PhaseConfig, ctx: Context, loss,
               train_data, steps_per_epoch: int, val_inputs, val_labels: np.ndarray,
-              mode: str = "", keep: str = "best_val", average_epochs: int = 0) -> PhaseResult:
-  """Compiles and fits one phase with checkpoints and resume; keeps the best or last epoch,
-  or the mean of the last epochs' weights.
+              mode: str = "", keep: str = "best_val") -> PhaseResult:
+  """Compiles and fits one phase with checkpoints and resume; keeps the best or last epoch.
 
   Args:
     name: the phase ("transfer", "finetune", "qat"): its checkpoint and TensorBoard folder.
@@ -225,11 +182,8 @@ def fit_phase(name: str, model: keras.Model, phase: PhaseConfig, ctx: Context, l
     val_inputs: validation inputs (dataset or array), in `val_labels` order.
     val_labels: validation label indices.
     mode: how the phase ran, for the report.
-    keep: "best_val" (the epoch with the best validation balanced accuracy), "last" (the
-      schedule's end; validation is still measured and reported) or "average" (the mean of
-      the weights at the end of the last `average_epochs` epochs).
-    average_epochs: with keep="average", how many of the last epochs to average (all of
-      them if the phase has fewer).
+    keep: "best_val" (the epoch with the best validation balanced accuracy) or "last" (the
+      schedule's end; validation is still measured and reported).
 
   Returns:
     The phase result; the model holds the kept epoch's weights.
@@ -240,13 +194,11 @@ def fit_phase(name: str, model: keras.Model, phase: PhaseConfig, ctx: Context, l
   state = {"phase": name, "epochs_done": 0, "best_epoch": 0,
            "best_val_balanced_accuracy": -1.0, "history": {}}
   model.compile(optimizer=_optimizer(phase, steps_per_epoch), loss=loss, weighted_metrics=[])
-  average = _Average(model) if keep == "average" else None
-  average_from = max(phase.epochs - average_epochs, 0)
   start_epoch = 0
   if resume and os.path.exists(state_path):
     with open(state_path, encoding="utf-8") as f:
       state = json.load(f)
-    ckpt = _checkpoint(model, average)
+    ckpt = tf.train.Checkpoint(model=model, optimizer=model.optimizer)
     latest = tf.train.latest_checkpoint(os.path.join(ckpt_dir, "ckpt"))
     if latest:
       ckpt.restore(latest).expect_partial()
@@ -257,8 +209,7 @@ def fit_phase(name: str, model: keras.Model, phase: PhaseConfig, ctx: Context, l
       if os.path.exists(os.path.join(ckpt_dir, stale)):
         os.remove(os.path.join(ckpt_dir, stale))
   t0 = time.time()
-  callback = _EpochCheckpoint(name, ckpt_dir, val_inputs, val_labels, phase.epochs, state, log,
-                              average, average_from)
+  callback = _EpochCheckpoint(name, ckpt_dir, val_inputs, val_labels, phase.epochs, state, log)
   if start_epoch < phase.epochs:
     model.fit(train_data, epochs=phase.epochs, initial_epoch=start_epoch,
               steps_per_epoch=steps_per_epoch,
@@ -266,22 +217,15 @@ def fit_phase(name: str, model: keras.Model, phase: PhaseConfig, ctx: Context, l
                   os.path.join(ctx.tensorboard_dir, name), write_graph=False, profile_batch=0)],
               verbose=1 if sys.stdout.isatty() else 0)
   best_path = os.path.join(ckpt_dir, BEST_WEIGHTS)
-  kept, averaged = state["epochs_done"], 0
+  kept = state["epochs_done"]
   if keep == "best_val" and os.path.exists(best_path + ".index"):
     model.load_weights(best_path).expect_partial()
     kept = state["best_epoch"]
-  elif average is not None and int(average.count.numpy()):
-    average.apply(model)
-    averaged = int(average.count.numpy())
-    val_bacc = metrics.argmax_balanced_accuracy(val_labels,
-                                                model.predict(val_inputs, verbose=0))
-    log(f"{name}: weights averaged over epochs {kept - averaged + 1}-{kept}: val balanced "
-        f"accuracy {val_bacc:.4f}")
   seconds = time.time() - t0
   result = PhaseResult(name=name, history=state["history"], best_epoch=state["best_epoch"],
                        best_val_balanced_accuracy=max(state["best_val_balanced_accuracy"], 0.0),
                        seconds=seconds, mode=mode, resumed_from_epoch=start_epoch,
-                       kept_epoch=kept, averaged_epochs=averaged)
+                       kept_epoch=kept)
   log(f"{name}: done in {duration(seconds)}; kept epoch {kept}/{phase.epochs} ({keep}); best "
       f"val balanced accuracy {result.best_val_balanced_accuracy:.4f} at epoch "
       f"{result.best_epoch}")

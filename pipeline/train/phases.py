@@ -83,18 +83,17 @@ def _cached_features(model: keras.Model, split_name: str, ctx: Context) -> np.nd
 
 
 def run_finetune(model: keras.Model, phase: PhaseConfig, layers: int, keep: str,
-                 ctx: Context, average_epochs: int = 0) -> PhaseResult:
+                 ctx: Context) -> PhaseResult:
   """Unfreezes the top `layers` of the backbone (BN stays in inference mode) and trains at a
-  lower learning rate with warm-up and cosine decay, keeping the last epoch, the one with
-  the best validation balanced accuracy, or the mean of the last epochs' weights.
+  lower learning rate with warm-up and cosine decay, keeping the last epoch or the one with
+  the best validation balanced accuracy.
 
   Args:
     model: the float classifier after transfer (trained in place).
     phase: epochs, learning rate, warm-up, label smoothing.
     layers: how many top backbone layers to train (TrainConfig.finetune_layers).
-    keep: "last", "best_val" or "average" (TrainConfig.finetune_keep).
+    keep: "last" or "best_val" (TrainConfig.finetune_keep).
     ctx: what the phases share.
-    average_epochs: with keep="average", how many of the last epochs to average.
 
   Returns:
     The phase result.
@@ -108,7 +107,4 @@ def run_finetune(model: keras.Model, phase: PhaseConfig, layers: int, keep: str,
                              phase.label_smoothing)
   return fit_phase("finetune", model, phase, ctx, loss, ds.repeat(), steps,
                    inputs.eval_dataset(val, ctx.normalization, ctx.batch_size), val.labels,
-                   mode=f"top {layers} backbone layers" + (
-                       f", weights averaged over the last {min(average_epochs, phase.epochs)} "
-                       "epochs" if keep == "average" else ""),
-                   keep=keep, average_epochs=average_epochs)
+                   mode=f"top {layers} backbone layers", keep=keep)
