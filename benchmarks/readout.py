@@ -98,7 +98,7 @@ def readouts(model, train_x: np.ndarray, train_y: np.ndarray, c: float
           "crt": lambda x: _softmax(x @ crt_kernel + crt_bias)}
 
 
-def _score(readout, feats: dict, split: dict) -> dict:
+def score_readout(readout, feats: dict, split: dict) -> dict:
   """{"val", "test", "test_tta8"} balanced accuracy of one readout."""
   from pipeline import metrics  # pylint: disable=g-import-not-at-top
   per_view = [readout(x) for x in feats["test"]]
@@ -134,10 +134,10 @@ def score_build(build_dir: str, train_views: int, c: float,
       progress(f"readout: {build_dir}: {epoch} model, features of {len(s)} {name} images x "
                f"{views} views ({time.time() - t0:.0f} s)")
     if epoch == SHIPPED:
-      rows[SHIPPED] = _score(head_classifier(model), feats, split)
+      rows[SHIPPED] = score_readout(head_classifier(model), feats, split)
     else:
       for name, readout in readouts(model, feats["train"], split["train"].labels, c).items():
-        rows[f"{epoch}/{name}"] = _score(readout, feats, split)
+        rows[f"{epoch}/{name}"] = score_readout(readout, feats, split)
     progress(f"readout: {build_dir}: {epoch} model scored in {time.time() - t0:.0f} s")
   return {"build": build_dir, "n": {s: len(v) for s, v in split.items()}, "rows": rows}
 
@@ -164,14 +164,20 @@ def markdown(payload: dict) -> List[str]:
            f". cRT: class-balanced logistic regression on {payload['train_views']} view(s) of "
            f"each training image, C = {payload['crt_c']:g}. TTA8: mean over the 8 dihedral "
            "views. Balanced accuracy; change: paired against shipped (the build's "
-           "model_float.keras), mean (min to max).", "",
-           "| readout | test | change | test TTA8 | change | val | " +
+           "model_float.keras), mean (min to max).", ""]
+  return lines + paired_table("readout", payload["summary"], builds)
+
+
+def paired_table(first_column: str, summary: Dict[str, dict], builds: List[dict]) -> List[str]:
+  """Markdown rows of `summarize(builds)`: per row key, test, test TTA8 and val as mean
+  (min-max) with the paired change against shipped, then each build's test figure."""
+  lines = [f"| {first_column} | test | change | test TTA8 | change | val | " +
            " | ".join(os.path.basename(b["build"].rstrip("/")) for b in builds) + " |",
            "|---|" + "---:|" * (5 + len(builds))]
   pct = lambda s: f"{100 * s['mean']:.1f}% ({100 * s['min']:.1f}-{100 * s['max']:.1f})"
   chg = lambda s: (f"{100 * s['change_mean']:+.1f} ({100 * s['change_min']:+.1f} to "
                    f"{100 * s['change_max']:+.1f})")
-  for key, figs in payload["summary"].items():
+  for key, figs in summary.items():
     lines.append(f"| {key} | {pct(figs['test'])} | {chg(figs['test'])} | "
                  f"{pct(figs['test_tta8'])} | {chg(figs['test_tta8'])} | {pct(figs['val'])} | "
                  + " | ".join(f"{100 * b['rows'][key]['test']:.1f}%" for b in builds) + " |")

@@ -4,6 +4,7 @@ from typing import Dict, Iterable
 
 import numpy as np
 
+from pipeline import model as model_lib
 from pipeline import quiet
 from pipeline import runner
 from pipeline.errors import PipelineError
@@ -79,16 +80,6 @@ def convert_int8(model: keras.Model, calibration: np.ndarray, normalization: Nor
   converter.inference_output_type = _TF_DTYPES[io_dtype]
   with quiet.native_stderr():  # The converter's warnings are about its own internals.
     return converter.convert()
-
-
-def dihedral_tta_model(model: keras.Model) -> keras.Model:
-  """`model` averaged over the 8 dihedral views of each input image, in one graph: one
-  image in, one probability vector out, 8 images' worth of compute inside."""
-  from pipeline import preprocessing  # pylint: disable=g-import-not-at-top
-  image = keras.Input(model.input_shape[1:], name="image")
-  views = keras.layers.Lambda(preprocessing.dihedral_stack_tf, name="dihedral_views")(image)
-  probs = keras.layers.Lambda(preprocessing.dihedral_mean_tf, name="dihedral_mean")(model(views))
-  return keras.Model(image, probs, name=model.name + "_tta8")
 
 
 def convert_float(model: keras.Model, float16: bool = False) -> bytes:
@@ -169,7 +160,7 @@ def convert_variant(variant: str, float_model: keras.Model, qat_model: keras.Mod
   if variant == "int8":
     return convert_int8(qat_model, calibration, normalization, io_dtype)
   if variant == "int8_tta8":
-    return convert_int8(dihedral_tta_model(qat_model), calibration, normalization, io_dtype)
+    return convert_int8(model_lib.dihedral_tta_model(qat_model), calibration, normalization, io_dtype)
   if variant == "int8_ptq":
     return convert_int8(float_model, calibration, normalization, io_dtype)
   return convert_float(float_model, float16=variant == "float16")

@@ -2,6 +2,7 @@
 
 from typing import Optional
 
+from pipeline import preprocessing
 from pipeline.errors import PipelineError
 from pipeline.tf_compat import keras
 
@@ -99,3 +100,13 @@ def set_trainable(model: keras.Model, finetune_layers: int) -> int:
 def feature_extractor(model: keras.Model) -> keras.Model:
   """The backbone plus pooling: image -> pooled features, sharing the model's weights."""
   return keras.Model(model.input, model.get_layer("avg_pool").output)
+
+
+def dihedral_tta_model(model: keras.Model) -> keras.Model:
+  """`model` averaged over the 8 dihedral views of each input image, in one graph: one
+  image in, one probability vector out, 8 images' worth of compute inside (the shipped
+  model_int8_tta8.tflite, and distillation's teacher)."""
+  image = keras.Input(model.input_shape[1:], name="image")
+  views = keras.layers.Lambda(preprocessing.dihedral_stack_tf, name="dihedral_views")(image)
+  probs = keras.layers.Lambda(preprocessing.dihedral_mean_tf, name="dihedral_mean")(model(views))
+  return keras.Model(image, probs, name=model.name + "_tta8")

@@ -36,8 +36,9 @@ def class_priors(train_counts: np.ndarray) -> np.ndarray:
 
 
 def pixel_dataset(split: Split, batch_size: int, indices: Optional[np.ndarray] = None,
-                  shuffle_seed: Optional[int] = None):
-  """Batches of (uint8 pixels [B, S, S, 3], label indices [B]) from a split.
+                  shuffle_seed: Optional[int] = None, targets: Optional[np.ndarray] = None):
+  """Batches of (uint8 pixels [B, S, S, 3], label indices [B]) from a split, with each
+  item's row of `targets` [N, ...] as a third element when given.
 
   Pixels come from `Split.pixels`: from memory when the data stage cached them, otherwise
   decoded from disk (batches in parallel).
@@ -48,12 +49,13 @@ def pixel_dataset(split: Split, batch_size: int, indices: Optional[np.ndarray] =
   if shuffle_seed is not None:
     ds = ds.shuffle(len(indices), seed=shuffle_seed, reshuffle_each_iteration=True)
   labels = tf.constant(split.labels, tf.int32)
+  rows = None if targets is None else tf.constant(targets)
   shape = (None, split.image_size, split.image_size, 3)
-  ds = ds.batch(batch_size).map(
-      lambda i: (tf.ensure_shape(tf.numpy_function(split.pixels, [i], tf.uint8), shape),
-                 tf.gather(labels, i)),
-      num_parallel_calls=tf.data.AUTOTUNE)
-  return ds
+
+  def load(i):
+    pixels = tf.ensure_shape(tf.numpy_function(split.pixels, [i], tf.uint8), shape)
+    return (pixels, tf.gather(labels, i)) + (() if rows is None else (tf.gather(rows, i),))
+  return ds.batch(batch_size).map(load, num_parallel_calls=tf.data.AUTOTUNE)
 
 
 def preprocess_batch(pixels, normalization: Normalization, augmenter=None):
@@ -85,8 +87,10 @@ def train_sampling(bundle: DataBundle, seed: int,
 
 
 def training_dataset(bundle: DataBundle, normalization: Normalization, batch_size: int,
-                     seed: int, augment: bool, class_balance: str):
-  """(x, one-hot y, sample weight) batches of the train split, shuffled every epoch.
+                     seed: int, augment: bool, class_balance: str,
+                     targets: Optional[np.ndarray] = None):
+  """(x, y, sample weight) batches of the train split, shuffled every epoch: y is the one-hot
+  label, or the image's row of `targets` [N, K] (soft targets, e.g. distillation's).
 
   Returns:
     (the dataset of one epoch, its number of batches).
@@ -96,9 +100,10 @@ def training_dataset(bundle: DataBundle, normalization: Normalization, batch_siz
   indices, per_class = train_sampling(bundle, seed, class_balance)
   weight_table = tf.constant(per_class)
   augmenter = augment_layers(seed) if augment else None
-  ds = pixel_dataset(split, batch_size, indices, shuffle_seed=seed)
-  ds = ds.map(lambda x, y: (preprocess_batch(x, normalization, augmenter),
-                            tf.one_hot(y, k), tf.gather(weight_table, y)),
+  ds = pixel_dataset(split, batch_size, indices, shuffle_seed=seed, targets=targets)
+  ds = ds.map(lambda x, y, *soft: (preprocess_batch(x, normalization, augmenter),
+                                   soft[0] if soft else tf.one_hot(y, k),
+                                   tf.gather(weight_table, y)),
               num_parallel_calls=tf.data.AUTOTUNE)
   return ds.prefetch(tf.data.AUTOTUNE), math.ceil(len(indices) / batch_size)
 

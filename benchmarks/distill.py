@@ -1,0 +1,156 @@
+r"""Distillation: does a model that learns its own 8-view mean beat the shipped one?
+
+For each --build_dir (a finished build that kept its checkpoints):
+- the teacher is the build's fine-tuned model (the fine-tune epoch the build kept, with its
+  fine-tuned classifier) averaged over the 8 dihedral views of each un-augmented training
+  image (`pipeline.train.distill`);
+- the student is the same architecture fine-tuned on augmented training images against
+  --label_weight x the smoothed labels + the rest x the teacher, from the transfer stage's
+  weights (--init=transfer: born-again) or from the fine-tuned ones (--init=finetuned: the
+  fine-tuned model continues), with the build's layers, batch and augmentation;
+- then, when the build re-fit its classifier (cRT), the student's is re-fit the same way.
+Balanced accuracy of the shipped model_float.keras and of the student on the validation
+split, and on the test split with one view and with the mean over the 8 dihedral views;
+over several builds, mean (min-max) and the paired change against shipped. Nothing is fit on
+the test split. Costs one fine-tune of --epochs per build (plus the teacher's 8 passes over
+the training split, cached in --work_dir).
+
+  python -m benchmarks.distill --build_dir=build/ham1 --build_dir=build/ham2 \
+      --build_dir=build/ham3 --init=transfer --epochs=10 --output_json=distill.json
+"""
+
+import dataclasses
+import hashlib
+import os
+import time
+from typing import List
+
+import numpy as np
+from absl import app
+from absl import flags
+
+from benchmarks import common
+from benchmarks import readout
+
+FLAGS = flags.FLAGS
+INITS = ("transfer", "finetuned")
+
+
+def define_flags() -> None:
+  """Defined when run, not on import (see benchmarks.readout)."""
+  from pipeline.config import TrainConfig  # pylint: disable=g-import-not-at-top
+  flags.DEFINE_multi_string("build_dir", [], "A finished build's output directory (repeatable).")
+  flags.DEFINE_enum("init", "transfer", INITS, "The student's start: the transfer stage's "
+                    "weights (born-again) or the fine-tuned model's.")
+  flags.DEFINE_integer("epochs", 10, "The student's fine-tune epochs.", lower_bound=1)
+  flags.DEFINE_float("learning_rate", TrainConfig.finetune.learning_rate,
+                     "Peak learning rate (cosine decay after the warm-up).", lower_bound=1e-9)
+  flags.DEFINE_float("warmup_epochs", 1.0, "Linear warm-up epochs.", lower_bound=0.0)
+  flags.DEFINE_float("label_weight", 0.5, "Share of the smoothed labels in the target (the "
+                     "rest is the teacher's probabilities).", lower_bound=0.0, upper_bound=1.0)
+  flags.DEFINE_string("work_dir", "", "Checkpoints and cached teacher probabilities, one folder "
+                      "per build (default: distill_work/ beside --output_json).")
+  flags.DEFINE_string("output_json", "distill.json", "JSON report path.")
+  flags.DEFINE_string("output_md", "", "Markdown report path (default: beside the JSON).")
+
+
+@dataclasses.dataclass(frozen=True)
+class Student:
+  """How the student is trained."""
+  init: str  # One of INITS.
+  epochs: int
+  learning_rate: float
+  warmup_epochs: float
+  label_weight: float
+
+
+def score_build(build_dir: str, student: Student, work_dir: str,
+                progress=common.progress) -> dict:
+  """{"build", "n", "rows": {"shipped" | "student": {"val", "test", "test_tta8"}},
+  "student_epoch_seconds", "teacher_train_balanced_accuracy"}."""
+  from pipeline import config as config_lib  # pylint: disable=g-import-not-at-top
+  from pipeline import data as data_lib  # pylint: disable=g-import-not-at-top
+  from pipeline import metrics  # pylint: disable=g-import-not-at-top
+  from pipeline.stages import training  # pylint: disable=g-import-not-at-top
+  from pipeline.train import crt, distill, fit  # pylint: disable=g-import-not-at-top
+  needed = config_lib.build_files(
+      build_dir, [config_lib.CONFIG_FILE, "splits.csv", training.FLOAT_MODEL,
+                  training.TRANSFER_WEIGHTS + ".index"], "fine-tuning")
+  config = config_lib.BuildConfig.load(needed[0])
+  bundle = data_lib.load(config.data, config.seed, split_file=needed[1],
+                         synthetic_root=os.path.join(build_dir, "synthetic_data"))
+  norm, train_cfg = config.model.normalization, config.train
+  split = {name: bundle.splits[name] for name in ("train", "val", "test")}
+
+  def score(model) -> dict:
+    feats = {name: readout.features(model, split[name].pixels(), norm, views)
+             for name, views in (("val", 1), ("test", 8))}
+    return readout.score_readout(readout.head_classifier(model), feats, split)
+
+  t0 = time.time()
+  rows = {"shipped": score(readout.load_model(build_dir))}
+  progress(f"distill: {build_dir}: shipped model scored ({time.time() - t0:.0f} s)")
+  model = readout.load_model(build_dir, train_cfg.finetune_keep)
+  ctx = fit.Context(bundle=bundle, normalization=norm, batch_size=train_cfg.batch_size,
+                    class_balance=train_cfg.class_balance, augment=train_cfg.augment,
+                    seed=config.seed, work_dir=work_dir, resume=True, log=progress)
+  teacher = distill.teacher_probabilities(model, ctx)  # Reuses work_dir's cache.
+  targets = distill.soft_targets(split["train"].labels, teacher, student.label_weight,
+                                 train_cfg.finetune.label_smoothing)
+  if student.init == "transfer":
+    model.load_weights(needed[3][:-len(".index")]).expect_partial()
+  phase = config_lib.PhaseConfig(epochs=student.epochs, learning_rate=student.learning_rate,
+                                 warmup_epochs=student.warmup_epochs)
+  result = distill.run_distill(model, phase, train_cfg.finetune_layers, targets,
+                               dataclasses.replace(ctx, resume=False))
+  if train_cfg.crt:
+    crt.run_crt(model, train_cfg.crt_c, ctx)
+  rows["student"] = score(model)
+  progress(f"distill: {build_dir}: student scored ({time.time() - t0:.0f} s)")
+  return {"build": build_dir, "n": {s: len(v) for s, v in split.items()}, "rows": rows,
+          "student_epoch_seconds": float(np.mean(result.history["seconds"])),
+          "teacher_train_balanced_accuracy": metrics.argmax_balanced_accuracy(
+              split["train"].labels, teacher)}
+
+
+def markdown(payload: dict) -> List[str]:
+  s, builds = payload["student"], payload["builds"]
+  start = {"transfer": "the transfer stage's weights (born-again)",
+           "finetuned": "the fine-tuned weights"}[s["init"]]
+  return ["# Distillation of the 8-view mean, on finished builds", "",
+          f"{len(builds)} build(s). Student: from {start}, {s['epochs']} epochs, peak learning "
+          f"rate {s['learning_rate']:g}, warm-up {s['warmup_epochs']:g}, target "
+          f"{s['label_weight']:g} x smoothed labels + {1 - s['label_weight']:g} x the "
+          "teacher (the fine-tuned model's mean over 8 dihedral views of each training "
+          "image); then cRT as the build did. Balanced accuracy; change: paired against "
+          "shipped (the build's model_float.keras), mean (min to max). Student fine-tune "
+          "seconds per epoch: " + ", ".join(f"{b['student_epoch_seconds']:.0f}" for b in builds)
+          + ".", ""] + readout.paired_table("model", payload["summary"], builds)
+
+
+def measure_from_flags() -> dict:
+  from pipeline.errors import PipelineError  # pylint: disable=g-import-not-at-top
+  if not FLAGS.build_dir:
+    raise PipelineError("give at least one --build_dir=BUILD (a finished build)")
+  student = Student(FLAGS.init, FLAGS.epochs, FLAGS.learning_rate, FLAGS.warmup_epochs,
+                    FLAGS.label_weight)
+  work_root = FLAGS.work_dir or os.path.join(
+      os.path.dirname(os.path.abspath(FLAGS.output_json)), "distill_work")
+  builds = []
+  for i, build_dir in enumerate(FLAGS.build_dir, 1):
+    path = os.path.abspath(build_dir)  # One folder per build, wherever it is given from.
+    name = f"{os.path.basename(path)}-{hashlib.sha1(path.encode()).hexdigest()[:8]}"
+    builds.append(score_build(build_dir, student, os.path.join(work_root, name)))
+    common.progress(f"distill: {i}/{len(FLAGS.build_dir)} builds done")
+  return {"student": dataclasses.asdict(student), "builds": builds,
+          "summary": readout.summarize(builds)}
+
+
+def main(argv: List[str]) -> None:
+  common.main("benchmarks.distill", argv, measure_from_flags, markdown, FLAGS.output_json,
+              FLAGS.output_md)
+
+
+if __name__ == "__main__":
+  define_flags()
+  app.run(main)

@@ -1,0 +1,83 @@
+"""Distillation of the fine-tuned model's test-time augmentation into a student.
+
+The fine-tuned model averaged over the 8 dihedral views of an image (rotations and mirror
+images: dermoscopy has no canonical orientation) is often a better classifier than the model
+on one view (BUILD.md "Headroom"), but costs 8 invokes. Here it is the teacher: its mean
+probabilities on each un-augmented training image are computed once, and a student of the
+same architecture is fine-tuned on augmented images against a mix of the smoothed labels and
+those probabilities, either started again from the transfer-stage weights (born-again
+networks, Furlanello et al., ICML 2018) or continuing from the fine-tuned ones.
+`benchmarks.distill` measures both on finished builds (BUILD.md "Distillation"); the build
+does not distil (it did not win there).
+"""
+
+import os
+import sys
+import time
+
+import numpy as np
+
+from pipeline import atomic
+from pipeline import metrics
+from pipeline import model as model_lib
+from pipeline.config import PhaseConfig
+from pipeline.train import inputs
+from pipeline.train.fit import Context, PhaseResult, duration, fit_phase
+from pipeline.tf_compat import keras
+
+TEACHER_CACHE = os.path.join("cache", "teacher_train.npy")
+
+
+def teacher_probabilities(model: keras.Model, ctx: Context) -> np.ndarray:
+  """[N, K] the model's mean probabilities over the 8 dihedral views of each training image
+  (no other augmentation), computed once and kept in work_dir/cache so --resume reuses them."""
+  path = os.path.join(ctx.work_dir, TEACHER_CACHE)
+  train = ctx.bundle.splits["train"]
+  if ctx.resume and os.path.exists(path):
+    probs = np.load(path)
+    if probs.shape == (len(train), len(ctx.bundle.labels)):
+      return probs
+  t0 = time.time()
+  ctx.log(f"distill: the teacher's 8-view probabilities on {len(train)} training images")
+  teacher = model_lib.dihedral_tta_model(model)
+  probs = teacher.predict(inputs.eval_dataset(train, ctx.normalization, ctx.batch_size),
+                          verbose=1 if sys.stdout.isatty() else 0).astype(np.float32)
+  atomic.write_with(path, lambda tmp: np.save(tmp, probs))
+  ctx.log(f"distill: teacher ready in {duration(time.time() - t0)}; its training balanced "
+          f"accuracy {metrics.argmax_balanced_accuracy(train.labels, probs):.4f}")
+  return probs
+
+
+def soft_targets(labels: np.ndarray, teacher: np.ndarray, label_weight: float,
+                 label_smoothing: float) -> np.ndarray:
+  """label_weight * smoothed one-hot labels + (1 - label_weight) * teacher, per image [N, K]
+  (each row sums to 1)."""
+  k = teacher.shape[1]
+  smoothed = np.eye(k, dtype=np.float32)[labels] * (1.0 - label_smoothing) + label_smoothing / k
+  return (label_weight * smoothed + (1.0 - label_weight) * teacher).astype(np.float32)
+
+
+def run_distill(model: keras.Model, phase: PhaseConfig, layers: int, targets: np.ndarray,
+                ctx: Context) -> PhaseResult:
+  """Fine-tunes `model` (the student, from whatever weights it holds) against soft targets.
+
+  Args:
+    model: the student (trained in place): the transfer-stage weights for a born-again
+      student, or the fine-tuned ones to continue.
+    phase: epochs and learning-rate schedule (label smoothing is already in `targets`).
+    layers: how many top backbone layers to train, as in fine-tuning.
+    targets: [N, K] per training image, `soft_targets(...)`.
+    ctx: what the phases share (checkpoints go to work_dir/checkpoints/distill).
+
+  Returns:
+    The phase result; the model holds the last epoch.
+  """
+  model_lib.set_trainable(model, layers)
+  ds, steps = inputs.training_dataset(ctx.bundle, ctx.normalization, ctx.batch_size,
+                                      ctx.seed + 2, ctx.augment, ctx.class_balance,
+                                      targets=targets)
+  val = ctx.bundle.splits["val"]
+  return fit_phase("distill", model, phase, ctx, keras.losses.CategoricalCrossentropy(),
+                   ds.repeat(), steps,
+                   inputs.eval_dataset(val, ctx.normalization, ctx.batch_size), val.labels,
+                   mode=f"top {layers} backbone layers", keep="last")
