@@ -160,7 +160,8 @@ def convert_variant(variant: str, float_model: keras.Model, qat_model: keras.Mod
   if variant == "int8":
     return convert_int8(qat_model, calibration, normalization, io_dtype)
   if variant == "int8_tta8":
-    return convert_int8(model_lib.dihedral_tta_model(qat_model), calibration, normalization, io_dtype)
+    return convert_int8(model_lib.dihedral_tta_model(qat_model), calibration, normalization,
+                        io_dtype)
   if variant == "int8_ptq":
     return convert_int8(float_model, calibration, normalization, io_dtype)
   return convert_float(float_model, float16=variant == "float16")
