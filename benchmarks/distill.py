@@ -98,7 +98,7 @@ def score_build(build_dir: str, student: Student, work_dir: str,
   targets = distill.soft_targets(split["train"].labels, teacher, student.label_weight,
                                  train_cfg.finetune.label_smoothing)
   if student.init == "transfer":
-    model.load_weights(needed[3][:-len(".index")]).expect_partial()
+    model.load_weights(os.path.join(build_dir, training.TRANSFER_WEIGHTS)).expect_partial()
   phase = config_lib.PhaseConfig(epochs=student.epochs, learning_rate=student.learning_rate,
                                  warmup_epochs=student.warmup_epochs)
   result = distill.run_distill(model, phase, train_cfg.finetune_layers, targets,
