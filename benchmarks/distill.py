@@ -9,11 +9,15 @@ For each --build_dir (a finished build that kept its checkpoints):
   weights (--init=transfer: born-again) or from the fine-tuned ones (--init=finetuned: the
   fine-tuned model continues), with the build's layers, batch and augmentation;
 - then, when the build re-fit its classifier (cRT), the student's is re-fit the same way.
+The student's fine-tune can also vary the build's recipe: --weight_decay (AdamW) and
+--low_res_epochs/--low_res_size (progressive resizing); with --label_weight=1 there is no
+teacher, so the student is a plain re-run of fine-tuning under that recipe, paired on the
+build's transfer weights, split and classifier re-fit.
 Balanced accuracy of the shipped model_float.keras and of the student on the validation
 split, and on the test split with one view and with the mean over the 8 dihedral views;
 over several builds, mean (min-max) and the paired change against shipped. Nothing is fit on
 the test split. Costs one fine-tune of --epochs per build (plus the teacher's 8 passes over
-the training split, cached in --work_dir).
+the training split, and the shipped model's scores, cached in --work_dir).
 
   python -m benchmarks.distill --build_dir=build/ham1 --build_dir=build/ham2 \
       --build_dir=build/ham3 --init=transfer --epochs=10 --output_json=distill.json
@@ -47,7 +51,15 @@ def define_flags() -> None:
                      "Peak learning rate (cosine decay after the warm-up).", lower_bound=1e-9)
   flags.DEFINE_float("warmup_epochs", 1.0, "Linear warm-up epochs.", lower_bound=0.0)
   flags.DEFINE_float("label_weight", 0.5, "Share of the smoothed labels in the target (the "
-                     "rest is the teacher's probabilities).", lower_bound=0.0, upper_bound=1.0)
+                     "rest is the teacher's probabilities; 1 = no teacher: a plain fine-tune, "
+                     "e.g. to measure --weight_decay alone).", lower_bound=0.0, upper_bound=1.0)
+  flags.DEFINE_float("weight_decay", 0.0, "Decoupled weight decay of the student's fine-tune "
+                     "(AdamW; 0 = Adam, as the build).", lower_bound=0.0)
+  flags.DEFINE_integer("low_res_epochs", 0, "Progressive resizing: this many epochs on images "
+                       "resized to --low_res_size before the --epochs at full size, under one "
+                       "schedule (0: none).", lower_bound=0)
+  flags.DEFINE_integer("low_res_size", 160, "The low resolution of --low_res_epochs, in pixels.",
+                       lower_bound=32)
   flags.DEFINE_string("work_dir", "", "Checkpoints and cached teacher probabilities, one folder "
                       "per build (default: distill_work/ beside --output_json).")
   flags.DEFINE_string("output_json", "distill.json", "JSON report path.")
@@ -62,6 +74,9 @@ class Student:
   learning_rate: float
   warmup_epochs: float
   label_weight: float
+  weight_decay: float = 0.0
+  low_res_epochs: int = 0  # Progressive resizing: epochs at low_res_size before `epochs`.
+  low_res_size: int = 160
 
 
 def score_build(build_dir: str, student: Student, work_dir: str,
@@ -88,44 +103,76 @@ def score_build(build_dir: str, student: Student, work_dir: str,
     return readout.score_readout(readout.head_classifier(model), feats, split)
 
   t0 = time.time()
-  rows = {"shipped": score(readout.load_model(build_dir))}
+  rows = {"shipped": _shipped_scores(build_dir, work_dir, score)}
   progress(f"distill: {build_dir}: shipped model scored ({time.time() - t0:.0f} s)")
   model = readout.load_model(build_dir, train_cfg.finetune_keep)
   ctx = fit.Context(bundle=bundle, normalization=norm, batch_size=train_cfg.batch_size,
                     class_balance=train_cfg.class_balance, augment=train_cfg.augment,
                     seed=config.seed, work_dir=work_dir, resume=True, log=progress)
-  teacher = distill.teacher_probabilities(model, ctx)  # Reuses work_dir's cache.
-  targets = distill.soft_targets(split["train"].labels, teacher, student.label_weight,
-                                 train_cfg.finetune.label_smoothing)
+  teacher = None  # With --label_weight=1 the target is the labels alone: no teacher to compute.
+  if student.label_weight < 1:
+    teacher = distill.teacher_probabilities(model, ctx)  # Reuses work_dir's cache.
+  targets = distill.soft_targets(
+      split["train"].labels,
+      np.zeros((len(split["train"]), len(bundle.labels)), np.float32) if teacher is None
+      else teacher, student.label_weight, train_cfg.finetune.label_smoothing)
   if student.init == "transfer":
     model.load_weights(os.path.join(build_dir, training.TRANSFER_WEIGHTS)).expect_partial()
   phase = config_lib.PhaseConfig(epochs=student.epochs, learning_rate=student.learning_rate,
-                                 warmup_epochs=student.warmup_epochs)
-  result = distill.run_distill(model, phase, train_cfg.finetune_layers, targets,
-                               dataclasses.replace(ctx, resume=False))
+                                 warmup_epochs=student.warmup_epochs,
+                                 weight_decay=student.weight_decay)
+  results = distill.run_distill(model, phase, train_cfg.finetune_layers, targets,
+                                dataclasses.replace(ctx, resume=False), student.low_res_epochs,
+                                student.low_res_size)
   if train_cfg.crt:
     crt.run_crt(model, train_cfg.crt_c, ctx)
   rows["student"] = score(model)
   progress(f"distill: {build_dir}: student scored ({time.time() - t0:.0f} s)")
   return {"build": build_dir, "n": {s: len(v) for s, v in split.items()}, "rows": rows,
-          "student_epoch_seconds": float(np.mean(result.history["seconds"])),
-          "teacher_train_balanced_accuracy": metrics.argmax_balanced_accuracy(
-              split["train"].labels, teacher)}
+          "student_epoch_seconds": float(np.mean(results[-1].history["seconds"])),
+          "low_res_epoch_seconds": float(np.mean(results[0].history["seconds"]))
+          if len(results) > 1 else None,
+          "teacher_train_balanced_accuracy": None if teacher is None else
+          metrics.argmax_balanced_accuracy(split["train"].labels, teacher)}
+
+
+def _shipped_scores(build_dir: str, work_dir: str, score) -> dict:
+  """score(the shipped model), kept in work_dir by the model file's digest: the same build's
+  shipped figures are computed once, not on every run."""
+  from pipeline import atomic  # pylint: disable=g-import-not-at-top
+  from pipeline.stages.training import FLOAT_MODEL  # pylint: disable=g-import-not-at-top
+  with open(os.path.join(build_dir, FLOAT_MODEL), "rb") as f:
+    digest = hashlib.sha256(f.read()).hexdigest()
+  path = os.path.join(work_dir, "shipped_scores.json")
+  if os.path.exists(path):
+    cached = atomic.read_json(path, "the benchmark's cached shipped scores")
+    if cached.get("model_sha256") == digest:
+      return cached["scores"]
+  scores = score(readout.load_model(build_dir))
+  os.makedirs(work_dir, exist_ok=True)
+  atomic.write_json(path, {"model_sha256": digest, "scores": scores})
+  return scores
 
 
 def markdown(payload: dict) -> List[str]:
   s, builds = payload["student"], payload["builds"]
   start = {"transfer": "the transfer stage's weights (born-again)",
            "finetuned": "the fine-tuned weights"}[s["init"]]
+  low = s.get("low_res_epochs", 0)
+  resizing = (f"first {low} epochs at {s['low_res_size']} px (seconds per epoch: "
+              + ", ".join(f"{b['low_res_epoch_seconds']:.0f}" for b in builds) + "), then "
+              if low else "")
   return ["# Distillation of the 8-view mean, on finished builds", "",
-          f"{len(builds)} build(s). Student: from {start}, {s['epochs']} epochs, peak learning "
-          f"rate {s['learning_rate']:g}, warm-up {s['warmup_epochs']:g}, target "
-          f"{s['label_weight']:g} x smoothed labels + {1 - s['label_weight']:g} x the "
-          "teacher (the fine-tuned model's mean over 8 dihedral views of each training "
-          "image); then cRT as the build did. Balanced accuracy; change: paired against "
-          "shipped (the build's model_float.keras), mean (min to max). Student fine-tune "
-          "seconds per epoch: " + ", ".join(f"{b['student_epoch_seconds']:.0f}" for b in builds)
-          + ".", ""] + readout.paired_table("model", payload["summary"], builds)
+          f"{len(builds)} build(s). Student: from {start}, {resizing}{s['epochs']} epochs at "
+          f"full size, peak learning rate {s['learning_rate']:g}, warm-up "
+          f"{s['warmup_epochs']:g}, weight decay {s.get('weight_decay', 0.0):g} (AdamW; 0 = "
+          f"Adam), target {s['label_weight']:g} x smoothed labels + "
+          f"{1 - s['label_weight']:g} x the teacher (the fine-tuned model's mean over 8 "
+          "dihedral views of each training image); then cRT as the build did. Balanced "
+          "accuracy; change: paired against shipped (the build's model_float.keras), mean (min "
+          "to max). Student full-size seconds per epoch: "
+          + ", ".join(f"{b['student_epoch_seconds']:.0f}" for b in builds) + ".", ""
+          ] + readout.paired_table("model", payload["summary"], builds)
 
 
 def measure_from_flags() -> dict:
@@ -133,7 +180,8 @@ def measure_from_flags() -> dict:
   if not FLAGS.build_dir:
     raise PipelineError("give at least one --build_dir=BUILD (a finished build)")
   student = Student(FLAGS.init, FLAGS.epochs, FLAGS.learning_rate, FLAGS.warmup_epochs,
-                    FLAGS.label_weight)
+                    FLAGS.label_weight, FLAGS.weight_decay, FLAGS.low_res_epochs,
+                    FLAGS.low_res_size)
   work_root = FLAGS.work_dir or os.path.join(
       os.path.dirname(os.path.abspath(FLAGS.output_json)), "distill_work")
   builds = []

@@ -83,6 +83,9 @@ _define("enum", "transfer_mode", _D.train.transfer_mode, config_lib.TRANSFER_MOD
         "features; end_to_end: train through the backbone with augmentation.")
 _define("integer", "finetune_epochs", _D.train.finetune.epochs, "Fine-tuning epochs.")
 _define("float", "finetune_lr", _D.train.finetune.learning_rate, "Fine-tuning peak learning rate.")
+_define("float", "finetune_weight_decay", _D.train.finetune.weight_decay,
+        "Decoupled weight decay in fine-tuning (AdamW; 0 = Adam): every step shrinks each "
+        "kernel by learning rate x this.")
 _define("integer", "finetune_layers", _D.train.finetune_layers,
         "Top backbone layers to unfreeze; block boundaries: 100 = from block_6, 56 = block_11, "
         "47 = block_12, 38 = block_13.")
@@ -179,7 +182,8 @@ def config_from_flags(f: flags.FlagValues) -> Tuple[BuildConfig, RunOptions]:
       train=TrainConfig(
           transfer=PhaseConfig(epochs=f.transfer_epochs, learning_rate=f.transfer_lr),
           finetune=PhaseConfig(epochs=f.finetune_epochs, learning_rate=f.finetune_lr,
-                               warmup_epochs=f.warmup_epochs, label_smoothing=smoothing),
+                               warmup_epochs=f.warmup_epochs, label_smoothing=smoothing,
+                               weight_decay=f.finetune_weight_decay),
           qat=PhaseConfig(epochs=f.qat_epochs, learning_rate=f.qat_lr, label_smoothing=smoothing),
           transfer_mode=f.transfer_mode, qat_target=f.qat_target,
           finetune_layers=f.finetune_layers, finetune_keep=f.finetune_keep, crt=f.crt,

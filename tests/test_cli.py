@@ -55,6 +55,8 @@ _OFFLINE = {"KERAS_HOME": "{tmp}/keras", "HTTPS_PROXY": "http://127.0.0.1:9",
                             "--candidate={tmp}/empty", "--paired"],
      "--paired needs as many candidates as baselines", None),
     (_BUILD, ["--crt_c=0", "--output_dir={tmp}/o"], "--crt_c=0.0 must be > 0", None),
+    (_BUILD, ["--finetune_weight_decay=-1", "--output_dir={tmp}/o"],
+     "--finetune_weight_decay=-1.0 must be >= 0", None),
     ("pipeline.serve", [], "give --model=M.tflite or --build_dir=BUILD", None),
     ("pipeline.serve", ["--build_dir={tmp}/empty"], "no config.json, splits.csv", None),
     ("pipeline.serve", ["--model={tmp}/notes.txt", "--port=0"], "not a TFLite model", None),
@@ -93,7 +95,8 @@ def test_flags_txt_and_config_json_both_reproduce_the_config(tmp_path):
   from pipeline.config import CONFIG_FILE, BuildConfig
   flags = ["--image_size=40", "--synthetic_classes=3", "--synthetic_per_class=12", "--noaugment",
            "--malignant_classes=red", "--label_smoothing=0.05", "--variants=int8,float32",
-           "--class_weight=logit_adjusted", "--gate_max_flip_margin=0.3", "--stop_after=data"]
+           "--class_weight=logit_adjusted", "--gate_max_flip_margin=0.3",
+           "--finetune_weight_decay=0.2", "--stop_after=data"]
   first = run_cli(["-m", "pipeline.build", *flags, f"--output_dir={tmp_path}/a"])
   assert first.returncode == 0, first.stderr[-2000:]
   # TensorFlow's CUDA/XLA registration lines stay off the terminal (--verbose shows them).
@@ -107,8 +110,10 @@ def test_flags_txt_and_config_json_both_reproduce_the_config(tmp_path):
   # The flags reached the recipe (each phase has its own label smoothing).
   assert (a.data.image_size, a.train.augment, a.referral.malignant_classes,
           a.train.finetune.label_smoothing, a.train.qat.label_smoothing, a.export.variants,
-          a.train.class_balance, a.gate.max_flip_margin) == (
-              40, False, ("red",), 0.05, 0.05, ("int8", "float32"), "logit_adjusted", 0.3)
+          a.train.class_balance, a.gate.max_flip_margin, a.train.finetune.weight_decay,
+          a.train.qat.weight_decay) == (
+              40, False, ("red",), 0.05, 0.05, ("int8", "float32"), "logit_adjusted", 0.3, 0.2,
+              0.0)
   assert "--resume" not in open(tmp_path / "a" / "flags.txt").read()
   # config.json is exactly the recipe, and a field this version does not know is an error.
   saved = json.load(open(tmp_path / "a" / CONFIG_FILE))

@@ -9,6 +9,7 @@ import pytest
 
 from pipeline import data as data_lib
 from pipeline import model as model_lib
+from pipeline.config import PhaseConfig
 from pipeline.stages.training import FLOAT_MODEL, TRANSFER_WEIGHTS
 from pipeline.train import distill, fit, inputs
 from pipeline.tf_compat import keras
@@ -82,23 +83,82 @@ def test_distill_benchmark_teaches_the_8_view_mean_to_a_born_again_student(built
                                             verbose=0)).max() > 1e-3
 
 
-@pytest.mark.parametrize("init", ["transfer", "finetuned"])
-def test_the_student_starts_from_the_chosen_weights(built, tmp_path, monkeypatch, init):
-  """The weights the student holds when its fine-tuning starts are its start's."""
+@pytest.mark.parametrize("init,label_weight,weight_decay", [("transfer", 0.5, 0.0),
+                                                             ("finetuned", 1.0, 0.2)])
+def test_the_student_starts_from_the_chosen_weights(built, tmp_path, monkeypatch, init,
+                                                    label_weight, weight_decay):
+  """The weights the student holds when its fine-tuning starts are its start's; it trains with
+  the weight decay asked for; with --label_weight=1 its targets are the smoothed labels and no
+  teacher is computed. The shipped model's scores are kept for the next run."""
   from benchmarks import distill as bench  # pylint: disable=g-import-not-at-top
   cfg, run, _ = built
   captured = {}
   original = distill.run_distill
 
-  def run_observed(model, phase, layers, targets, ctx):
-    captured["weights"] = [w.copy() for w in model.get_weights()]
-    return original(model, phase, layers, targets, ctx)
+  def run_observed(model, phase, layers, targets, ctx, *resizing):
+    captured.update(weights=[w.copy() for w in model.get_weights()], phase=phase,
+                    targets=targets)
+    return original(model, phase, layers, targets, ctx, *resizing)
 
   monkeypatch.setattr(distill, "run_distill", run_observed)  # Observes; the real one runs.
-  bench.score_build(run.output_dir, bench.Student(init, 1, 1e-3, 0.0, 0.5), str(tmp_path),
-                    progress=lambda message: None)
+  result = bench.score_build(run.output_dir,
+                             bench.Student(init, 1, 1e-3, 0.0, label_weight, weight_decay),
+                             str(tmp_path), progress=lambda message: None)
   start = _finetuned(run)
   if init == "transfer":
     start.load_weights(os.path.join(run.output_dir, TRANSFER_WEIGHTS)).expect_partial()
   for got, want in zip(captured["weights"], start.get_weights()):
     np.testing.assert_array_equal(got, want)
+  assert captured["phase"].weight_decay == weight_decay
+  teacher_file = os.path.join(tmp_path, distill.TEACHER_CACHE)
+  assert os.path.exists(teacher_file) == (label_weight < 1)
+  if label_weight == 1:
+    labels = _bundle(cfg, run).splits["train"].labels
+    smoothing = cfg.train.finetune.label_smoothing
+    k = captured["targets"].shape[1]
+    np.testing.assert_allclose(captured["targets"],
+                               np.eye(k)[labels] * (1 - smoothing) + smoothing / k, atol=1e-6)
+
+  def not_again(model):
+    raise AssertionError("the shipped model was scored again")
+
+  assert bench._shipped_scores(  # pylint: disable=protected-access
+      run.output_dir, str(tmp_path), not_again) == result["rows"]["shipped"]
+
+
+def test_progressive_resizing_trains_the_same_weights_small_then_full_size_on_one_schedule(
+    built, tmp_path, monkeypatch):
+  """The low-resolution epochs train the student's own weights on resized images; the
+  full-size epochs start from what they learnt and continue their optimizer (one schedule)."""
+  cfg, run, _ = built
+  bundle = _bundle(cfg, run)
+  train = bundle.splits["train"]
+  size, batch = train.image_size, cfg.train.batch_size
+  ctx = fit.Context(bundle=bundle, normalization=cfg.model.normalization, batch_size=batch,
+                    class_balance="none", augment=True, seed=0, work_dir=str(tmp_path),
+                    resume=False, log=lambda message: None)
+  targets = distill.soft_targets(train.labels, np.zeros((len(train), len(bundle.labels))), 1.0,
+                                 0.1)
+  model = _finetuned(run)
+  start = [w.copy() for w in model.get_weights()]
+  parts = []
+  original = distill.fit_phase
+
+  def observed(name, net, phase, ctx, loss, data, steps, val_inputs, *args, **kwargs):
+    x, _, _ = next(iter(data))
+    parts.append((name, net.input_shape[1], x.shape[1], phase.epochs,
+                  [w.copy() for w in model.get_weights()]))
+    return original(name, net, phase, ctx, loss, data, steps, val_inputs, *args, **kwargs)
+
+  monkeypatch.setattr(distill, "fit_phase", observed)  # Observes; the real one runs.
+  results = distill.run_distill(model, PhaseConfig(epochs=1, learning_rate=1e-3), 20, targets,
+                                ctx, low_res_epochs=2, low_res_size=size // 2)
+  low, full = parts
+  assert low[:4] == ("distill_low_res", size // 2, size // 2, 2)
+  assert full[:4] == ("distill", size, size, 1)
+  assert [r.name for r in results] == ["distill_low_res", "distill"]
+  # The low-resolution epochs trained the model's own weights: the full-size ones start there.
+  assert all(np.array_equal(a, b) for a, b in zip(low[4], start))
+  assert max(np.abs(a - b).max() for a, b in zip(full[4], start)) > 1e-6
+  steps = -(-len(train) // batch)
+  assert int(model.optimizer.iterations) == 3 * steps  # One optimizer over all 3 epochs.

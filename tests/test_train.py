@@ -95,6 +95,30 @@ def test_crt_refuses_a_class_without_training_images():
     crt_lib.fit_classifier(x, np.arange(20) % 2, 3, c=0.1)
 
 
+@pytest.mark.parametrize("weight_decay", [0.0, 0.5])
+def test_weight_decay_shrinks_kernels_alone_by_learning_rate_times_decay(weight_decay):
+  """With zero gradients Adam moves nothing, so what changes is the decoupled decay alone:
+  each step multiplies a kernel by (1 - learning rate x weight decay); biases and
+  BatchNorm's gamma and beta keep their values."""
+  keras.utils.set_random_seed(0)
+  model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3),
+                            keras.layers.BatchNormalization()])
+  for layer in model.layers:  # Non-zero values everywhere, so a decay would show.
+    layer.set_weights([w + 1.0 for w in layer.get_weights()])
+  before = {v.name: v.numpy() for v in model.trainable_variables}
+  phase = PhaseConfig(epochs=2, learning_rate=0.05, weight_decay=weight_decay)
+  optimizer = fit.make_optimizer(phase, steps_per_epoch=5)
+  factor = 1.0
+  for _ in range(10):
+    optimizer.apply_gradients((tf.zeros_like(v), v) for v in model.trainable_variables)
+    factor *= 1.0 - float(optimizer.learning_rate) * weight_decay  # The step's scheduled rate.
+  assert factor < 0.9 or weight_decay == 0
+  for v in model.trainable_variables:
+    decayed = "kernel" in v.name
+    np.testing.assert_allclose(v.numpy(), before[v.name] * (factor if decayed else 1.0),
+                               rtol=1e-5, err_msg=v.name)
+
+
 @pytest.mark.parametrize("keep", ["last", "best_val"])
 def test_fit_phase_keeps_the_last_or_the_best_validation_epoch(tmp_path, keep):
   """Training labels the validation split contradicts: validation balanced accuracy falls

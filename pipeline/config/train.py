@@ -37,6 +37,9 @@ class PhaseConfig:
   learning_rate: float
   warmup_epochs: float = 0.0
   label_smoothing: float = 0.0
+  # Decoupled weight decay (AdamW; 0 = Adam): each step shrinks every kernel by
+  # learning rate x weight_decay (biases and BatchNorm's gamma and beta are not decayed).
+  weight_decay: float = 0.0
 
   def validate(self, name: str) -> None:
     if self.epochs < 0:
@@ -45,6 +48,8 @@ class PhaseConfig:
       raise PipelineError(f"--{name}_lr={self.learning_rate} must be > 0")
     if not 0.0 <= self.label_smoothing < 1.0:
       raise PipelineError(f"--label_smoothing={self.label_smoothing} must be in [0, 1)")
+    if self.weight_decay < 0:
+      raise PipelineError(f"--{name}_weight_decay={self.weight_decay} must be >= 0")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -11,9 +11,11 @@ networks, Furlanello et al., ICML 2018) or continuing from the fine-tuned ones.
 does not distil (it did not win there).
 """
 
+import dataclasses
 import os
 import sys
 import time
+from typing import List
 
 import numpy as np
 
@@ -22,7 +24,7 @@ from pipeline import metrics
 from pipeline import model as model_lib
 from pipeline.config import PhaseConfig
 from pipeline.train import inputs
-from pipeline.train.fit import Context, PhaseResult, duration, fit_phase
+from pipeline.train.fit import Context, PhaseResult, duration, fit_phase, make_optimizer
 from pipeline.tf_compat import keras
 
 TEACHER_CACHE = os.path.join("cache", "teacher_train.npy")
@@ -58,26 +60,48 @@ def soft_targets(labels: np.ndarray, teacher: np.ndarray, label_weight: float,
 
 
 def run_distill(model: keras.Model, phase: PhaseConfig, layers: int, targets: np.ndarray,
-                ctx: Context) -> PhaseResult:
+                ctx: Context, low_res_epochs: int = 0,
+                low_res_size: int = 0) -> List[PhaseResult]:
   """Fine-tunes `model` (the student, from whatever weights it holds) against soft targets.
+
+  With low_res_epochs, progressive resizing: first low_res_epochs on images resized to
+  low_res_size (the same weights, through `model_lib.at_input_size`; an epoch costs about
+  (low_res_size / image size)^2 of one at full size), then phase.epochs at full size; one
+  optimizer and one warm-up and cosine schedule run over both.
 
   Args:
     model: the student (trained in place): the transfer-stage weights for a born-again
       student, or the fine-tuned ones to continue.
-    phase: epochs and learning-rate schedule (label smoothing is already in `targets`).
+    phase: epochs at full size and the learning-rate schedule (label smoothing is already in
+      `targets`).
     layers: how many top backbone layers to train, as in fine-tuning.
     targets: [N, K] per training image, `soft_targets(...)`.
-    ctx: what the phases share (checkpoints go to work_dir/checkpoints/distill).
+    ctx: what the phases share (checkpoints go to work_dir/checkpoints/distill and, with
+      low-resolution epochs, distill_low_res).
+    low_res_epochs: epochs at low_res_size before the full-size ones (0: none).
+    low_res_size: the low resolution, in pixels.
 
   Returns:
-    The phase result; the model holds the last epoch.
+    The results of the low-resolution epochs (when any ran) and of the full-size ones; the
+    model holds the last epoch.
   """
   model_lib.set_trainable(model, layers)
-  ds, steps = inputs.training_dataset(ctx.bundle, ctx.normalization, ctx.batch_size,
-                                      ctx.seed + 2, ctx.augment, ctx.class_balance,
-                                      targets=targets)
   val = ctx.bundle.splits["val"]
-  return fit_phase("distill", model, phase, ctx, keras.losses.CategoricalCrossentropy(),
-                   ds.repeat(), steps,
-                   inputs.eval_dataset(val, ctx.normalization, ctx.batch_size), val.labels,
-                   mode=f"top {layers} backbone layers", keep="last")
+  parts = [("distill_low_res", model_lib.at_input_size(model, low_res_size), low_res_epochs,
+            low_res_size)] if low_res_epochs else []
+  parts.append(("distill", model, phase.epochs, None))
+  optimizer, results = None, []
+  for name, net, epochs, size in parts:
+    ds, steps = inputs.training_dataset(ctx.bundle, ctx.normalization, ctx.batch_size,
+                                        ctx.seed + 2 + len(results), ctx.augment,
+                                        ctx.class_balance, targets=targets, image_size=size)
+    if len(parts) > 1 and optimizer is None:  # One optimizer, its schedule over both parts.
+      optimizer = make_optimizer(
+          dataclasses.replace(phase, epochs=low_res_epochs + phase.epochs), steps)
+    results.append(fit_phase(
+        name, net, dataclasses.replace(phase, epochs=epochs), ctx,
+        keras.losses.CategoricalCrossentropy(), ds.repeat(), steps,
+        inputs.eval_dataset(val, ctx.normalization, ctx.batch_size, size), val.labels,
+        mode=f"top {layers} backbone layers" + (f" at {size} px" if size else ""),
+        keep="last", optimizer=optimizer))
+  return results

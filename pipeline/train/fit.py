@@ -5,7 +5,7 @@ import json
 import os
 import sys
 import time
-from typing import Callable, Dict, List
+from typing import Callable, Dict, List, Optional
 
 import numpy as np
 
@@ -168,7 +168,8 @@ def duration(seconds: float) -> str:
 
 def fit_phase(name: str, model: keras.Model, phase: PhaseConfig, ctx: Context, loss,
               train_data, steps_per_epoch: int, val_inputs, val_labels: np.ndarray,
-              mode: str = "", keep: str = "best_val") -> PhaseResult:
+              mode: str = "", keep: str = "best_val",
+              optimizer: Optional[keras.optimizers.Optimizer] = None) -> PhaseResult:
   """Compiles and fits one phase with checkpoints and resume; keeps the best or last epoch.
 
   Args:
@@ -184,6 +185,9 @@ def fit_phase(name: str, model: keras.Model, phase: PhaseConfig, ctx: Context, l
     mode: how the phase ran, for the report.
     keep: "best_val" (the epoch with the best validation balanced accuracy) or "last" (the
       schedule's end; validation is still measured and reported).
+    optimizer: continue this optimizer (its step count, so its learning-rate schedule, and
+      its moments) instead of a new one for `phase`: one schedule over consecutive phases
+      of the same weights, e.g. progressive resizing's low- and full-resolution epochs.
 
   Returns:
     The phase result; the model holds the kept epoch's weights.
@@ -193,7 +197,8 @@ def fit_phase(name: str, model: keras.Model, phase: PhaseConfig, ctx: Context, l
   state_path = os.path.join(ckpt_dir, "state.json")
   state = {"phase": name, "epochs_done": 0, "best_epoch": 0,
            "best_val_balanced_accuracy": -1.0, "history": {}}
-  model.compile(optimizer=_optimizer(phase, steps_per_epoch), loss=loss, weighted_metrics=[])
+  model.compile(optimizer=optimizer or make_optimizer(phase, steps_per_epoch), loss=loss,
+                weighted_metrics=[])
   start_epoch = 0
   if resume and os.path.exists(state_path):
     with open(state_path, encoding="utf-8") as f:
@@ -232,8 +237,9 @@ def fit_phase(name: str, model: keras.Model, phase: PhaseConfig, ctx: Context, l
   return result
 
 
-def _optimizer(phase: PhaseConfig, steps_per_epoch: int) -> keras.optimizers.Optimizer:
-  """Adam with cosine decay and linear warm-up (built fresh per compile)."""
+def make_optimizer(phase: PhaseConfig, steps_per_epoch: int) -> keras.optimizers.Optimizer:
+  """Adam (AdamW with the phase's weight decay) with cosine decay and linear warm-up (built
+  fresh per compile)."""
   total = max(phase.epochs * steps_per_epoch, 1)
   warmup = int(phase.warmup_epochs * steps_per_epoch)
   if warmup > 0:
@@ -242,4 +248,8 @@ def _optimizer(phase: PhaseConfig, steps_per_epoch: int) -> keras.optimizers.Opt
         warmup_target=phase.learning_rate, warmup_steps=warmup, alpha=0.01)
   else:
     schedule = keras.optimizers.schedules.CosineDecay(phase.learning_rate, total, alpha=0.01)
-  return keras.optimizers.Adam(schedule)
+  if not phase.weight_decay:
+    return keras.optimizers.Adam(schedule)
+  optimizer = keras.optimizers.AdamW(schedule, weight_decay=phase.weight_decay)
+  optimizer.exclude_from_weight_decay(var_names=["bias", "gamma", "beta"])
+  return optimizer

@@ -58,14 +58,18 @@ def pixel_dataset(split: Split, batch_size: int, indices: Optional[np.ndarray] =
   return ds.batch(batch_size).map(load, num_parallel_calls=tf.data.AUTOTUNE)
 
 
-def preprocess_batch(pixels, normalization: Normalization, augmenter=None):
-  """uint8 pixels -> normalized float model input, optionally augmented first.
+def preprocess_batch(pixels, normalization: Normalization, augmenter=None,
+                     image_size: Optional[int] = None):
+  """uint8 pixels -> normalized float model input, optionally augmented first, optionally
+  resized (antialiased) to `image_size` after that (progressive resizing's low resolution).
 
   The same function runs eagerly (tests, features) and inside tf.data (training).
   """
   x = tf.cast(pixels, tf.float32)
   if augmenter is not None:
     x = tf.clip_by_value(augmenter(x, training=True), 0.0, 255.0)
+  if image_size is not None:
+    x = tf.image.resize(x, (image_size, image_size), antialias=True)
   return normalization.apply_tf(x)
 
 
@@ -88,9 +92,10 @@ def train_sampling(bundle: DataBundle, seed: int,
 
 def training_dataset(bundle: DataBundle, normalization: Normalization, batch_size: int,
                      seed: int, augment: bool, class_balance: str,
-                     targets: Optional[np.ndarray] = None):
+                     targets: Optional[np.ndarray] = None, image_size: Optional[int] = None):
   """(x, y, sample weight) batches of the train split, shuffled every epoch: y is the one-hot
-  label, or the image's row of `targets` [N, K] (soft targets, e.g. distillation's).
+  label, or the image's row of `targets` [N, K] (soft targets, e.g. distillation's); x at
+  the split's size, or resized to `image_size`.
 
   Returns:
     (the dataset of one epoch, its number of batches).
@@ -101,15 +106,17 @@ def training_dataset(bundle: DataBundle, normalization: Normalization, batch_siz
   weight_table = tf.constant(per_class)
   augmenter = augment_layers(seed) if augment else None
   ds = pixel_dataset(split, batch_size, indices, shuffle_seed=seed, targets=targets)
-  ds = ds.map(lambda x, y, *soft: (preprocess_batch(x, normalization, augmenter),
+  ds = ds.map(lambda x, y, *soft: (preprocess_batch(x, normalization, augmenter, image_size),
                                    soft[0] if soft else tf.one_hot(y, k),
                                    tf.gather(weight_table, y)),
               num_parallel_calls=tf.data.AUTOTUNE)
   return ds.prefetch(tf.data.AUTOTUNE), math.ceil(len(indices) / batch_size)
 
 
-def eval_dataset(split: Split, normalization: Normalization, batch_size: int):
-  """Normalized, unaugmented inputs of a split, in order (no labels)."""
+def eval_dataset(split: Split, normalization: Normalization, batch_size: int,
+                 image_size: Optional[int] = None):
+  """Normalized, unaugmented inputs of a split, in order (no labels), at the split's size or
+  resized to `image_size`."""
   ds = pixel_dataset(split, batch_size)
-  return ds.map(lambda x, y: preprocess_batch(x, normalization),
+  return ds.map(lambda x, y: preprocess_batch(x, normalization, image_size=image_size),
                 num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
