@@ -156,21 +156,28 @@ def _shipped_scores(build_dir: str, work_dir: str, score) -> dict:
 
 def markdown(payload: dict) -> List[str]:
   s, builds = payload["student"], payload["builds"]
-  start = {"transfer": "the transfer stage's weights (born-again)",
+  start = {"transfer": "the transfer stage's weights"
+                       + (" (born-again)" if s["label_weight"] < 1 else ""),
            "finetuned": "the fine-tuned weights"}[s["init"]]
   low = s.get("low_res_epochs", 0)
   resizing = (f"first {low} epochs at {s['low_res_size']} px (seconds per epoch: "
               + ", ".join(f"{b['low_res_epoch_seconds']:.0f}" for b in builds) + "), then "
               if low else "")
-  return ["# Distillation of the 8-view mean, on finished builds", "",
+  if s["label_weight"] < 1:
+    title = "Distillation of the 8-view mean, on finished builds"
+    target = (f"target {s['label_weight']:g} x smoothed labels + {1 - s['label_weight']:g} x "
+              "the teacher (the fine-tuned model's mean over 8 dihedral views of each training "
+              "image)")
+  else:
+    title = "Fine-tuning again under another recipe, on finished builds"
+    target = "target the smoothed labels (no teacher)"
+  return [f"# {title}", "",
           f"{len(builds)} build(s). Student: from {start}, {resizing}{s['epochs']} epochs at "
           f"full size, peak learning rate {s['learning_rate']:g}, warm-up "
           f"{s['warmup_epochs']:g}, weight decay {s.get('weight_decay', 0.0):g} (AdamW; 0 = "
-          f"Adam), target {s['label_weight']:g} x smoothed labels + "
-          f"{1 - s['label_weight']:g} x the teacher (the fine-tuned model's mean over 8 "
-          "dihedral views of each training image); then cRT as the build did. Balanced "
-          "accuracy; change: paired against shipped (the build's model_float.keras), mean (min "
-          "to max). Student full-size seconds per epoch: "
+          f"Adam), {target}; then cRT as the build did. Balanced accuracy; change: paired "
+          "against shipped (the build's model_float.keras), mean (min to max). Student "
+          "full-size seconds per epoch: "
           + ", ".join(f"{b['student_epoch_seconds']:.0f}" for b in builds) + ".", ""
           ] + readout.paired_table("model", payload["summary"], builds)
 
