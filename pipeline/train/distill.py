@@ -8,7 +8,11 @@ same architecture is fine-tuned on augmented images against a mix of the smoothe
 those probabilities, either started again from the transfer-stage weights (born-again
 networks, Furlanello et al., ICML 2018) or continuing from the fine-tuned ones.
 `benchmarks.distill` measures both on finished builds (BUILD.md "Distillation"); the build
-does not distil (it did not win there).
+does not distil (it did not win there). The student's phase can also run without a teacher
+(targets = the smoothed labels) and with progressive resizing, which is how the benchmark
+measured weight decay and progressive resizing as re-runs of fine-tuning (BUILD.md "Weight
+decay and progressive resizing"). The build's fine-tune stage has weight decay as an option
+(--finetune_weight_decay, default 0), not progressive resizing.
 """
 
 import dataclasses
