@@ -112,10 +112,8 @@ def score_build(build_dir: str, student: Student, work_dir: str,
   teacher = None  # With --label_weight=1 the target is the labels alone: no teacher to compute.
   if student.label_weight < 1:
     teacher = distill.teacher_probabilities(model, ctx)  # Reuses work_dir's cache.
-  targets = distill.soft_targets(
-      split["train"].labels,
-      np.zeros((len(split["train"]), len(bundle.labels)), np.float32) if teacher is None
-      else teacher, student.label_weight, train_cfg.finetune.label_smoothing)
+  targets = distill.soft_targets(split["train"].labels, len(bundle.labels),
+                                 train_cfg.finetune.label_smoothing, teacher, student.label_weight)
   if student.init == "transfer":
     model.load_weights(os.path.join(build_dir, training.TRANSFER_WEIGHTS)).expect_partial()
   phase = config_lib.PhaseConfig(epochs=student.epochs, learning_rate=student.learning_rate,

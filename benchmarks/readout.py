@@ -13,7 +13,7 @@ For each --build_dir (a finished build that kept its fine-tune checkpoints):
     norm (tau = 1, bias dropped), which undoes the larger weights frequent classes grow;
   - crt (same paper; what the build's crt stage does, `pipeline.train.crt`): a class-balanced
     logistic regression on the training split's features over --train_views dihedral views
-    of each image, L2 strength 1/--crt_c.
+    of each image, L2 strength 1/--crt_c (repeatable: one crt row per value).
 Balanced accuracy on the validation split, and on the test split with one view and with the
 mean over the 8 dihedral views; over several builds, mean (min-max) and the paired change
 against shipped. Nothing here is fit on the test split.
@@ -24,7 +24,7 @@ against shipped. Nothing here is fit on the test split.
 
 import os
 import time
-from typing import Callable, Dict, List
+from typing import Callable, Dict, List, Sequence
 
 import numpy as np
 from absl import app
@@ -42,8 +42,11 @@ def define_flags() -> None:
   flags.DEFINE_integer("train_views", 1, "Dihedral views of each training image that cRT is fit "
                        "on (1-8; 1 = the image as is).", lower_bound=1, upper_bound=8)
   from pipeline.config import TrainConfig  # pylint: disable=g-import-not-at-top
-  flags.DEFINE_float("crt_c", TrainConfig.crt_c, "Inverse L2 strength of the cRT classifier "
-                     "(default: the build's).", lower_bound=1e-6)
+  flags.DEFINE_multi_float("crt_c", [TrainConfig.crt_c], "Inverse L2 strength of the cRT "
+                           "classifier (default: the build's); repeat it to compare values on "
+                           "the same features.", lower_bound=1e-6)
+  flags.DEFINE_multi_enum("epoch", list(EPOCHS), list(EPOCHS), "Fine-tune epochs to read out "
+                          "(repeatable; each costs the features of every split).")
   flags.DEFINE_string("output_json", "readout.json", "JSON report path.")
   flags.DEFINE_string("output_md", "", "Markdown report path (default: beside the JSON).")
 
@@ -64,14 +67,22 @@ def load_model(build_dir: str, epoch: str = SHIPPED):
   return model
 
 
-def features(model, pixels: np.ndarray, normalization, views: int) -> np.ndarray:
-  """Pooled backbone features [views, N, D] of `views` dihedral views of the images."""
+def features(model, pixels: np.ndarray, normalization, views: int,
+             batch_size: int = 64) -> np.ndarray:
+  """Pooled backbone features [views, N, D] of `views` dihedral views of the images.
+
+  Batch by batch: a whole split normalized at once is 4 bytes per pixel value (1.9 GB for
+  HAM10000's 3140 training images), and Keras' predict on an array that size kept enough of
+  each copy that 8 views of three builds ran a 24 GB machine out of memory.
+  """
   from pipeline import model as model_lib  # pylint: disable=g-import-not-at-top
   from pipeline import preprocessing  # pylint: disable=g-import-not-at-top
   extractor = model_lib.feature_extractor(model)
-  return np.stack([extractor.predict(normalization.apply_np(
-      preprocessing.dihedral_view_np(pixels, k, mirrored)), batch_size=64, verbose=0)
-                   for k, mirrored in preprocessing.DIHEDRAL[:views]])
+  return np.stack([
+      np.concatenate([extractor.predict_on_batch(normalization.apply_np(
+          preprocessing.dihedral_view_np(pixels[i:i + batch_size], k, mirrored)))
+                      for i in range(0, len(pixels), batch_size)])
+      for k, mirrored in preprocessing.DIHEDRAL[:views]])
 
 
 def _softmax(z: np.ndarray) -> np.ndarray:
@@ -85,17 +96,28 @@ def head_classifier(model) -> Callable[[np.ndarray], np.ndarray]:
   return lambda x: _softmax(x @ kernel + bias)
 
 
-def readouts(model, train_x: np.ndarray, train_y: np.ndarray, c: float
+def crt_classifier(train_x: np.ndarray, train_y: np.ndarray, num_classes: int, c: float
+                   ) -> Callable[[np.ndarray], np.ndarray]:
+  """The cRT classifier fit on the training features train_x [V, N, D] (every view of an
+  image carries its label): features [N, D] -> probabilities [N, K]."""
+  from pipeline.train import crt  # pylint: disable=g-import-not-at-top
+  kernel, bias = crt.fit_classifier(train_x.reshape(-1, train_x.shape[-1]),
+                                    np.tile(train_y, len(train_x)), num_classes, c)
+  return lambda x: _softmax(x @ kernel + bias)
+
+
+def readouts(model, train_x: np.ndarray, train_y: np.ndarray, cs: Sequence[float]
              ) -> Dict[str, Callable[[np.ndarray], np.ndarray]]:
   """name -> (features [N, D] -> probabilities [N, K]): head, tau_norm, and crt fit on the
-  training features train_x [V, N, D]."""
-  from pipeline.train import crt  # pylint: disable=g-import-not-at-top
+  training features train_x [V, N, D] at each inverse L2 strength in cs (named "crt" for one
+  value, "crt C=<c>" for several)."""
   kernel = model.get_layer("classifier").get_weights()[0]
   unit = kernel / np.linalg.norm(kernel, axis=0, keepdims=True)
-  crt_kernel, crt_bias = crt.fit_classifier(train_x.reshape(-1, train_x.shape[-1]),
-                                            np.tile(train_y, len(train_x)), kernel.shape[1], c)
-  return {"head": head_classifier(model), "tau_norm": lambda x: _softmax(x @ unit),
-          "crt": lambda x: _softmax(x @ crt_kernel + crt_bias)}
+  out = {"head": head_classifier(model), "tau_norm": lambda x: _softmax(x @ unit)}
+  for c in cs:
+    out["crt" if len(cs) == 1 else f"crt C={c:g}"] = crt_classifier(train_x, train_y,
+                                                                    kernel.shape[1], c)
+  return out
 
 
 def score_readout(readout, feats: dict, split: dict) -> dict:
@@ -108,8 +130,8 @@ def score_readout(readout, feats: dict, split: dict) -> dict:
                                                         np.mean(per_view, axis=0))}
 
 
-def score_build(build_dir: str, train_views: int, c: float,
-                progress=common.progress) -> dict:
+def score_build(build_dir: str, train_views: int, cs: Sequence[float],
+                epochs: Sequence[str] = EPOCHS, progress=common.progress) -> dict:
   """{"build", "n", "rows": {"shipped" or "epoch/readout": {"val", "test", "test_tta8"}}}."""
   from pipeline import config as config_lib  # pylint: disable=g-import-not-at-top
   from pipeline import data as data_lib  # pylint: disable=g-import-not-at-top
@@ -122,7 +144,7 @@ def score_build(build_dir: str, train_views: int, c: float,
   norm = config.model.normalization
   split = {name: bundle.splits[name] for name in ("train", "val", "test")}
   rows = {}
-  for epoch in (SHIPPED,) + EPOCHS:
+  for epoch in (SHIPPED,) + tuple(e for e in EPOCHS if e in epochs):
     t0 = time.time()
     model = load_model(build_dir, epoch)
     feats = {}
@@ -136,9 +158,11 @@ def score_build(build_dir: str, train_views: int, c: float,
     if epoch == SHIPPED:
       rows[SHIPPED] = score_readout(head_classifier(model), feats, split)
     else:
-      for name, readout in readouts(model, feats["train"], split["train"].labels, c).items():
+      for name, readout in readouts(model, feats["train"], split["train"].labels, cs).items():
         rows[f"{epoch}/{name}"] = score_readout(readout, feats, split)
-    progress(f"readout: {build_dir}: {epoch} model scored in {time.time() - t0:.0f} s")
+    progress(f"readout: {build_dir}: {epoch} model scored in {time.time() - t0:.0f} s; test "
+             "balanced accuracy " + ", ".join(f"{key} {row['test']:.4f}" for key, row in
+                                             rows.items() if key.startswith(epoch)))
   return {"build": build_dir, "n": {s: len(v) for s, v in split.items()}, "rows": rows}
 
 
@@ -162,9 +186,9 @@ def markdown(payload: dict) -> List[str]:
   lines = ["# Readout: fine-tune epoch x classifier, on finished builds", "",
            f"{len(builds)} build(s): " + ", ".join(f"`{b['build']}`" for b in builds) +
            f". cRT: class-balanced logistic regression on {payload['train_views']} view(s) of "
-           f"each training image, C = {payload['crt_c']:g}. TTA8: mean over the 8 dihedral "
-           "views. Balanced accuracy; change: paired against shipped (the build's "
-           "model_float.keras), mean (min to max).", ""]
+           f"each training image, C = {', '.join(f'{c:g}' for c in payload['crt_c'])}. "
+           "TTA8: mean over the 8 dihedral views. Balanced accuracy; change: paired against "
+           "shipped (the build's model_float.keras), mean (min to max).", ""]
   return lines + paired_table("readout", payload["summary"], builds)
 
 
@@ -190,7 +214,7 @@ def measure_from_flags() -> dict:
     raise PipelineError("give at least one --build_dir=BUILD (a finished build)")
   builds = []
   for i, build_dir in enumerate(FLAGS.build_dir, 1):
-    builds.append(score_build(build_dir, FLAGS.train_views, FLAGS.crt_c))
+    builds.append(score_build(build_dir, FLAGS.train_views, FLAGS.crt_c, FLAGS.epoch))
     common.progress(f"readout: {i}/{len(FLAGS.build_dir)} builds done")
   return {"train_views": FLAGS.train_views, "crt_c": FLAGS.crt_c, "builds": builds,
           "summary": summarize(builds)}

@@ -32,11 +32,15 @@ def test_soft_targets_mix_the_smoothed_labels_and_the_teacher():
   teacher = np.array([[0.6, 0.3, 0.1], [0.2, 0.2, 0.6]], np.float32)
   labels = np.array([1, 2])
   smoothed = np.array([[0.05, 0.9, 0.05], [0.05, 0.05, 0.9]], np.float32)  # 0.15 / 3 = 0.05
-  np.testing.assert_allclose(distill.soft_targets(labels, teacher, 1.0, 0.15), smoothed, atol=1e-6)
-  np.testing.assert_allclose(distill.soft_targets(labels, teacher, 0.0, 0.15), teacher, atol=1e-6)
-  mixed = distill.soft_targets(labels, teacher, 0.25, 0.15)
+  targets = lambda **kw: distill.soft_targets(labels, 3, 0.15, **kw)
+  np.testing.assert_allclose(targets(), smoothed, atol=1e-6)
+  np.testing.assert_allclose(targets(teacher=teacher, label_weight=1.0), smoothed, atol=1e-6)
+  np.testing.assert_allclose(targets(teacher=teacher, label_weight=0.0), teacher, atol=1e-6)
+  mixed = targets(teacher=teacher, label_weight=0.25)
   np.testing.assert_allclose(mixed, 0.25 * smoothed + 0.75 * teacher, atol=1e-6)
   np.testing.assert_allclose(mixed.sum(1), 1.0, atol=1e-6)
+  with pytest.raises(ValueError, match="needs a teacher"):
+    targets(label_weight=0.5)
 
 
 def test_training_batches_pair_each_image_with_its_soft_target(built):
@@ -137,8 +141,7 @@ def test_progressive_resizing_trains_the_same_weights_small_then_full_size_on_on
   ctx = fit.Context(bundle=bundle, normalization=cfg.model.normalization, batch_size=batch,
                     class_balance="none", augment=True, seed=0, work_dir=str(tmp_path),
                     resume=False, log=lambda message: None)
-  targets = distill.soft_targets(train.labels, np.zeros((len(train), len(bundle.labels))), 1.0,
-                                 0.1)
+  targets = distill.soft_targets(train.labels, len(bundle.labels), 0.1)
   model = _finetuned(run)
   start = [w.copy() for w in model.get_weights()]
   parts = []

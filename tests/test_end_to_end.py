@@ -370,7 +370,7 @@ def test_shipped_float_model_is_the_last_epoch_with_the_crt_classifier(built):
       expected, atol=1e-4)
   last = readout.load_model(run.output_dir, "last")
   crt = readout.readouts(last, readout.features(last, train.pixels(), norm, 1), train.labels,
-                         cfg.train.crt_c)["crt"]
+                         [cfg.train.crt_c])["crt"]
   np.testing.assert_allclose(crt(readout.features(last, test.pixels(), norm, 1)[0]), expected,
                              atol=2e-3)
 

@@ -19,7 +19,7 @@ import dataclasses
 import os
 import sys
 import time
-from typing import List
+from typing import List, Optional
 
 import numpy as np
 
@@ -54,12 +54,20 @@ def teacher_probabilities(model: keras.Model, ctx: Context) -> np.ndarray:
   return probs
 
 
-def soft_targets(labels: np.ndarray, teacher: np.ndarray, label_weight: float,
-                 label_smoothing: float) -> np.ndarray:
+def soft_targets(labels: np.ndarray, num_classes: int, label_smoothing: float,
+                 teacher: Optional[np.ndarray] = None, label_weight: float = 1.0) -> np.ndarray:
   """label_weight * smoothed one-hot labels + (1 - label_weight) * teacher, per image [N, K]
-  (each row sums to 1)."""
-  k = teacher.shape[1]
-  smoothed = np.eye(k, dtype=np.float32)[labels] * (1.0 - label_smoothing) + label_smoothing / k
+  (each row sums to 1). Without a teacher, the smoothed labels alone (label_weight must be 1).
+
+  Raises:
+    ValueError: label_weight below 1 without a teacher.
+  """
+  smoothed = (np.eye(num_classes, dtype=np.float32)[labels] * (1.0 - label_smoothing)
+              + label_smoothing / num_classes)
+  if teacher is None:
+    if label_weight != 1.0:
+      raise ValueError(f"label_weight {label_weight} < 1 needs a teacher")
+    return smoothed.astype(np.float32)
   return (label_weight * smoothed + (1.0 - label_weight) * teacher).astype(np.float32)
 
 
