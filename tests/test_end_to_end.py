@@ -305,12 +305,14 @@ def test_benchmark_contracts(built, tmp_path):
 def test_readout_benchmark_on_the_builds_backbones(built, tmp_path):
   cfg, run, report = built
   proc = run_cli(["-m", "benchmarks.readout", f"--build_dir={run.output_dir}", "--train_views=1",
+                  "--epoch=best_val", "--crt_c=0.01", "--crt_c=1",
                   f"--output_json={tmp_path / 'readout.json'}"])
   assert proc.returncode == 0, proc.stderr
   payload = json.load(open(tmp_path / "readout.json"))
   (build,) = payload["builds"]
-  assert set(build["rows"]) == {"shipped"} | {f"{e}/{c}" for e in ("best_val", "last")
-                                              for c in ("head", "tau_norm", "crt")}
+  # Only the epoch asked for, one cRT row per C (the last epoch: test_shipped_float_model_...).
+  assert set(build["rows"]) == {"shipped"} | {f"best_val/{c}" for c in (
+      "head", "tau_norm", "crt C=0.01", "crt C=1")}
   assert build["n"]["test"] == report["data"]["totals"]["test"]
   # The shipped readout, recomputed from the model's features and its classifier's weights,
   # scores what the build's float32 model scored on the same split.
