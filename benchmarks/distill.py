@@ -9,8 +9,9 @@ For each --build_dir (a finished build that kept its checkpoints):
   weights (--init=transfer: born-again) or from the fine-tuned ones (--init=finetuned: the
   fine-tuned model continues), with the build's layers, batch and augmentation;
 - then, when the build re-fit its classifier (cRT), the student's is re-fit the same way.
-The student's fine-tune can also vary the build's recipe: --weight_decay (AdamW) and
---low_res_epochs/--low_res_size (progressive resizing); with --label_weight=1 there is no
+The student's fine-tune can also vary the build's recipe: --weight_decay (AdamW),
+--low_res_epochs/--low_res_size (progressive resizing) and --finetune_layers (how much of the
+backbone trains); with --label_weight=1 there is no
 teacher, so the student is a plain re-run of fine-tuning under that recipe, paired on the
 build's transfer weights, split and classifier re-fit.
 Balanced accuracy of the shipped model_float.keras and of the student on the validation
@@ -27,7 +28,7 @@ import dataclasses
 import hashlib
 import os
 import time
-from typing import List
+from typing import List, Optional
 
 import numpy as np
 from absl import app
@@ -60,6 +61,9 @@ def define_flags() -> None:
                        "schedule (0: none).", lower_bound=0)
   flags.DEFINE_integer("low_res_size", 160, "The low resolution of --low_res_epochs, in pixels.",
                        lower_bound=32)
+  flags.DEFINE_integer("finetune_layers", None, "Top backbone layers the student trains "
+                       "(default: the build's --finetune_layers; 154 = the whole MobileNetV2).",
+                       lower_bound=0)
   flags.DEFINE_string("work_dir", "", "Checkpoints and cached teacher probabilities, one folder "
                       "per build (default: distill_work/ beside --output_json).")
   flags.DEFINE_string("output_json", "distill.json", "JSON report path.")
@@ -77,6 +81,7 @@ class Student:
   weight_decay: float = 0.0
   low_res_epochs: int = 0  # Progressive resizing: epochs at low_res_size before `epochs`.
   low_res_size: int = 160
+  finetune_layers: Optional[int] = None  # None: the build's.
 
 
 def score_build(build_dir: str, student: Student, work_dir: str,
@@ -119,7 +124,9 @@ def score_build(build_dir: str, student: Student, work_dir: str,
   phase = config_lib.PhaseConfig(epochs=student.epochs, learning_rate=student.learning_rate,
                                  warmup_epochs=student.warmup_epochs,
                                  weight_decay=student.weight_decay)
-  results = distill.run_distill(model, phase, train_cfg.finetune_layers, targets,
+  layers = (train_cfg.finetune_layers if student.finetune_layers is None
+            else student.finetune_layers)
+  results = distill.run_distill(model, phase, layers, targets,
                                 dataclasses.replace(ctx, resume=False), student.low_res_epochs,
                                 student.low_res_size)
   if train_cfg.crt:
@@ -169,8 +176,11 @@ def markdown(payload: dict) -> List[str]:
   else:
     title = "Fine-tuning again under another recipe, on finished builds"
     target = "target the smoothed labels (no teacher)"
+  layers = s.get("finetune_layers")
+  layers = "the build's layers" if layers is None else f"the top {layers} backbone layers"
   return [f"# {title}", "",
-          f"{len(builds)} build(s). Student: from {start}, {resizing}{s['epochs']} epochs at "
+          f"{len(builds)} build(s). Student: from {start}, {layers}, {resizing}{s['epochs']} "
+          "epochs at "
           f"full size, peak learning rate {s['learning_rate']:g}, warm-up "
           f"{s['warmup_epochs']:g}, weight decay {s.get('weight_decay', 0.0):g} (AdamW; 0 = "
           f"Adam), {target}; then cRT as the build did. Balanced accuracy; change: paired "
@@ -186,7 +196,7 @@ def measure_from_flags() -> dict:
     raise PipelineError("give at least one --build_dir=BUILD (a finished build)")
   student = Student(FLAGS.init, FLAGS.epochs, FLAGS.learning_rate, FLAGS.warmup_epochs,
                     FLAGS.label_weight, FLAGS.weight_decay, FLAGS.low_res_epochs,
-                    FLAGS.low_res_size)
+                    FLAGS.low_res_size, FLAGS.finetune_layers)
   work_root = FLAGS.work_dir or os.path.join(
       os.path.dirname(os.path.abspath(FLAGS.output_json)), "distill_work")
   builds = []
