@@ -36,7 +36,7 @@ def measure(build_dirs: List[str]) -> dict:
   int8 file."""
   from pipeline import config as config_lib  # pylint: disable=g-import-not-at-top
   from pipeline.errors import PipelineError  # pylint: disable=g-import-not-at-top
-  from pipeline.runner import LiteRunner  # pylint: disable=g-import-not-at-top
+  from pipeline.runner import LiteRunner, keras_predict  # pylint: disable=g-import-not-at-top
   from pipeline.stages import training  # pylint: disable=g-import-not-at-top
   from pipeline.tf_compat import keras  # pylint: disable=g-import-not-at-top
   from pipeline.train import qat  # pylint: disable=g-import-not-at-top
@@ -51,16 +51,15 @@ def measure(build_dirs: List[str]) -> dict:
     _, train = common.build_split(build_dir, "train")
     norm, layers = config.model.normalization, config.train.finetune_layers
     pixels = test.pixels()
-    x = norm.apply_np(pixels)
     float_model = keras.models.load_model(float_path)
-    probs = {"float model": float_model.predict(x, verbose=0, batch_size=64)}
+    probs = {"float model": keras_predict(float_model, pixels, norm)}
     _, batches = training.calibration(config, train)
     calibrated = qat.quantize_model(float_model, layers, norm, calibration_batches=batches)
-    probs[STEPS[0][0]] = calibrated.predict(x, verbose=0, batch_size=64)
+    probs[STEPS[0][0]] = keras_predict(calibrated, pixels, norm)
     trained = qat.quantize_model(float_model, layers, norm)
     trained.load_weights(os.path.join(build_dir, training.QAT_WEIGHTS)).expect_partial()
     qat.pin_input_range(trained, norm)
-    probs[STEPS[1][0]] = trained.predict(x, verbose=0, batch_size=64)
+    probs[STEPS[1][0]] = keras_predict(trained, pixels, norm)
     with open(int8_path, "rb") as f:
       probs["int8 file"] = LiteRunner(f.read(), norm).predict(pixels)
     builds.append({"build_dir": build_dir, "steps": [

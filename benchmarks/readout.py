@@ -69,20 +69,14 @@ def load_model(build_dir: str, epoch: str = SHIPPED):
 
 def features(model, pixels: np.ndarray, normalization, views: int,
              batch_size: int = 64) -> np.ndarray:
-  """Pooled backbone features [views, N, D] of `views` dihedral views of the images.
-
-  Batch by batch: a whole split normalized at once is 4 bytes per pixel value (1.9 GB for
-  HAM10000's 3140 training images), and Keras' predict on an array that size kept enough of
-  each copy that 8 views of three builds ran a 24 GB machine out of memory.
-  """
+  """Pooled backbone features [views, N, D] of `views` dihedral views of the images, batch by
+  batch (`pipeline.runner.keras_predict`)."""
   from pipeline import model as model_lib  # pylint: disable=g-import-not-at-top
   from pipeline import preprocessing  # pylint: disable=g-import-not-at-top
+  from pipeline.runner import keras_predict  # pylint: disable=g-import-not-at-top
   extractor = model_lib.feature_extractor(model)
-  return np.stack([
-      np.concatenate([extractor.predict_on_batch(normalization.apply_np(
-          preprocessing.dihedral_view_np(pixels[i:i + batch_size], k, mirrored)))
-                      for i in range(0, len(pixels), batch_size)])
-      for k, mirrored in preprocessing.DIHEDRAL[:views]])
+  return np.stack([keras_predict(extractor, pixels, normalization, batch_size, view)
+                   for view in preprocessing.DIHEDRAL[:views]])
 
 
 def _softmax(z: np.ndarray) -> np.ndarray:

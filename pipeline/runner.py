@@ -102,6 +102,32 @@ class LiteRunner:
     return np.concatenate(outputs, axis=0)
 
 
+def keras_predict(model, pixels: np.ndarray, normalization: Normalization,
+                  batch_size: int = 64, view=None) -> np.ndarray:
+  """A Keras model's outputs for uint8 pixels [N, H, W, 3], normalized batch by batch.
+
+  A whole split normalized at once is 4 bytes per pixel value (1.9 GB for HAM10000's 3140
+  training images at 224 px), and Keras' predict on an array that size kept enough copies
+  that 8 views of three builds ran a 24 GB machine out of memory (benchmarks.readout).
+
+  Args:
+    model: a Keras model taking normalized images.
+    pixels: the images.
+    normalization: the model's.
+    batch_size: images per call.
+    view: (k, mirrored) of `preprocessing.DIHEDRAL` to predict that view of each image, or
+      None for the images as they are.
+  """
+  from pipeline import preprocessing  # pylint: disable=g-import-not-at-top
+  outputs = []
+  for i in range(0, len(pixels), batch_size):
+    batch = pixels[i:i + batch_size]
+    if view is not None:
+      batch = preprocessing.dihedral_view_np(batch, *view)
+    outputs.append(np.asarray(model.predict_on_batch(normalization.apply_np(batch))))
+  return np.concatenate(outputs, axis=0)
+
+
 class KerasRunner:
   """The float Keras model of a build (model_float.keras), with LiteRunner's interface.
 
@@ -122,7 +148,7 @@ class KerasRunner:
   def predict(self, pixels: np.ndarray) -> np.ndarray:
     """Class probabilities [N, K] for uint8 pixels [N, H, W, 3]."""
     _check_image_size(self.name, self.image_size, pixels)
-    return self.model.predict(self.normalization.apply_np(pixels), batch_size=32, verbose=0)
+    return keras_predict(self.model, pixels, self.normalization)
 
 
 def _load_keras_build_model(path: str):

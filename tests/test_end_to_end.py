@@ -370,6 +370,14 @@ def test_shipped_float_model_is_the_last_epoch_with_the_crt_classifier(built):
   np.testing.assert_allclose(
       readout.head_classifier(shipped)(readout.features(shipped, test.pixels(), norm, 1)[0]),
       expected, atol=1e-4)
+  # Each of the 8 views' features, in batches that leave a partial one, is that view's: the
+  # file's probabilities on each dihedral view of the images.
+  from pipeline import preprocessing  # pylint: disable=g-import-not-at-top
+  views = readout.features(shipped, test.pixels(), norm, 8, batch_size=5)
+  assert len(test) % 5 and views.shape[:2] == (8, len(test))
+  for feats, (k, mirrored) in zip(views, preprocessing.DIHEDRAL):
+    np.testing.assert_allclose(readout.head_classifier(shipped)(feats), tflite.predict(
+        preprocessing.dihedral_view_np(test.pixels(), k, mirrored)), atol=1e-4)
   last = readout.load_model(run.output_dir, "last")
   crt = readout.readouts(last, readout.features(last, train.pixels(), norm, 1), train.labels,
                          [cfg.train.crt_c])["crt"]
