@@ -379,10 +379,13 @@ def test_shipped_float_model_is_the_last_epoch_with_the_crt_classifier(built):
     np.testing.assert_allclose(readout.head_classifier(shipped)(feats), tflite.predict(
         preprocessing.dihedral_view_np(test.pixels(), k, mirrored)), atol=1e-4)
   last = readout.load_model(run.output_dir, "last")
-  crt = readout.readouts(last, readout.features(last, train.pixels(), norm, 1), train.labels,
-                         [cfg.train.crt_c])["crt"]
-  np.testing.assert_allclose(crt(readout.features(last, test.pixels(), norm, 1)[0]), expected,
-                             atol=2e-3)
+  train_x, test_x = (readout.features(last, s.pixels(), norm, 1) for s in (train, test))
+  crt = readout.readouts(last, train_x, train.labels, [cfg.train.crt_c])["crt"]
+  np.testing.assert_allclose(crt(test_x[0]), expected, atol=2e-3)
+  # Several values of C: one row each, each fit at its own C (the probabilities differ).
+  rows = readout.readouts(last, train_x, train.labels, [cfg.train.crt_c, 100 * cfg.train.crt_c])
+  np.testing.assert_allclose(rows[f"crt C={cfg.train.crt_c:g}"](test_x[0]), expected, atol=2e-3)
+  assert np.abs(rows[f"crt C={100 * cfg.train.crt_c:g}"](test_x[0]) - expected).max() > 1e-2
 
 
 def test_headroom_benchmark_on_a_builds_test_split(built, tmp_path):
