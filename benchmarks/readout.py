@@ -160,15 +160,15 @@ def score_build(build_dir: str, train_views: int, cs: Sequence[float],
   return {"build": build_dir, "n": {s: len(v) for s, v in split.items()}, "rows": rows}
 
 
-def summarize(builds: List[dict]) -> Dict[str, dict]:
-  """Per readout and figure: mean, min, max over builds, and the mean paired change against
-  the shipped readout with its min and max."""
+def summarize(builds: List[dict], base: str = SHIPPED) -> Dict[str, dict]:
+  """Per row and figure: mean, min, max over builds, and the mean paired change against
+  the `base` row (the shipped readout) with its min and max."""
   out = {}
   for key in builds[0]["rows"]:
     out[key] = {}
     for fig in builds[0]["rows"][key]:
       v = np.array([b["rows"][key][fig] for b in builds])
-      d = v - np.array([b["rows"][SHIPPED][fig] for b in builds])
+      d = v - np.array([b["rows"][base][fig] for b in builds])
       out[key][fig] = {"mean": float(v.mean()), "min": float(v.min()), "max": float(v.max()),
                        "change_mean": float(d.mean()), "change_min": float(d.min()),
                        "change_max": float(d.max())}

@@ -10,6 +10,7 @@ import pytest
 from pipeline import data as data_lib
 from pipeline import model as model_lib
 from pipeline.config import PhaseConfig
+from pipeline.errors import PipelineError
 from pipeline.stages.training import FLOAT_MODEL, TRANSFER_WEIGHTS
 from pipeline.train import distill, fit, inputs
 from pipeline.tf_compat import keras
@@ -168,3 +169,44 @@ def test_progressive_resizing_trains_the_same_weights_small_then_full_size_on_on
   assert max(np.abs(a - b).max() for a, b in zip(full[4], start)) > 1e-6
   steps = -(-len(train) // batch)
   assert int(model.optimizer.iterations) == 3 * steps  # One optimizer over all 3 epochs.
+
+
+def _distill_report(builds, tests, epochs=15, shipped=0.7):
+  """A benchmarks.distill payload: one student per build with these test scores."""
+  row = lambda t: {"val": t - 0.05, "test": t, "test_tta8": t + 0.01}
+  return {"student": {"init": "transfer", "epochs": epochs, "learning_rate": 3e-4,
+                      "warmup_epochs": 1.0, "label_weight": 1.0, "finetune_layers": None},
+          "builds": [{"build": b, "rows": {"shipped": row(shipped), "student": row(t)},
+                      "student_epoch_seconds": 40.0} for b, t in zip(builds, tests)]}
+
+
+def test_recipes_benchmark_pairs_each_recipe_with_the_control_build_by_build(tmp_path):
+  from benchmarks import recipes  # pylint: disable=g-import-not-at-top
+  builds = ["b/def1", "b/def2", "b/def3"]
+  control = _distill_report(builds, [0.72, 0.74, 0.70])
+  candidate = _distill_report(builds, [0.73, 0.71, 0.72], epochs=20)
+  payload = recipes.pair([("control", control), ("longer", candidate)])
+  longer = payload["summary"]["longer"]["test"]
+  assert longer["mean"] == pytest.approx(0.72)
+  # Paired: +1, -3, +2 points, not the difference of the means alone.
+  assert (longer["change_mean"], longer["change_min"], longer["change_max"]) == pytest.approx(
+      (0.0, -0.03, 0.02))
+  assert payload["summary"]["shipped"]["test"]["change_mean"] == pytest.approx(0.7 - 0.72)
+  assert payload["summary"]["control"]["test"]["change_max"] == 0.0
+  assert list(payload["summary"]) == ["shipped", "control", "longer"]
+  table = "\n".join(recipes.markdown(payload))
+  assert "| longer | 72.0% (71.0-73.0) | +0.0 (-3.0 to +2.0) |" in table
+  assert "20 epochs" in table
+  with pytest.raises(PipelineError, match="not the control's"):
+    recipes.pair([("control", control), ("other", _distill_report(builds[::-1], [0.7] * 3))])
+  with pytest.raises(PipelineError, match="must differ"):
+    recipes.pair([("control", control), ("control", candidate)])
+  # From the command line, a user's mistake is one line and a non-zero exit.
+  json.dump(control, open(tmp_path / "control.json", "w"))
+  proc = run_cli(["-m", "benchmarks.recipes", f"--report=control={tmp_path / 'control.json'}",
+                  f"--report=missing={tmp_path / 'missing.json'}",
+                  f"--output_json={tmp_path / 'out.json'}"])
+  assert proc.returncode != 0 and "Traceback" not in proc.stderr
+  assert proc.stderr.strip().splitlines()[-1].startswith(
+      "benchmarks.recipes: error: ") and "missing.json" in proc.stderr
+  assert not os.path.exists(tmp_path / "out.json")
