@@ -132,7 +132,9 @@ def score_build(build_dir: str, student: Student, work_dir: str,
   if train_cfg.crt:
     crt.run_crt(model, train_cfg.crt_c, ctx)
   rows["student"] = score(model)
-  progress(f"distill: {build_dir}: student scored ({time.time() - t0:.0f} s)")
+  figures = lambda r: f"test {r['test']:.1%}, test TTA8 {r['test_tta8']:.1%}, val {r['val']:.1%}"
+  progress(f"distill: {build_dir}: student scored ({time.time() - t0:.0f} s): "
+           f"{figures(rows['student'])}; shipped {figures(rows['shipped'])}")
   return {"build": build_dir, "n": {s: len(v) for s, v in split.items()}, "rows": rows,
           "student_epoch_seconds": float(np.mean(results[-1].history["seconds"])),
           "low_res_epoch_seconds": float(np.mean(results[0].history["seconds"]))

@@ -77,6 +77,10 @@ def test_distill_benchmark_teaches_the_8_view_mean_to_a_born_again_student(built
   assert build["rows"]["shipped"]["test"] == pytest.approx(
       report["models"]["float32"]["balanced_accuracy"], abs=1e-9)
   assert payload["student"]["init"] == "transfer" and os.path.isfile(tmp_path / "distill.md")
+  student = build["rows"]["student"]  # In the progress log too, should a later build crash.
+  assert "student scored" in proc.stdout and (
+      f"test {student['test']:.1%}, test TTA8 {student['test_tta8']:.1%}, "
+      f"val {student['val']:.1%}; shipped" in proc.stdout)
   # The teacher is the fine-tuned model over 8 views: not its one view, not the shipped model.
   (folder,) = os.listdir(work)
   teacher = np.load(os.path.join(work, folder, distill.TEACHER_CACHE))
