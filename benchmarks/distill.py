@@ -10,8 +10,8 @@ For each --build_dir (a finished build that kept its checkpoints):
   fine-tuned model continues), with the build's layers, batch and augmentation;
 - then, when the build re-fit its classifier (cRT), the student's is re-fit the same way.
 The student's fine-tune can also vary the build's recipe: --weight_decay (AdamW),
---low_res_epochs/--low_res_size (progressive resizing) and --finetune_layers (how much of the
-backbone trains); with --label_weight=1 there is no
+--low_res_epochs/--low_res_size (progressive resizing), --finetune_layers (how much of the
+backbone trains) and --label_smoothing; with --label_weight=1 there is no
 teacher, so the student is a plain re-run of fine-tuning under that recipe, paired on the
 build's transfer weights, split and classifier re-fit.
 Balanced accuracy of the shipped model_float.keras and of the student on the validation
@@ -64,6 +64,8 @@ def define_flags() -> None:
   flags.DEFINE_integer("finetune_layers", None, "Top backbone layers the student trains "
                        "(default: the build's --finetune_layers; 154 = the whole MobileNetV2).",
                        lower_bound=0)
+  flags.DEFINE_float("label_smoothing", None, "Label smoothing of the student's target "
+                     "(default: the build's).", lower_bound=0.0, upper_bound=0.99)
   flags.DEFINE_string("work_dir", "", "Checkpoints and cached teacher probabilities, one folder "
                       "per build (default: distill_work/ beside --output_json).")
   flags.DEFINE_string("output_json", "distill.json", "JSON report path.")
@@ -82,6 +84,7 @@ class Student:
   low_res_epochs: int = 0  # Progressive resizing: epochs at low_res_size before `epochs`.
   low_res_size: int = 160
   finetune_layers: Optional[int] = None  # None: the build's.
+  label_smoothing: Optional[float] = None  # None: the build's.
 
 
 def score_build(build_dir: str, student: Student, work_dir: str,
@@ -117,8 +120,10 @@ def score_build(build_dir: str, student: Student, work_dir: str,
   teacher = None  # With --label_weight=1 the target is the labels alone: no teacher to compute.
   if student.label_weight < 1:
     teacher = distill.teacher_probabilities(model, ctx)  # Reuses work_dir's cache.
-  targets = distill.soft_targets(split["train"].labels, len(bundle.labels),
-                                 train_cfg.finetune.label_smoothing, teacher, student.label_weight)
+  smoothing = (train_cfg.finetune.label_smoothing if student.label_smoothing is None
+               else student.label_smoothing)
+  targets = distill.soft_targets(split["train"].labels, len(bundle.labels), smoothing, teacher,
+                                 student.label_weight)
   if student.init == "transfer":
     model.load_weights(os.path.join(build_dir, training.TRANSFER_WEIGHTS)).expect_partial()
   phase = config_lib.PhaseConfig(epochs=student.epochs, learning_rate=student.learning_rate,
@@ -178,6 +183,8 @@ def markdown(payload: dict) -> List[str]:
   else:
     title = "Fine-tuning again under another recipe, on finished builds"
     target = "target the smoothed labels (no teacher)"
+  if s.get("label_smoothing") is not None:
+    target += f", label smoothing {s['label_smoothing']:g}"
   layers = s.get("finetune_layers")
   layers = "the build's layers" if layers is None else f"the top {layers} backbone layers"
   return [f"# {title}", "",
@@ -198,7 +205,7 @@ def measure_from_flags() -> dict:
     raise PipelineError("give at least one --build_dir=BUILD (a finished build)")
   student = Student(FLAGS.init, FLAGS.epochs, FLAGS.learning_rate, FLAGS.warmup_epochs,
                     FLAGS.label_weight, FLAGS.weight_decay, FLAGS.low_res_epochs,
-                    FLAGS.low_res_size, FLAGS.finetune_layers)
+                    FLAGS.low_res_size, FLAGS.finetune_layers, FLAGS.label_smoothing)
   work_root = FLAGS.work_dir or os.path.join(
       os.path.dirname(os.path.abspath(FLAGS.output_json)), "distill_work")
   builds = []

@@ -94,6 +94,8 @@ def _describe(student: dict) -> str:
   parts = [f"{student['epochs']} epochs from the {student['init']} weights",
            f"peak learning rate {student['learning_rate']:g}",
            "the build's layers" if layers is None else f"top {layers} backbone layers"]
+  if student.get("label_smoothing") is not None:
+    parts.append(f"label smoothing {student['label_smoothing']:g}")
   if student.get("weight_decay"):
     parts.append(f"weight decay {student['weight_decay']:g}")
   if student.get("low_res_epochs"):

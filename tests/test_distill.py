@@ -92,13 +92,15 @@ def test_distill_benchmark_teaches_the_8_view_mean_to_a_born_again_student(built
                                             verbose=0)).max() > 1e-3
 
 
-@pytest.mark.parametrize("init,label_weight,weight_decay,layers", [("transfer", 0.5, 0.0, None),
-                                                                    ("finetuned", 1.0, 0.2, 7)])
+@pytest.mark.parametrize("init,label_weight,weight_decay,layers,smoothing", [
+    ("transfer", 0.5, 0.0, None, None), ("finetuned", 1.0, 0.2, 7, 0.3)])
 def test_the_student_starts_from_the_chosen_weights(built, tmp_path, monkeypatch, init,
-                                                    label_weight, weight_decay, layers):
+                                                    label_weight, weight_decay, layers,
+                                                    smoothing):
   """The weights the student holds when its fine-tuning starts are its start's; it trains with
   the weight decay and the backbone layers asked for (by default the build's); with
-  --label_weight=1 its targets are the smoothed labels and no teacher is computed. The shipped
+  --label_weight=1 its targets are the labels, smoothed as asked (by default as the build
+  did), and no teacher is computed. The shipped
   model's scores are kept for the next run."""
   from benchmarks import distill as bench  # pylint: disable=g-import-not-at-top
   cfg, run, _ = built
@@ -113,7 +115,7 @@ def test_the_student_starts_from_the_chosen_weights(built, tmp_path, monkeypatch
   monkeypatch.setattr(distill, "run_distill", run_observed)  # Observes; the real one runs.
   result = bench.score_build(run.output_dir,
                              bench.Student(init, 1, 1e-3, 0.0, label_weight, weight_decay,
-                                           finetune_layers=layers),
+                                           finetune_layers=layers, label_smoothing=smoothing),
                              str(tmp_path), progress=lambda message: None)
   start = _finetuned(run)
   if init == "transfer":
@@ -126,7 +128,7 @@ def test_the_student_starts_from_the_chosen_weights(built, tmp_path, monkeypatch
   assert os.path.exists(teacher_file) == (label_weight < 1)
   if label_weight == 1:
     labels = _bundle(cfg, run).splits["train"].labels
-    smoothing = cfg.train.finetune.label_smoothing
+    smoothing = cfg.train.finetune.label_smoothing if smoothing is None else smoothing
     k = captured["targets"].shape[1]
     np.testing.assert_allclose(captured["targets"],
                                np.eye(k)[labels] * (1 - smoothing) + smoothing / k, atol=1e-6)
