@@ -66,6 +66,9 @@ def define_flags() -> None:
                        lower_bound=0)
   flags.DEFINE_float("label_smoothing", None, "Label smoothing of the student's target "
                      "(default: the build's).", lower_bound=0.0, upper_bound=0.99)
+  flags.DEFINE_float("color_jitter", 0.0, "Colour jitter of the student's augmentation: "
+                     "saturation x U(1 - s, 1 + s), hue turned by up to s x 30 degrees (0: the "
+                     "build's augmentation alone).", lower_bound=0.0, upper_bound=0.9)
   flags.DEFINE_string("work_dir", "", "Checkpoints and cached teacher probabilities, one folder "
                       "per build (default: distill_work/ beside --output_json).")
   flags.DEFINE_string("output_json", "distill.json", "JSON report path.")
@@ -85,6 +88,7 @@ class Student:
   low_res_size: int = 160
   finetune_layers: Optional[int] = None  # None: the build's.
   label_smoothing: Optional[float] = None  # None: the build's.
+  color_jitter: float = 0.0  # Colour jitter added to the build's augmentation.
 
 
 def score_build(build_dir: str, student: Student, work_dir: str,
@@ -116,7 +120,8 @@ def score_build(build_dir: str, student: Student, work_dir: str,
   model = readout.load_model(build_dir, train_cfg.finetune_keep)
   ctx = fit.Context(bundle=bundle, normalization=norm, batch_size=train_cfg.batch_size,
                     class_balance=train_cfg.class_balance, augment=train_cfg.augment,
-                    seed=config.seed, work_dir=work_dir, resume=True, log=progress)
+                    seed=config.seed, work_dir=work_dir, resume=True, log=progress,
+                    color_jitter=student.color_jitter)
   teacher = None  # With --label_weight=1 the target is the labels alone: no teacher to compute.
   if student.label_weight < 1:
     teacher = distill.teacher_probabilities(model, ctx)  # Reuses work_dir's cache.
@@ -185,6 +190,8 @@ def markdown(payload: dict) -> List[str]:
     target = "target the smoothed labels (no teacher)"
   if s.get("label_smoothing") is not None:
     target += f", label smoothing {s['label_smoothing']:g}"
+  if s.get("color_jitter"):
+    target += f", colour jitter {s['color_jitter']:g} on top of the build's augmentation"
   layers = s.get("finetune_layers")
   layers = "the build's layers" if layers is None else f"the top {layers} backbone layers"
   return [f"# {title}", "",
@@ -205,7 +212,8 @@ def measure_from_flags() -> dict:
     raise PipelineError("give at least one --build_dir=BUILD (a finished build)")
   student = Student(FLAGS.init, FLAGS.epochs, FLAGS.learning_rate, FLAGS.warmup_epochs,
                     FLAGS.label_weight, FLAGS.weight_decay, FLAGS.low_res_epochs,
-                    FLAGS.low_res_size, FLAGS.finetune_layers, FLAGS.label_smoothing)
+                    FLAGS.low_res_size, FLAGS.finetune_layers, FLAGS.label_smoothing,
+                    FLAGS.color_jitter)
   work_root = FLAGS.work_dir or os.path.join(
       os.path.dirname(os.path.abspath(FLAGS.output_json)), "distill_work")
   builds = []

@@ -98,6 +98,8 @@ def _describe(student: dict) -> str:
     parts.append(f"label smoothing {student['label_smoothing']:g}")
   if student.get("weight_decay"):
     parts.append(f"weight decay {student['weight_decay']:g}")
+  if student.get("color_jitter"):
+    parts.append(f"colour jitter {student['color_jitter']:g}")
   if student.get("low_res_epochs"):
     parts.append(f"first {student['low_res_epochs']} epochs at {student['low_res_size']} px")
   if student["label_weight"] < 1:

@@ -92,13 +92,13 @@ def test_distill_benchmark_teaches_the_8_view_mean_to_a_born_again_student(built
                                             verbose=0)).max() > 1e-3
 
 
-@pytest.mark.parametrize("init,label_weight,weight_decay,layers,smoothing", [
-    ("transfer", 0.5, 0.0, None, None), ("finetuned", 1.0, 0.2, 7, 0.3)])
+@pytest.mark.parametrize("init,label_weight,weight_decay,layers,smoothing,color", [
+    ("transfer", 0.5, 0.0, None, None, 0.0), ("finetuned", 1.0, 0.2, 7, 0.3, 0.4)])
 def test_the_student_starts_from_the_chosen_weights(built, tmp_path, monkeypatch, init,
                                                     label_weight, weight_decay, layers,
-                                                    smoothing):
+                                                    smoothing, color):
   """The weights the student holds when its fine-tuning starts are its start's; it trains with
-  the weight decay and the backbone layers asked for (by default the build's); with
+  the weight decay, colour jitter and backbone layers asked for (by default the build's); with
   --label_weight=1 its targets are the labels, smoothed as asked (by default as the build
   did), and no teacher is computed. The shipped
   model's scores are kept for the next run."""
@@ -109,13 +109,14 @@ def test_the_student_starts_from_the_chosen_weights(built, tmp_path, monkeypatch
 
   def run_observed(model, phase, layers, targets, ctx, *resizing):
     captured.update(weights=[w.copy() for w in model.get_weights()], phase=phase,
-                    targets=targets, layers=layers)
+                    targets=targets, layers=layers, color=ctx.color_jitter)
     return original(model, phase, layers, targets, ctx, *resizing)
 
   monkeypatch.setattr(distill, "run_distill", run_observed)  # Observes; the real one runs.
   result = bench.score_build(run.output_dir,
                              bench.Student(init, 1, 1e-3, 0.0, label_weight, weight_decay,
-                                           finetune_layers=layers, label_smoothing=smoothing),
+                                           finetune_layers=layers, label_smoothing=smoothing,
+                                           color_jitter=color),
                              str(tmp_path), progress=lambda message: None)
   start = _finetuned(run)
   if init == "transfer":
@@ -123,6 +124,7 @@ def test_the_student_starts_from_the_chosen_weights(built, tmp_path, monkeypatch
   for got, want in zip(captured["weights"], start.get_weights()):
     np.testing.assert_array_equal(got, want)
   assert captured["phase"].weight_decay == weight_decay
+  assert captured["color"] == color
   assert captured["layers"] == (cfg.train.finetune_layers if layers is None else layers)
   teacher_file = os.path.join(tmp_path, distill.TEACHER_CACHE)
   assert os.path.exists(teacher_file) == (label_weight < 1)

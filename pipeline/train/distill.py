@@ -106,7 +106,8 @@ def run_distill(model: keras.Model, phase: PhaseConfig, layers: int, targets: np
   for name, net, epochs, size in parts:
     ds, steps = inputs.training_dataset(ctx.bundle, ctx.normalization, ctx.batch_size,
                                         ctx.seed + 2 + len(results), ctx.augment,
-                                        ctx.class_balance, targets=targets, image_size=size)
+                                        ctx.class_balance, targets=targets, image_size=size,
+                                        color_jitter=ctx.color_jitter)
     if len(parts) > 1 and optimizer is None:  # One optimizer, its schedule over both parts.
       optimizer = make_optimizer(
           dataclasses.replace(phase, epochs=low_res_epochs + phase.epochs), steps)

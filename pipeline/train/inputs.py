@@ -92,10 +92,11 @@ def train_sampling(bundle: DataBundle, seed: int,
 
 def training_dataset(bundle: DataBundle, normalization: Normalization, batch_size: int,
                      seed: int, augment: bool, class_balance: str,
-                     targets: Optional[np.ndarray] = None, image_size: Optional[int] = None):
+                     targets: Optional[np.ndarray] = None, image_size: Optional[int] = None,
+                     color_jitter: float = 0.0):
   """(x, y, sample weight) batches of the train split, shuffled every epoch: y is the one-hot
   label, or the image's row of `targets` [N, K] (soft targets, e.g. distillation's); x at
-  the split's size, or resized to `image_size`.
+  the split's size, or resized to `image_size`; `color_jitter` as `augment_layers`.
 
   Returns:
     (the dataset of one epoch, its number of batches).
@@ -104,7 +105,7 @@ def training_dataset(bundle: DataBundle, normalization: Normalization, batch_siz
   k = len(bundle.labels)
   indices, per_class = train_sampling(bundle, seed, class_balance)
   weight_table = tf.constant(per_class)
-  augmenter = augment_layers(seed) if augment else None
+  augmenter = augment_layers(seed, color_jitter) if augment else None
   ds = pixel_dataset(split, batch_size, indices, shuffle_seed=seed, targets=targets)
   ds = ds.map(lambda x, y, *soft: (preprocess_batch(x, normalization, augmenter, image_size),
                                    soft[0] if soft else tf.one_hot(y, k),
