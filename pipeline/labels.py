@@ -64,11 +64,22 @@ def load_class_info(path: str = "") -> Dict[str, dict]:
     paths = []
   table: Dict[str, dict] = {}
   for p in paths:
-    data = atomic.read_json(p, 'display names: it must be JSON {"label": {"display_name": '
-                            '"...", "description": "..."}}')
+    data = atomic.read_json(p, "display names: it must be " + _CLASS_INFO_SHAPE)
+    if not isinstance(data, dict):
+      raise PipelineError(f"{p}: display names must be {_CLASS_INFO_SHAPE}, not a JSON "
+                          f"{type(data).__name__}")
     for label, info in data.items():
-      table[label] = info if isinstance(info, dict) else {"display_name": str(info)}
+      info = {"display_name": info} if isinstance(info, str) else info
+      if not (isinstance(info, dict) and isinstance(info.get("display_name", ""), str)
+              and isinstance(info.get("description", ""), str)):
+        raise PipelineError(f"{p}: label {label!r}: display names must be "
+                            f"{_CLASS_INFO_SHAPE} (display_name and description strings)")
+      table[label] = info
   return table
+
+
+_CLASS_INFO_SHAPE = ('JSON {"label": {"display_name": "...", "description": "..."}} or '
+                     '{"label": "display name"}')
 
 
 def display_names(labels: Sequence[str], path: str = "") -> Tuple[str, ...]:

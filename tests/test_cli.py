@@ -55,6 +55,11 @@ _OFFLINE = {"KERAS_HOME": "{tmp}/keras", "HTTPS_PROXY": "http://127.0.0.1:9",
                             "--candidate={tmp}/empty", "--paired"],
      "--paired needs as many candidates as baselines", None),
     (_BUILD, ["--crt_c=0", "--output_dir={tmp}/o"], "--crt_c=0.0 must be > 0", None),
+    # A display-names file that the metadata stage could not read is refused before training.
+    (_BUILD, ["--display_names={tmp}/notes.txt", "--output_dir={tmp}/o"],
+     "notes.txt: cannot read display names: it must be JSON", None),
+    (_BUILD, ["--display_names={tmp}/names.json", "--output_dir={tmp}/o"],
+     "names.json: label 'nv': display names must be JSON", None),
     (_BUILD, ["--finetune_weight_decay=-1", "--output_dir={tmp}/o"],
      "--finetune_weight_decay=-1.0 must be >= 0", None),
     ("pipeline.serve", [], "give --model=M.tflite or --build_dir=BUILD", None),
@@ -64,6 +69,7 @@ _OFFLINE = {"KERAS_HOME": "{tmp}/keras", "HTTPS_PROXY": "http://127.0.0.1:9",
 def test_bad_invocation_is_one_clear_line(tmp_path, module, args, needle, env):
   (tmp_path / "empty").mkdir()
   (tmp_path / "notes.txt").write_text("not a model\n")
+  (tmp_path / "names.json").write_text('{"mel": "Melanoma", "nv": ["Nevus"]}')
   for cls in ("a", "b"):  # Files named .jpg that are not images.
     (tmp_path / "fake" / cls).mkdir(parents=True)
     for i in range(2):

@@ -4,6 +4,7 @@ import dataclasses
 import os
 from typing import Tuple
 
+from pipeline import labels as labels_lib
 from pipeline.config.choices import IO_DTYPES, VARIANTS, check_choice
 from pipeline.errors import PipelineError
 
@@ -44,3 +45,5 @@ class MetadataConfig:
   def validate(self) -> None:
     if self.display_names and not os.path.isfile(self.display_names):
       raise PipelineError(f"--display_names={self.display_names!r}: no such file")
+    if self.display_names:  # Read now: a bad file must not wait for the metadata stage.
+      labels_lib.load_class_info(self.display_names)
