@@ -528,3 +528,29 @@ def test_qat_error_benchmark_follows_the_error_from_calibration_to_the_int8_file
   # The trained QAT weights were loaded: QAT moved the model away from its calibrated start.
   assert by_step[steps[0]["model"], "float model"]["mean"] != by_step[
       ("QAT model as trained", "float model")]["mean"]
+
+
+def test_rerun_from_metadata_reuses_the_converted_files(built, tmp_path):
+  """--rerun_from=metadata (and --resume after a failed metadata stage) takes the export
+  stage's files as the converter left them, checks them again, and writes the metadata anew;
+  nothing is converted twice."""
+  import shutil  # pylint: disable=g-import-not-at-top
+  from pipeline import config as config_lib  # pylint: disable=g-import-not-at-top
+  from pipeline import stages  # pylint: disable=g-import-not-at-top
+  from pipeline.stages import export as export_stage  # pylint: disable=g-import-not-at-top
+  cfg, run, report = built
+  out = str(tmp_path / "build")
+  shutil.copytree(run.output_dir, out)
+  kept = os.path.join(out, export_stage.KEPT_DIR, "model_int8.tflite")
+  with pytest.raises(PipelineError, match="no readable TFLite metadata"):
+    tflite_metadata.read(_read(kept))  # As the converter left it.
+  os.remove(os.path.join(out, "model_int8.tflite"))  # Metadata died half-way through.
+  lines = []
+  again = stages.run(cfg, config_lib.smoke_run(out, rerun_from="metadata", stop_after="metadata"),
+                     log=lines.append)
+  log = "\n".join(lines)
+  assert "export: reusing the finished stage" in log and "converted in" not in log, log
+  assert "metadata: written and read back on" in log
+  assert again["tensors"] == report["tensors"]  # The same files, checked the same way.
+  meta = tflite_metadata.read(_read(os.path.join(out, "model_int8.tflite")))
+  assert meta["labels"] == list(labels_lib.read_labels(os.path.join(out, "labels.txt")))

@@ -49,7 +49,7 @@ PIPELINE = (
     Stage("crt", training.crt_stage, training.restore_crt,
           (training.FLOAT_MODEL, training.CRT_REPORT)),
     Stage("qat", training.qat_stage, training.restore_qat, (training.QAT_WEIGHTS + ".index",)),
-    Stage("export", export.run),
+    Stage("export", export.run, export.restore, (export.MANIFEST,)),
     Stage("metadata", metadata.run),
     Stage("evaluate", evaluate.run),
     Stage("gate", gate.run, check=gate.enforce),

@@ -1,13 +1,19 @@
-"""Stage `export`: every TFLite variant, checked and written (always rerun on --resume: it
-takes seconds and keeps the files consistent)."""
+"""Stage `export`: every TFLite variant, checked and written. The converted files are also
+kept as they left the converter (the metadata stage rewrites the shipped ones in place), so
+--resume after a failed metadata stage, or --rerun_from=metadata, reuses them instead of
+converting again (about 2 minutes on a HAM10000 build)."""
 
 import dataclasses
+import os
 import time
 
 from pipeline import atomic
 from pipeline import export as export_lib
 from pipeline.config import BuildConfig, model_file_name
 from pipeline.stages.state import BuildState
+
+KEPT_DIR = os.path.join("checkpoints", "export")  # The converter's files, before metadata.
+MANIFEST = os.path.join(KEPT_DIR, "variants.json")  # Written last: the stage is complete.
 
 
 def run(config: BuildConfig, state: BuildState) -> BuildState:
@@ -18,6 +24,9 @@ def run(config: BuildConfig, state: BuildState) -> BuildState:
       the wrong I/O or weight types.
   """
   norm = config.model.normalization
+  if os.path.exists(state.path(MANIFEST)):
+    os.remove(state.path(MANIFEST))  # An earlier export's files are not this one's.
+  os.makedirs(state.path(KEPT_DIR), exist_ok=True)
   blobs, tensors = {}, {}
   for i, variant in enumerate(config.export.variants, start=1):
     t0 = time.time()
@@ -26,13 +35,31 @@ def run(config: BuildConfig, state: BuildState) -> BuildState:
         config.export.io_dtype)
     state.log(f"export: {variant} converted in {time.time() - t0:.0f}s ({i}/"
               f"{len(config.export.variants)})")
-    if variant.startswith("int8"):
-      # The shipped model must take raw pixels; PTQ's range comes from its calibration set.
-      tensors[variant] = export_lib.check_int8(blob, config.export.io_dtype, norm,
-                                               require_raw_pixels=variant == "int8")
-    else:
-      tensors[variant] = export_lib.tensor_summary(blob)
+    tensors[variant] = _check(config, variant, blob)
+    atomic.write_bytes(state.path(os.path.join(KEPT_DIR, model_file_name(variant))), blob)
     atomic.write_bytes(state.path(model_file_name(variant)), blob)
+  atomic.write_json(state.path(MANIFEST), {v: model_file_name(v) for v in blobs})
   state.log(f"export: {', '.join(f'{v} {len(b) / 1e6:.2f} MB' for v, b in blobs.items())} "
             f"(calibrated on {len(state.calibration)} training images)")
   return dataclasses.replace(state, blobs=blobs, tensors=tensors)
+
+
+def restore(config: BuildConfig, state: BuildState) -> BuildState:
+  """The finished stage's converted files (--resume, --rerun_from after export), checked again
+  as `run` checks them."""
+  files = atomic.read_json(state.path(MANIFEST), "the export stage's list of its files")
+  blobs = {}
+  for variant in config.export.variants:
+    with open(state.path(os.path.join(KEPT_DIR, files[variant])), "rb") as f:
+      blobs[variant] = f.read()
+  tensors = {v: _check(config, v, b) for v, b in blobs.items()}
+  return dataclasses.replace(state, blobs=blobs, tensors=tensors)
+
+
+def _check(config: BuildConfig, variant: str, blob: bytes) -> dict:
+  """The variant's tensor summary, after the checks its kind needs."""
+  if variant.startswith("int8"):
+    # The shipped model must take raw pixels; PTQ's range comes from its calibration set.
+    return export_lib.check_int8(blob, config.export.io_dtype, config.model.normalization,
+                                 require_raw_pixels=variant == "int8")
+  return export_lib.tensor_summary(blob)
