@@ -171,38 +171,40 @@ def _shipped_scores(build_dir: str, work_dir: str, score) -> dict:
   return scores
 
 
+def describe(s: dict) -> str:
+  """One line for a Student (as its report holds it): what differs from the build is named."""
+  layers = s.get("finetune_layers")
+  parts = [f"{s['epochs']} epochs from the {s['init']} weights", f"peak learning rate "
+           f"{s['learning_rate']:g} after {s['warmup_epochs']:g} warm-up epoch(s)",
+           "the build's layers" if layers is None else f"top {layers} backbone layers"]
+  if s.get("label_smoothing") is not None:
+    parts.append(f"label smoothing {s['label_smoothing']:g}")
+  if s.get("weight_decay"):
+    parts.append(f"weight decay {s['weight_decay']:g} (AdamW)")
+  if s.get("color_jitter"):
+    parts.append(f"colour jitter {s['color_jitter']:g} on top of the build's augmentation")
+  if s.get("low_res_epochs"):
+    parts.append(f"first {s['low_res_epochs']} more epochs at {s['low_res_size']} px")
+  if s["label_weight"] < 1:
+    parts.append(f"target {s['label_weight']:g} x smoothed labels + {1 - s['label_weight']:g} "
+                 "x the 8-view teacher (the fine-tuned model's mean over the 8 dihedral views "
+                 "of each training image)")
+  return ", ".join(parts)
+
+
 def markdown(payload: dict) -> List[str]:
   s, builds = payload["student"], payload["builds"]
-  start = {"transfer": "the transfer stage's weights"
-                       + (" (born-again)" if s["label_weight"] < 1 else ""),
-           "finetuned": "the fine-tuned weights"}[s["init"]]
-  low = s.get("low_res_epochs", 0)
-  resizing = (f"first {low} epochs at {s['low_res_size']} px (seconds per epoch: "
-              + ", ".join(f"{b['low_res_epoch_seconds']:.0f}" for b in builds) + "), then "
-              if low else "")
-  if s["label_weight"] < 1:
-    title = "Distillation of the 8-view mean, on finished builds"
-    target = (f"target {s['label_weight']:g} x smoothed labels + {1 - s['label_weight']:g} x "
-              "the teacher (the fine-tuned model's mean over 8 dihedral views of each training "
-              "image)")
-  else:
-    title = "Fine-tuning again under another recipe, on finished builds"
-    target = "target the smoothed labels (no teacher)"
-  if s.get("label_smoothing") is not None:
-    target += f", label smoothing {s['label_smoothing']:g}"
-  if s.get("color_jitter"):
-    target += f", colour jitter {s['color_jitter']:g} on top of the build's augmentation"
-  layers = s.get("finetune_layers")
-  layers = "the build's layers" if layers is None else f"the top {layers} backbone layers"
+  title = ("Distillation of the 8-view mean, on finished builds" if s["label_weight"] < 1
+           else "Fine-tuning again under another recipe, on finished builds")
+  seconds = "Student full-size seconds per epoch: " + ", ".join(
+      f"{b['student_epoch_seconds']:.0f}" for b in builds)
+  if s.get("low_res_epochs"):
+    seconds += "; at low resolution: " + ", ".join(
+        f"{b['low_res_epoch_seconds']:.0f}" for b in builds)
   return [f"# {title}", "",
-          f"{len(builds)} build(s). Student: from {start}, {layers}, {resizing}{s['epochs']} "
-          "epochs at "
-          f"full size, peak learning rate {s['learning_rate']:g}, warm-up "
-          f"{s['warmup_epochs']:g}, weight decay {s.get('weight_decay', 0.0):g} (AdamW; 0 = "
-          f"Adam), {target}; then cRT as the build did. Balanced accuracy; change: paired "
-          "against shipped (the build's model_float.keras), mean (min to max). Student "
-          "full-size seconds per epoch: "
-          + ", ".join(f"{b['student_epoch_seconds']:.0f}" for b in builds) + ".", ""
+          f"{len(builds)} build(s). Student: {describe(s)}; then cRT as the build did. "
+          "Balanced accuracy; change: paired against shipped (the build's model_float.keras), "
+          f"mean (min to max). {seconds}.", ""
           ] + readout.paired_table("model", payload["summary"], builds)
 
 

@@ -23,6 +23,7 @@ from absl import app
 from absl import flags
 
 from benchmarks import common
+from benchmarks import distill
 from benchmarks import readout
 
 FLAGS = flags.FLAGS
@@ -89,24 +90,6 @@ def pair(reports: List[Tuple[str, dict]]) -> dict:
   return {"control": control_name, "recipes": recipes, "builds": builds, "summary": summary}
 
 
-def _describe(student: dict) -> str:
-  layers = student.get("finetune_layers")
-  parts = [f"{student['epochs']} epochs from the {student['init']} weights",
-           f"peak learning rate {student['learning_rate']:g}",
-           "the build's layers" if layers is None else f"top {layers} backbone layers"]
-  if student.get("label_smoothing") is not None:
-    parts.append(f"label smoothing {student['label_smoothing']:g}")
-  if student.get("weight_decay"):
-    parts.append(f"weight decay {student['weight_decay']:g}")
-  if student.get("color_jitter"):
-    parts.append(f"colour jitter {student['color_jitter']:g}")
-  if student.get("low_res_epochs"):
-    parts.append(f"first {student['low_res_epochs']} epochs at {student['low_res_size']} px")
-  if student["label_weight"] < 1:
-    parts.append(f"{1 - student['label_weight']:g} x the 8-view teacher in the target")
-  return ", ".join(parts)
-
-
 def markdown(payload: dict) -> List[str]:
   lines = ["# Fine-tune recipes paired against a control, on the same builds", "",
            f"Control: **{payload['control']}**. Each recipe's students were fine-tuned again on "
@@ -114,7 +97,7 @@ def markdown(payload: dict) -> List[str]:
            "did; shipped: the builds' own models. Balanced accuracy; change: paired against the "
            "control, build by build, mean (min to max). Test TTA8: the float model's mean over "
            "the 8 dihedral views.", ""]
-  lines += [f"- {r['name']}: {_describe(r['student'])}; fine-tune seconds per epoch "
+  lines += [f"- {r['name']}: {distill.describe(r['student'])}; fine-tune seconds per epoch "
             + ", ".join(f"{s:.0f}" for s in r["epoch_seconds"]) + "." for r in payload["recipes"]]
   return lines + [""] + readout.paired_table("recipe", payload["summary"], payload["builds"])
 

@@ -1,6 +1,7 @@
 """Distillation of the fine-tuned model's 8-view mean (pipeline.train.distill,
 benchmarks.distill), on the shared smoke build."""
 
+import dataclasses
 import json
 import os
 
@@ -218,3 +219,19 @@ def test_recipes_benchmark_pairs_each_recipe_with_the_control_build_by_build(tmp
   assert proc.stderr.strip().splitlines()[-1].startswith(
       "benchmarks.recipes: error: ") and "missing.json" in proc.stderr
   assert not os.path.exists(tmp_path / "out.json")
+
+
+def test_a_student_is_described_by_what_differs_from_the_build():
+  """One description of a student, in both benchmarks' reports, naming each change asked."""
+  from benchmarks import distill as bench  # pylint: disable=g-import-not-at-top
+  base = bench.Student("transfer", 15, 3e-4, 1.0, 1.0)
+  plain = bench.describe(dataclasses.asdict(base))
+  assert plain == ("15 epochs from the transfer weights, peak learning rate 0.0003 after 1 "
+                   "warm-up epoch(s), the build's layers")
+  changed = bench.describe(dataclasses.asdict(dataclasses.replace(
+      base, label_weight=0.5, weight_decay=0.2, low_res_epochs=4, low_res_size=160,
+      finetune_layers=154, label_smoothing=0.0, color_jitter=0.3)))
+  for phrase in ("top 154 backbone layers", "label smoothing 0", "weight decay 0.2 (AdamW)",
+                 "colour jitter 0.3", "first 4 more epochs at 160 px",
+                 "target 0.5 x smoothed labels + 0.5 x the 8-view teacher"):
+    assert phrase in changed, phrase
