@@ -46,6 +46,10 @@ def metadata_defaults(data_format: str) -> Dict[str, str]:
   return defaults
 
 
+_CLASS_INFO_SHAPE = ('JSON {"label": {"display_name": "...", "description": "..."}} or '
+                     '{"label": "display name"}')
+
+
 def load_class_info(path: str = "") -> Dict[str, dict]:
   """Loads {label: {"display_name": ..., "description": ...}} from a JSON file.
 
@@ -76,10 +80,6 @@ def load_class_info(path: str = "") -> Dict[str, dict]:
                             f"{_CLASS_INFO_SHAPE} (display_name and description strings)")
       table[label] = info
   return table
-
-
-_CLASS_INFO_SHAPE = ('JSON {"label": {"display_name": "...", "description": "..."}} or '
-                     '{"label": "display name"}')
 
 
 def display_names(labels: Sequence[str], path: str = "") -> Tuple[str, ...]:

@@ -82,6 +82,16 @@ def test_bad_invocation_is_one_clear_line(tmp_path, module, args, needle, env):
   assert "Traceback" not in proc.stderr
 
 
+def test_a_bad_display_names_file_stops_the_build_before_it_writes_anything(tmp_path):
+  """The metadata stage reads --display_names after training: the build reads it first."""
+  (tmp_path / "names.json").write_text("[1, 2]")
+  proc = run_cli(["-m", "pipeline.build", f"--display_names={tmp_path / 'names.json'}",
+                  f"--output_dir={tmp_path / 'o'}", "--synthetic_per_class=10",
+                  "--image_size=32", "--alpha=0.35", "--weights=none"])
+  assert proc.returncode == 1 and "not a JSON list" in proc.stderr.strip().splitlines()[-1]
+  assert not (tmp_path / "o").exists(), proc.stdout
+
+
 def test_enum_flags_name_valid_values():
   proc = run_cli(["-m", "pipeline.build", "--data_format=csv", "--output_dir=/tmp/x"])
   assert proc.returncode != 0
