@@ -41,7 +41,8 @@ class Context:
   work_dir: str  # The build's output directory (checkpoints/, tensorboard/, cache/).
   resume: bool  # Continue each phase from its last checkpoint.
   log: Callable[[str], None]
-  color_jitter: float = 0.0  # Colour jitter strength of the augmentation (augment_layers).
+  # Colour jitter of the augmentation (augment_layers); only benchmarks.distill sets it.
+  color_jitter: float = 0.0
 
   def checkpoint_dir(self, phase: str) -> str:
     return checkpoint_dir(self.work_dir, phase)

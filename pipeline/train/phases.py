@@ -41,8 +41,7 @@ def run_transfer(model: keras.Model, phase: PhaseConfig, mode: str,
                              phase.label_smoothing)
   if mode == "end_to_end":
     ds, steps = inputs.training_dataset(bundle, ctx.normalization, ctx.batch_size, ctx.seed,
-                                        ctx.augment, ctx.class_balance,
-                                        color_jitter=ctx.color_jitter)
+                                        ctx.augment, ctx.class_balance)
     return fit_phase("transfer", model, phase, ctx, loss, ds.repeat(), steps,
                      inputs.eval_dataset(val, ctx.normalization, ctx.batch_size), val.labels,
                      mode="end_to_end")
@@ -102,8 +101,7 @@ def run_finetune(model: keras.Model, phase: PhaseConfig, layers: int, keep: str,
   model_lib.set_trainable(model, layers)
   bundle = ctx.bundle
   ds, steps = inputs.training_dataset(bundle, ctx.normalization, ctx.batch_size, ctx.seed + 1,
-                                      ctx.augment, ctx.class_balance,
-                                      color_jitter=ctx.color_jitter)
+                                      ctx.augment, ctx.class_balance)
   val = bundle.splits["val"]
   loss = classification_loss(inputs.class_priors(bundle.train_counts()), ctx.class_balance,
                              phase.label_smoothing)

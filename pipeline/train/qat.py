@@ -258,8 +258,7 @@ def run_qat(qat_model: keras.Model, phase: PhaseConfig, target: str, float_model
   """
   bundle = ctx.bundle
   ds, steps = inputs.training_dataset(bundle, ctx.normalization, ctx.batch_size, ctx.seed + 2,
-                                      ctx.augment, ctx.class_balance,
-                                      color_jitter=ctx.color_jitter)
+                                      ctx.augment, ctx.class_balance)
   val = bundle.splits["val"]
   if target == "float_model":
     model, mode = Distillation(qat_model, float_model), "distilled from the float model"
