@@ -96,6 +96,9 @@ _define("float", "label_smoothing", _D.train.finetune.label_smoothing,
 _define("enum", "finetune_keep", _D.train.finetune_keep, config_lib.KEEP_EPOCHS,
         "Fine-tune epoch the model keeps: last (the schedule's end) or best_val (highest "
         "validation balanced accuracy).")
+_define("integer", "finetune_runs", _D.train.finetune_runs,
+        "Fine-tune this many times from the transfer weights, each with its own data order, "
+        "and keep the mean of their weights (a model soup; each run costs a whole fine-tune).")
 _define("bool", "crt", _D.train.crt, "After fine-tuning, re-train the classifier on the frozen "
         "backbone's features, class-balanced (cRT).")
 _define("float", "crt_c", _D.train.crt_c, "Inverse L2 strength of the cRT classifier.")
@@ -186,7 +189,8 @@ def config_from_flags(f: flags.FlagValues) -> Tuple[BuildConfig, RunOptions]:
                                weight_decay=f.finetune_weight_decay),
           qat=PhaseConfig(epochs=f.qat_epochs, learning_rate=f.qat_lr, label_smoothing=smoothing),
           transfer_mode=f.transfer_mode, qat_target=f.qat_target,
-          finetune_layers=f.finetune_layers, finetune_keep=f.finetune_keep, crt=f.crt,
+          finetune_layers=f.finetune_layers, finetune_keep=f.finetune_keep,
+          finetune_runs=f.finetune_runs, crt=f.crt,
           crt_c=f.crt_c, batch_size=f.batch_size, strategy=f.strategy,
           class_weight=f.class_weight, oversample=f.oversample, augment=f.augment),
       export=ExportConfig(io_dtype=f.io_dtype, variants=tuple(f.variants),

@@ -73,6 +73,10 @@ class TrainConfig:
   # (highest validation balanced accuracy). On HAM10000 the validation split's 11 df + vasc
   # images decide "best_val" (one image moves it 2.4-2.9 points): BUILD.md "Readout".
   finetune_keep: str = "last"
+  # Fine-tune this many times from the transfer weights, each run with its own data order,
+  # and keep the mean of their weights (a uniform soup, pipeline.train.soup); each run costs a
+  # whole fine-tune.
+  finetune_runs: int = 1
   # cRT (Kang et al., ICLR 2020): after fine-tuning, a new classifier on the frozen backbone's
   # pooled features, a class-balanced L2 logistic regression of inverse strength crt_c.
   # C = 0.01, not 0.1: at 0.1 the classifier fits the (in-sample) training features harder
@@ -112,5 +116,7 @@ class TrainConfig:
       raise PipelineError(f"--crt_c={self.crt_c} must be > 0")
     if self.finetune_layers < 0:
       raise PipelineError(f"--finetune_layers={self.finetune_layers} must be >= 0")
+    if self.finetune_runs < 1:
+      raise PipelineError(f"--finetune_runs={self.finetune_runs} must be >= 1")
     if self.batch_size < 1:
       raise PipelineError(f"--batch_size={self.batch_size} must be >= 1")

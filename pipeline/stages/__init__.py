@@ -27,7 +27,7 @@ from pipeline.config import CONFIG_FILE, STAGES, BuildConfig, RunOptions
 from pipeline.stages import assets, data, evaluate, export, gate, metadata, training
 from pipeline.stages import state as state_lib
 from pipeline.tf_compat import keras, tf
-from pipeline.train import cluster
+from pipeline.train import cluster, phases
 
 
 class Stage(NamedTuple):
@@ -138,8 +138,12 @@ def _prepare(config: BuildConfig, options: RunOptions, flags_text: Optional[str]
     stale = ["cache", "checkpoints"]
   elif options.rerun_from:  # The phases it redoes start over, not from their last epoch.
     redone = STAGES[STAGES.index(options.rerun_from):]
-    stale = [os.path.join("checkpoints", p) for p in ("transfer", "finetune", "qat")
-             if p in redone] + (["cache"] if "transfer" in redone else [])
+    checkpoints = os.path.join(options.output_dir, "checkpoints")
+    phase = lambda name: "finetune" if name.startswith(phases.FINETUNE_RUN_PREFIX) else name
+    stale = [os.path.join("checkpoints", name)
+             for name in (os.listdir(checkpoints) if os.path.isdir(checkpoints) else [])
+             if phase(name) in ("transfer", "finetune", "qat") and phase(name) in redone]
+    stale += ["cache"] if "transfer" in redone else []
   for name in stale:
     shutil.rmtree(os.path.join(options.output_dir, name), ignore_errors=True)
   config.save(os.path.join(options.output_dir, CONFIG_FILE))

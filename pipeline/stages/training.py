@@ -16,7 +16,7 @@ from pipeline import report as report_lib
 from pipeline.config import BuildConfig
 from pipeline.stages.state import BuildState
 from pipeline.tf_compat import keras, tf
-from pipeline.train import crt, fit, phases, qat
+from pipeline.train import crt, fit, phases, qat, soup
 
 FLOAT_MODEL = "model_float.keras"  # Written by finetune, rewritten by crt with its classifier.
 CRT_REPORT = "crt.json"
@@ -65,13 +65,22 @@ def restore_transfer(config: BuildConfig, state: BuildState) -> BuildState:
 
 
 def finetune(config: BuildConfig, state: BuildState) -> BuildState:
-  """Fine-tunes the top backbone layers; saves model_float.keras."""
+  """Fine-tunes the top backbone layers (with --finetune_runs, several times, averaged);
+  saves model_float.keras."""
+  train = config.train
   with state.strategy.scope():
-    result = phases.run_finetune(state.float_model, config.train.finetune,
-                                 config.train.finetune_layers, config.train.finetune_keep,
-                                 _context(config, state))
+    results, soup_val = soup.run_finetunes(state.float_model, train.finetune,
+                                           train.finetune_layers, train.finetune_keep,
+                                           _context(config, state), train.finetune_runs)
   atomic.write_with(state.path(FLOAT_MODEL), state.float_model.save)
-  return dataclasses.replace(state, training={**state.training, "finetune": vars(result)})
+  ran = {r.name: vars(r) for r in results}
+  if soup_val is not None:
+    ran["finetune"]["soup"] = {"runs": len(results), "val_balanced_accuracy": soup_val}
+  # In phase order, without a re-run build's earlier fine-tune runs (or their number).
+  other = {name: result for name, result in state.training.items()
+           if name != "finetune" and not name.startswith(phases.FINETUNE_RUN_PREFIX)}
+  before = {name: result for name, result in other.items() if name == "transfer"}
+  return dataclasses.replace(state, training={**before, **ran, **other})
 
 
 def restore_finetune(config: BuildConfig, state: BuildState) -> BuildState:

@@ -82,8 +82,18 @@ def _cached_features(model: keras.Model, split_name: str, ctx: Context) -> np.nd
   return feats
 
 
+FINETUNE_SEED_STRIDE = 1000  # Fine-tune run r draws its data order from seed + 1 + r x this.
+FINETUNE_RUN_PREFIX = "finetune_run"  # The second and later fine-tune runs' names.
+
+
+def finetune_phase_name(run: int) -> str:
+  """The checkpoint and TensorBoard name of fine-tune run `run` (0-based): "finetune", then
+  "finetune_run2", "finetune_run3", ..."""
+  return "finetune" if run == 0 else f"{FINETUNE_RUN_PREFIX}{run + 1}"
+
+
 def run_finetune(model: keras.Model, phase: PhaseConfig, layers: int, keep: str,
-                 ctx: Context) -> PhaseResult:
+                 ctx: Context, run: int = 0) -> PhaseResult:
   """Unfreezes the top `layers` of the backbone (BN stays in inference mode) and trains at a
   lower learning rate with warm-up and cosine decay, keeping the last epoch or the one with
   the best validation balanced accuracy.
@@ -94,17 +104,20 @@ def run_finetune(model: keras.Model, phase: PhaseConfig, layers: int, keep: str,
     layers: how many top backbone layers to train (TrainConfig.finetune_layers).
     keep: "last" or "best_val" (TrainConfig.finetune_keep).
     ctx: what the phases share.
+    run: which of several independent fine-tunes this is (`pipeline.train.soup`): its own
+      data order and augmentation draws, and its own checkpoints (finetune_phase_name).
 
   Returns:
     The phase result.
   """
   model_lib.set_trainable(model, layers)
   bundle = ctx.bundle
-  ds, steps = inputs.training_dataset(bundle, ctx.normalization, ctx.batch_size, ctx.seed + 1,
-                                      ctx.augment, ctx.class_balance)
+  ds, steps = inputs.training_dataset(bundle, ctx.normalization, ctx.batch_size,
+                                      ctx.seed + 1 + FINETUNE_SEED_STRIDE * run, ctx.augment,
+                                      ctx.class_balance)
   val = bundle.splits["val"]
   loss = classification_loss(inputs.class_priors(bundle.train_counts()), ctx.class_balance,
                              phase.label_smoothing)
-  return fit_phase("finetune", model, phase, ctx, loss, ds.repeat(), steps,
+  return fit_phase(finetune_phase_name(run), model, phase, ctx, loss, ds.repeat(), steps,
                    inputs.eval_dataset(val, ctx.normalization, ctx.batch_size), val.labels,
                    mode=f"top {layers} backbone layers", keep=keep)
