@@ -69,6 +69,13 @@ def define_flags() -> None:
   flags.DEFINE_float("color_jitter", 0.0, "Colour jitter of the student's augmentation: "
                      "saturation x U(1 - s, 1 + s), hue turned by up to s x 30 degrees (0: the "
                      "build's augmentation alone).", lower_bound=0.0, upper_bound=0.9)
+  flags.DEFINE_integer("seed_offset", 0, "Added to the build's seed for the student's data "
+                       "order and augmentation: another draw of the same recipe.", lower_bound=0)
+  flags.DEFINE_bool("soup", False, "Also score the soup: the mean of the student's weights and "
+                    "the build's last fine-tune epoch (both before cRT), then cRT.")
+  flags.DEFINE_bool("resume", False, "Continue each build's student from its last checkpoint "
+                    "in --work_dir (a finished one is scored again without training); the "
+                    "student must have been trained under the same flags.")
   flags.DEFINE_string("work_dir", "", "Checkpoints and cached teacher probabilities, one folder "
                       "per build (default: distill_work/ beside --output_json).")
   flags.DEFINE_string("output_json", "distill.json", "JSON report path.")
@@ -89,17 +96,19 @@ class Student:
   finetune_layers: Optional[int] = None  # None: the build's.
   label_smoothing: Optional[float] = None  # None: the build's.
   color_jitter: float = 0.0  # Colour jitter added to the build's augmentation.
+  seed_offset: int = 0  # Added to the build's seed: another draw of the same recipe.
+  soup: bool = False  # Also score the mean of the student's and the build's fine-tuned weights.
 
 
 def score_build(build_dir: str, student: Student, work_dir: str,
-                progress=common.progress) -> dict:
+                progress=common.progress, resume: bool = False) -> dict:
   """{"build", "n", "rows": {"shipped" | "student": {"val", "test", "test_tta8"}},
   "student_epoch_seconds", "teacher_train_balanced_accuracy"}."""
   from pipeline import config as config_lib  # pylint: disable=g-import-not-at-top
   from pipeline import data as data_lib  # pylint: disable=g-import-not-at-top
   from pipeline import metrics  # pylint: disable=g-import-not-at-top
   from pipeline.stages import training  # pylint: disable=g-import-not-at-top
-  from pipeline.train import crt, distill, fit  # pylint: disable=g-import-not-at-top
+  from pipeline.train import crt, distill, fit, soup  # pylint: disable=g-import-not-at-top
   needed = config_lib.build_files(
       build_dir, [config_lib.CONFIG_FILE, "splits.csv", training.FLOAT_MODEL,
                   training.TRANSFER_WEIGHTS + ".index"], "fine-tuning")
@@ -120,8 +129,8 @@ def score_build(build_dir: str, student: Student, work_dir: str,
   model = readout.load_model(build_dir, train_cfg.finetune_keep)
   ctx = fit.Context(bundle=bundle, normalization=norm, batch_size=train_cfg.batch_size,
                     class_balance=train_cfg.class_balance, augment=train_cfg.augment,
-                    seed=config.seed, work_dir=work_dir, resume=True, log=progress,
-                    color_jitter=student.color_jitter)
+                    seed=config.seed + student.seed_offset, work_dir=work_dir, resume=True,
+                    log=progress, color_jitter=student.color_jitter)
   teacher = None  # With --label_weight=1 the target is the labels alone: no teacher to compute.
   if student.label_weight < 1:
     teacher = distill.teacher_probabilities(model, ctx)  # Reuses work_dir's cache.
@@ -136,12 +145,21 @@ def score_build(build_dir: str, student: Student, work_dir: str,
                                  weight_decay=student.weight_decay)
   layers = (train_cfg.finetune_layers if student.finetune_layers is None
             else student.finetune_layers)
+  _record_recipe(work_dir, student, resume, progress)
   results = distill.run_distill(model, phase, layers, targets,
-                                dataclasses.replace(ctx, resume=False), student.low_res_epochs,
+                                dataclasses.replace(ctx, resume=resume), student.low_res_epochs,
                                 student.low_res_size)
+  if student.soup:  # Before cRT: the build's soup would average fine-tunes, then re-fit.
+    built = readout.load_model(build_dir, "last")
+    built.set_weights(soup.average_weights([built.get_weights(), model.get_weights()]))
+    if train_cfg.crt:
+      crt.run_crt(built, train_cfg.crt_c, ctx)
+    soup_row = score(built)
   if train_cfg.crt:
     crt.run_crt(model, train_cfg.crt_c, ctx)
   rows["student"] = score(model)
+  if student.soup:
+    rows["soup"] = soup_row
   figures = lambda r: f"test {r['test']:.1%}, test TTA8 {r['test_tta8']:.1%}, val {r['val']:.1%}"
   progress(f"distill: {build_dir}: student scored ({time.time() - t0:.0f} s): "
            f"{figures(rows['student'])}; shipped {figures(rows['shipped'])}")
@@ -151,6 +169,34 @@ def score_build(build_dir: str, student: Student, work_dir: str,
           if len(results) > 1 else None,
           "teacher_train_balanced_accuracy": None if teacher is None else
           metrics.argmax_balanced_accuracy(split["train"].labels, teacher)}
+
+
+STUDENT_FILE = "student.json"  # The recipe of the student checkpointed in a work dir.
+
+
+def _record_recipe(work_dir: str, student: Student, resume: bool, progress) -> None:
+  """Keeps the student's recipe beside its checkpoints; with `resume`, the one found there
+  must be the same (what --soup scores is not part of it).
+
+  Raises:
+    PipelineError: --resume of a student trained under another recipe.
+  """
+  from pipeline import atomic  # pylint: disable=g-import-not-at-top
+  from pipeline.errors import PipelineError  # pylint: disable=g-import-not-at-top
+  path = os.path.join(work_dir, STUDENT_FILE)
+  recipe = {k: v for k, v in dataclasses.asdict(student).items() if k != "soup"}
+  if resume and os.path.exists(path):
+    found = atomic.read_json(path, "the benchmark's record of its student")
+    if found != recipe:
+      differ = sorted(k for k in set(found) | set(recipe) if found.get(k) != recipe.get(k))
+      raise PipelineError(f"--resume: the student in {work_dir} was trained with another "
+                          f"{', '.join(differ)}; give the flags it was trained with, or drop "
+                          "--resume to train it again")
+  elif resume:
+    progress(f"distill: {work_dir} keeps no record of its student's recipe (an older "
+             "benchmark's): resuming it as asked")
+  os.makedirs(work_dir, exist_ok=True)
+  atomic.write_json(path, recipe)
 
 
 def _shipped_scores(build_dir: str, work_dir: str, score) -> dict:
@@ -183,6 +229,8 @@ def describe(s: dict) -> str:
     parts.append(f"weight decay {s['weight_decay']:g} (AdamW)")
   if s.get("color_jitter"):
     parts.append(f"colour jitter {s['color_jitter']:g} on top of the build's augmentation")
+  if s.get("seed_offset"):
+    parts.append(f"seed + {s['seed_offset']}")
   if s.get("low_res_epochs"):
     parts.append(f"first {s['low_res_epochs']} more epochs at {s['low_res_size']} px")
   if s["label_weight"] < 1:
@@ -201,8 +249,10 @@ def markdown(payload: dict) -> List[str]:
   if s.get("low_res_epochs"):
     seconds += "; at low resolution: " + ", ".join(
         f"{b['low_res_epoch_seconds']:.0f}" for b in builds)
+  soup = (" Soup: the mean of the student's weights and the build's last fine-tune epoch, "
+          "then cRT." if s.get("soup") else "")
   return [f"# {title}", "",
-          f"{len(builds)} build(s). Student: {describe(s)}; then cRT as the build did. "
+          f"{len(builds)} build(s). Student: {describe(s)}; then cRT as the build did.{soup} "
           "Balanced accuracy; change: paired against shipped (the build's model_float.keras), "
           f"mean (min to max). {seconds}.", ""
           ] + readout.paired_table("model", payload["summary"], builds)
@@ -215,14 +265,15 @@ def measure_from_flags() -> dict:
   student = Student(FLAGS.init, FLAGS.epochs, FLAGS.learning_rate, FLAGS.warmup_epochs,
                     FLAGS.label_weight, FLAGS.weight_decay, FLAGS.low_res_epochs,
                     FLAGS.low_res_size, FLAGS.finetune_layers, FLAGS.label_smoothing,
-                    FLAGS.color_jitter)
+                    FLAGS.color_jitter, FLAGS.seed_offset, FLAGS.soup)
   work_root = FLAGS.work_dir or os.path.join(
       os.path.dirname(os.path.abspath(FLAGS.output_json)), "distill_work")
   builds = []
   for i, build_dir in enumerate(FLAGS.build_dir, 1):
     path = os.path.abspath(build_dir)  # One folder per build, wherever it is given from.
     name = f"{os.path.basename(path)}-{hashlib.sha1(path.encode()).hexdigest()[:8]}"
-    builds.append(score_build(build_dir, student, os.path.join(work_root, name)))
+    builds.append(score_build(build_dir, student, os.path.join(work_root, name),
+                              resume=FLAGS.resume))
     common.progress(f"distill: {i}/{len(FLAGS.build_dir)} builds done")
   return {"student": dataclasses.asdict(student), "builds": builds,
           "summary": readout.summarize(builds)}

@@ -230,8 +230,67 @@ def test_a_student_is_described_by_what_differs_from_the_build():
                    "warm-up epoch(s), the build's layers")
   changed = bench.describe(dataclasses.asdict(dataclasses.replace(
       base, label_weight=0.5, weight_decay=0.2, low_res_epochs=4, low_res_size=160,
-      finetune_layers=154, label_smoothing=0.0, color_jitter=0.3)))
-  for phrase in ("top 154 backbone layers", "label smoothing 0", "weight decay 0.2 (AdamW)",
+      finetune_layers=154, label_smoothing=0.0, color_jitter=0.3, seed_offset=2)))
+  for phrase in ("top 154 backbone layers", "seed + 2", "label smoothing 0", "weight decay 0.2 (AdamW)",
                  "colour jitter 0.3", "first 4 more epochs at 160 px",
                  "target 0.5 x smoothed labels + 0.5 x the 8-view teacher"):
     assert phrase in changed, phrase
+
+
+def test_the_soup_averages_the_students_and_the_builds_fine_tuned_weights_then_refits(
+    built, tmp_path, monkeypatch):
+  """--soup scores one more model: the element-wise mean of the student's weights after its
+  fine-tune (drawn at the build's seed + --seed_offset) and the build's last fine-tune epoch,
+  with its classifier re-fit by cRT as the build did."""
+  from benchmarks import distill as bench  # pylint: disable=g-import-not-at-top
+  from benchmarks import readout  # pylint: disable=g-import-not-at-top
+  from pipeline.train import crt  # pylint: disable=g-import-not-at-top
+  cfg, run, _ = built
+  captured = {}
+  original = distill.run_distill
+
+  def run_observed(model, phase, layers, targets, ctx, *resizing):
+    results = original(model, phase, layers, targets, ctx, *resizing)
+    captured.update(weights=[w.copy() for w in model.get_weights()], ctx=ctx)
+    return results
+
+  monkeypatch.setattr(distill, "run_distill", run_observed)  # Observes; the real one runs.
+  result = bench.score_build(run.output_dir,
+                             bench.Student("transfer", 1, 1e-3, 0.0, 1.0, seed_offset=3,
+                                           soup=True),
+                             str(tmp_path), progress=lambda message: None)
+  assert set(result["rows"]) == {"shipped", "student", "soup"}
+  assert captured["ctx"].seed == cfg.seed + 3
+  expected = _finetuned(run)
+  expected.set_weights([(a + b) / 2 for a, b in zip(expected.get_weights(),
+                                                     captured["weights"])])
+  if cfg.train.crt:
+    crt.run_crt(expected, cfg.train.crt_c, captured["ctx"])
+  bundle = _bundle(cfg, run)
+  split = {name: bundle.splits[name] for name in ("train", "val", "test")}
+  feats = {name: readout.features(expected, split[name].pixels(), cfg.model.normalization,
+                                  views) for name, views in (("val", 1), ("test", 8))}
+  want = readout.score_readout(readout.head_classifier(expected), feats, split)
+  for figure, value in want.items():
+    assert result["rows"]["soup"][figure] == pytest.approx(value, abs=1e-9), figure
+  assert result["rows"]["soup"] != result["rows"]["student"]
+
+
+
+def test_resume_scores_the_finished_student_again_and_refuses_another_recipe(built, tmp_path):
+  """--resume continues the student checkpointed in the work dir (here finished: no epoch
+  trains again and it scores the same); a student of another recipe is refused in one line."""
+  from benchmarks import distill as bench  # pylint: disable=g-import-not-at-top
+  _, run, _ = built
+  student = bench.Student("transfer", 1, 1e-3, 0.0, 1.0, seed_offset=1)
+  first = bench.score_build(run.output_dir, student, str(tmp_path), progress=lambda m: None)
+  lines = []
+  again = bench.score_build(run.output_dir, dataclasses.replace(student, soup=True),
+                            str(tmp_path), progress=lines.append, resume=True)
+  assert any("distill: resuming after epoch 1/1" in line for line in lines), lines
+  assert not any("distill epoch" in line for line in lines), lines
+  assert again["rows"]["student"] == first["rows"]["student"]
+  assert "soup" in again["rows"]
+  with pytest.raises(PipelineError, match=r"--resume: .* another seed_offset; give the flags"):
+    bench.score_build(run.output_dir, dataclasses.replace(student, seed_offset=2),
+                      str(tmp_path), progress=lambda m: None, resume=True)
