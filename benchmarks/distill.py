@@ -162,7 +162,8 @@ def score_build(build_dir: str, student: Student, work_dir: str,
     rows["soup"] = soup_row
   figures = lambda r: f"test {r['test']:.1%}, test TTA8 {r['test_tta8']:.1%}, val {r['val']:.1%}"
   progress(f"distill: {build_dir}: student scored ({time.time() - t0:.0f} s): "
-           f"{figures(rows['student'])}; shipped {figures(rows['shipped'])}")
+           f"{figures(rows['student'])}; shipped {figures(rows['shipped'])}"
+           + (f"; soup {figures(rows['soup'])}" if "soup" in rows else ""))
   return {"build": build_dir, "n": {s: len(v) for s, v in split.items()}, "rows": rows,
           "student_epoch_seconds": float(np.mean(results[-1].history["seconds"])),
           "low_res_epoch_seconds": float(np.mean(results[0].history["seconds"]))

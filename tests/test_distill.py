@@ -255,10 +255,11 @@ def test_the_soup_averages_the_students_and_the_builds_fine_tuned_weights_then_r
     return results
 
   monkeypatch.setattr(distill, "run_distill", run_observed)  # Observes; the real one runs.
+  lines = []
   result = bench.score_build(run.output_dir,
                              bench.Student("transfer", 1, 1e-3, 0.0, 1.0, seed_offset=3,
                                            soup=True),
-                             str(tmp_path), progress=lambda message: None)
+                             str(tmp_path), progress=lines.append)
   assert set(result["rows"]) == {"shipped", "student", "soup"}
   assert captured["ctx"].seed == cfg.seed + 3
   expected = _finetuned(run)
@@ -274,6 +275,7 @@ def test_the_soup_averages_the_students_and_the_builds_fine_tuned_weights_then_r
   for figure, value in want.items():
     assert result["rows"]["soup"][figure] == pytest.approx(value, abs=1e-9), figure
   assert result["rows"]["soup"] != result["rows"]["student"]
+  assert f"; soup test {result['rows']['soup']['test']:.1%}" in " ".join(lines)
 
 
 
