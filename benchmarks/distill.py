@@ -252,11 +252,24 @@ def markdown(payload: dict) -> List[str]:
         f"{b['low_res_epoch_seconds']:.0f}" for b in builds)
   soup = (" Soup: the mean of the student's weights and the build's last fine-tune epoch, "
           "then cRT." if s.get("soup") else "")
-  return [f"# {title}", "",
-          f"{len(builds)} build(s). Student: {describe(s)}; then cRT as the build did.{soup} "
-          "Balanced accuracy; change: paired against shipped (the build's model_float.keras), "
-          f"mean (min to max). {seconds}.", ""
-          ] + readout.paired_table("model", payload["summary"], builds)
+  lines = [f"# {title}", "",
+           f"{len(builds)} build(s). Student: {describe(s)}; then cRT as the build did.{soup} "
+           "Balanced accuracy; change: paired against shipped (the build's model_float.keras), "
+           f"mean (min to max). {seconds}.", ""
+           ] + readout.paired_table("model", payload["summary"], builds)
+  if "soup" in builds[0]["rows"]:
+    lines += ["", "The soup against the mean of its two members (shipped and student), build by "
+              "build: " + "; ".join(f"{figure} {_soup_gain(builds, figure)}"
+                                    for figure in ("test", "test_tta8", "val")) + "."]
+  return lines
+
+
+def _soup_gain(builds: List[dict], figure: str) -> str:
+  """"+1.2 (+1.0 to +1.8)": the soup's figure minus its members' mean, in points, over builds."""
+  gains = [100 * (b["rows"]["soup"][figure]
+                  - (b["rows"]["shipped"][figure] + b["rows"]["student"][figure]) / 2)
+           for b in builds]
+  return f"{np.mean(gains):+.1f} ({min(gains):+.1f} to {max(gains):+.1f})"
 
 
 def measure_from_flags() -> dict:

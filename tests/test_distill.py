@@ -296,3 +296,23 @@ def test_resume_scores_the_finished_student_again_and_refuses_another_recipe(bui
   with pytest.raises(PipelineError, match=r"--resume: .* another seed_offset; give the flags"):
     bench.score_build(run.output_dir, dataclasses.replace(student, seed_offset=2),
                       str(tmp_path), progress=lambda m: None, resume=True)
+
+
+def test_the_report_gives_the_soups_gain_over_the_mean_of_its_members():
+  from benchmarks import distill as bench  # pylint: disable=g-import-not-at-top
+  from benchmarks import readout  # pylint: disable=g-import-not-at-top
+
+  def build(name, shipped, student, soup):
+    row = lambda v: {"test": v, "test_tta8": v + 0.01, "val": v - 0.01}
+    return {"build": name, "student_epoch_seconds": 40.0,
+            "rows": {"shipped": row(shipped), "student": row(student), "soup": row(soup)}}
+
+  builds = [build("a", 0.70, 0.72, 0.73), build("b", 0.70, 0.70, 0.70)]
+  payload = {"student": dataclasses.asdict(bench.Student("transfer", 15, 3e-4, 1.0, 1.0,
+                                                         soup=True)),
+             "builds": builds, "summary": readout.summarize(builds)}
+  text = "\n".join(bench.markdown(payload))
+  assert ("The soup against the mean of its two members (shipped and student), build by "
+          "build: test +1.0 (+0.0 to +2.0); test_tta8 +1.0 (+0.0 to +2.0); val +1.0 "
+          "(+0.0 to +2.0).") in text
+  assert "| soup | 71.5% (70.0-73.0) |" in text
