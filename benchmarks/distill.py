@@ -149,17 +149,15 @@ def score_build(build_dir: str, student: Student, work_dir: str,
   results = distill.run_distill(model, phase, layers, targets,
                                 dataclasses.replace(ctx, resume=resume), student.low_res_epochs,
                                 student.low_res_size)
-  if student.soup:  # Before cRT: the build's soup would average fine-tunes, then re-fit.
-    built = readout.load_model(build_dir, "last")
-    built.set_weights(soup.average_weights([built.get_weights(), model.get_weights()]))
+  models = {"student": model}
+  if student.soup:  # The mean of the two fine-tunes before cRT, as the build's soup.
+    models["soup"] = readout.load_model(build_dir, "last")
+    models["soup"].set_weights(soup.average_weights([models["soup"].get_weights(),
+                                                     model.get_weights()]))
+  for name, net in models.items():
     if train_cfg.crt:
-      crt.run_crt(built, train_cfg.crt_c, ctx)
-    soup_row = score(built)
-  if train_cfg.crt:
-    crt.run_crt(model, train_cfg.crt_c, ctx)
-  rows["student"] = score(model)
-  if student.soup:
-    rows["soup"] = soup_row
+      crt.run_crt(net, train_cfg.crt_c, ctx)
+    rows[name] = score(net)
   figures = lambda r: f"test {r['test']:.1%}, test TTA8 {r['test_tta8']:.1%}, val {r['val']:.1%}"
   progress(f"distill: {build_dir}: student scored ({time.time() - t0:.0f} s): "
            f"{figures(rows['student'])}; shipped {figures(rows['shipped'])}"
