@@ -133,3 +133,35 @@ def test_rerun_from_refuses_what_it_cannot_redo(tmp_path):
   assert kept.stage_seconds == {}
   with pytest.raises(PipelineError, match="comes after --stop_after"):
     RunOptions(output_dir=out, rerun_from="assets", stop_after="qat").validate()
+
+
+def test_resume_reads_an_older_version_s_build_as_it_was(tmp_path):
+  """A build saved before a field existed did what the field's default does: resuming it
+  after an upgrade is not a settings change; a real change, or a field this version does not
+  know, still stops it in one line."""
+  import pytest
+  from pipeline.config import BuildConfig, RunOptions, replace
+  from pipeline.errors import PipelineError
+  from pipeline.stages.state import PROGRESS_FILE, Progress
+  out, config = str(tmp_path), BuildConfig()
+
+  def saved(edit):
+    old = json.loads(json.dumps(config.to_dict()))
+    edit(old)
+    with open(os.path.join(out, PROGRESS_FILE), "w") as f:
+      json.dump({"completed": ["data", "transfer"], "stage_seconds": {}, "config": old}, f)
+
+  def older(old):  # Fields added in later versions, missing from an older build's record.
+    del old["train"]["finetune_runs"], old["train"]["finetune"]["weight_decay"]
+
+  saved(older)
+  resume = RunOptions(output_dir=out, resume=True).validate()
+  assert Progress(config, resume).done("transfer")
+  rerun = RunOptions(output_dir=out, rerun_from="finetune").validate()
+  assert Progress(replace(config, train=replace(config.train, finetune_runs=2)),
+                  rerun).data["completed"] == ["data", "transfer"]
+  with pytest.raises(PipelineError, match="the train settings differ"):
+    Progress(replace(config, train=replace(config.train, finetune_runs=2)), resume)
+  saved(lambda old: old["train"].update(from_the_future=1))
+  with pytest.raises(PipelineError, match="unknown field.*from_the_future"):
+    Progress(config, resume)

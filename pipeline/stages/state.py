@@ -73,7 +73,7 @@ class Progress:
     if options.resume and os.path.exists(self.path):
       with open(self.path, encoding="utf-8") as f:
         self.data = json.load(f)
-      saved = self.data.get("config") or {}
+      saved = _as_this_version(self.data.get("config"), self.path)
       current = json.loads(json.dumps(config.to_dict()))  # Tuples read back as lists.
       if options.rerun_from:
         self._keep_before(options.rerun_from, saved, current, options.output_dir)
@@ -117,6 +117,20 @@ class Progress:
       self.data["completed"].append(stage)
     self.stage_seconds[stage] = self.stage_seconds.get(stage, 0.0) + seconds
     atomic.write_json(self.path, self.data)
+
+
+def _as_this_version(saved: Optional[dict], path: str) -> dict:
+  """The interrupted build's config with the fields this version added since filled in with
+  their defaults, which are what that build did (a new field defaults to the old behaviour):
+  so upgrading the pipeline does not turn --resume into a settings change. {} for none.
+
+  Raises:
+    PipelineError: fields this version does not know (a newer pipeline's build).
+  """
+  if not saved:
+    return {}
+  filled = BuildConfig.from_dict(saved, where=f"{path}: config").to_dict()
+  return json.loads(json.dumps(filled))
 
 
 def report(config: BuildConfig, state: BuildState, stage_seconds: Dict[str, float]) -> dict:
