@@ -170,6 +170,13 @@ def score_build(build_dir: str, student: Student, work_dir: str,
           metrics.argmax_balanced_accuracy(split["train"].labels, teacher)}
 
 
+def work_folder(work_root: str, build_dir: str) -> str:
+  """The build's folder of --work_dir: one per build, wherever the build is given from."""
+  path = os.path.abspath(build_dir)
+  return os.path.join(work_root,
+                      f"{os.path.basename(path)}-{hashlib.sha1(path.encode()).hexdigest()[:8]}")
+
+
 STUDENT_FILE = "student.json"  # The recipe of the student checkpointed in a work dir.
 
 
@@ -282,9 +289,7 @@ def measure_from_flags() -> dict:
       os.path.dirname(os.path.abspath(FLAGS.output_json)), "distill_work")
   builds = []
   for i, build_dir in enumerate(FLAGS.build_dir, 1):
-    path = os.path.abspath(build_dir)  # One folder per build, wherever it is given from.
-    name = f"{os.path.basename(path)}-{hashlib.sha1(path.encode()).hexdigest()[:8]}"
-    builds.append(score_build(build_dir, student, os.path.join(work_root, name),
+    builds.append(score_build(build_dir, student, work_folder(work_root, build_dir),
                               resume=FLAGS.resume))
     common.progress(f"distill: {i}/{len(FLAGS.build_dir)} builds done")
   return {"student": dataclasses.asdict(student), "builds": builds,
