@@ -105,18 +105,11 @@ def score_build(build_dir: str, student: Student, work_dir: str,
   """{"build", "n", "rows": {"shipped" | "student": {"val", "test", "test_tta8"}},
   "student_epoch_seconds", "teacher_train_balanced_accuracy"}."""
   from pipeline import config as config_lib  # pylint: disable=g-import-not-at-top
-  from pipeline import data as data_lib  # pylint: disable=g-import-not-at-top
   from pipeline import metrics  # pylint: disable=g-import-not-at-top
   from pipeline.stages import training  # pylint: disable=g-import-not-at-top
   from pipeline.train import crt, distill, fit, soup  # pylint: disable=g-import-not-at-top
-  needed = config_lib.build_files(
-      build_dir, [config_lib.CONFIG_FILE, "splits.csv", training.FLOAT_MODEL,
-                  training.TRANSFER_WEIGHTS + ".index"], "fine-tuning")
-  config = config_lib.BuildConfig.load(needed[0])
-  bundle = data_lib.load(config.data, config.seed, split_file=needed[1],
-                         synthetic_root=os.path.join(build_dir, "synthetic_data"))
+  config, bundle, split = readout.build_data(build_dir, [training.TRANSFER_WEIGHTS + ".index"])
   norm, train_cfg = config.model.normalization, config.train
-  split = {name: bundle.splits[name] for name in ("train", "val", "test")}
 
   def score(model) -> dict:
     feats = {name: readout.features(model, split[name].pixels(), norm, views)

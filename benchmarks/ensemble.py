@@ -83,17 +83,9 @@ def members(students: Dict[str, str], snapshots: Sequence[str] = ()
 def member_probabilities(build_dir: str, sources: dict, progress=common.progress) -> tuple:
   """({member: {"val": [N, K], "test": [8, N, K]}}, split): each member's probabilities
   (`sources`: `members()`)."""
-  from pipeline import config as config_lib  # pylint: disable=g-import-not-at-top
-  from pipeline import data as data_lib  # pylint: disable=g-import-not-at-top
-  from pipeline.stages.training import FLOAT_MODEL  # pylint: disable=g-import-not-at-top
   from pipeline.train import fit  # pylint: disable=g-import-not-at-top
-  needed = config_lib.build_files(build_dir, [config_lib.CONFIG_FILE, "splits.csv", FLOAT_MODEL],
-                                  "fine-tuning")
-  config = config_lib.BuildConfig.load(needed[0])
-  bundle = data_lib.load(config.data, config.seed, split_file=needed[1],
-                         synthetic_root=os.path.join(build_dir, "synthetic_data"))
+  config, bundle, split = readout.build_data(build_dir)
   norm = config.model.normalization
-  split = {name: bundle.splits[name] for name in ("train", "val", "test")}
   probs = {}
   for name, source in sources.items():
     t0 = time.time()

@@ -124,19 +124,29 @@ def score_readout(readout, feats: dict, split: dict) -> dict:
                                                         np.mean(per_view, axis=0))}
 
 
-def score_build(build_dir: str, train_views: int, cs: Sequence[float],
-                epochs: Sequence[str] = EPOCHS, progress=common.progress) -> dict:
-  """{"build", "n", "rows": {"shipped" or "epoch/readout": {"val", "test", "test_tta8"}}}."""
+def build_data(build_dir: str, files: Sequence[str] = ()):
+  """(BuildConfig, DataBundle, {"train", "val", "test": Split}) of a finished build that has
+  its float model and `files`.
+
+  Raises:
+    PipelineError: not a finished build, or one without `files`.
+  """
   from pipeline import config as config_lib  # pylint: disable=g-import-not-at-top
   from pipeline import data as data_lib  # pylint: disable=g-import-not-at-top
   from pipeline.stages.training import FLOAT_MODEL  # pylint: disable=g-import-not-at-top
-  needed = config_lib.build_files(build_dir, [config_lib.CONFIG_FILE, "splits.csv", FLOAT_MODEL],
-                                  "fine-tuning")
+  needed = config_lib.build_files(
+      build_dir, [config_lib.CONFIG_FILE, "splits.csv", FLOAT_MODEL, *files], "fine-tuning")
   config = config_lib.BuildConfig.load(needed[0])
   bundle = data_lib.load(config.data, config.seed, split_file=needed[1],
                          synthetic_root=os.path.join(build_dir, "synthetic_data"))
+  return config, bundle, {name: bundle.splits[name] for name in ("train", "val", "test")}
+
+
+def score_build(build_dir: str, train_views: int, cs: Sequence[float],
+                epochs: Sequence[str] = EPOCHS, progress=common.progress) -> dict:
+  """{"build", "n", "rows": {"shipped" or "epoch/readout": {"val", "test", "test_tta8"}}}."""
+  config, _, split = build_data(build_dir)
   norm = config.model.normalization
-  split = {name: bundle.splits[name] for name in ("train", "val", "test")}
   rows = {}
   for epoch in (SHIPPED,) + tuple(e for e in EPOCHS if e in epochs):
     t0 = time.time()
