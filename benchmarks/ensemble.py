@@ -89,13 +89,16 @@ def member_probabilities(build_dir: str, sources: dict, progress=common.progress
   probs = {}
   for name, source in sources.items():
     t0 = time.time()
-    model = readout.load_model(build_dir)
     if source is None:
+      model = readout.load_model(build_dir)
       classify = readout.head_classifier(model)
     else:
       root, phase, epoch = source
-      fit.restore_epoch(model, build_dir if root is None else distill.work_folder(root, build_dir),
-                        phase, epoch)
+      if root is None:  # The build's own fine-tune (the mean of its runs, with several).
+        model = readout.load_model(build_dir, epoch)
+      else:
+        model = readout.load_model(build_dir)
+        fit.restore_epoch(model, distill.work_folder(root, build_dir), phase, epoch)
       train_x = readout.features(model, split["train"].pixels(), norm, 1)
       classify = readout.crt_classifier(train_x, split["train"].labels, len(bundle.labels),
                                         config.train.crt_c)

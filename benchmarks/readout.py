@@ -57,13 +57,22 @@ EPOCHS = ("best_val", "last")  # pipeline.config.KEEP_EPOCHS, in the order of th
 
 def load_model(build_dir: str, epoch: str = SHIPPED):
   """The build's float model as shipped, or at its best_val or last fine-tune epoch (with the
-  fine-tuned classifier)."""
+  fine-tuned classifier). A build of several fine-tunes (--finetune_runs) gives the mean of
+  its runs' weights at that epoch, as the build averaged them."""
+  from pipeline import config as config_lib  # pylint: disable=g-import-not-at-top
   from pipeline.stages.training import FLOAT_MODEL  # pylint: disable=g-import-not-at-top
   from pipeline.tf_compat import keras  # pylint: disable=g-import-not-at-top
-  from pipeline.train import fit  # pylint: disable=g-import-not-at-top
+  from pipeline.train import fit, phases, soup  # pylint: disable=g-import-not-at-top
   model = keras.models.load_model(os.path.join(build_dir, FLOAT_MODEL))
   if epoch != SHIPPED:
-    fit.restore_epoch(model, build_dir, "finetune", epoch)
+    runs = config_lib.BuildConfig.load(
+        os.path.join(build_dir, config_lib.CONFIG_FILE)).train.finetune_runs
+    weights = []
+    for run in range(runs):
+      fit.restore_epoch(model, build_dir, phases.finetune_phase_name(run), epoch)
+      weights.append(model.get_weights())
+    if runs > 1:
+      model.set_weights(soup.average_weights(weights))
   return model
 
 
