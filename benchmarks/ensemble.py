@@ -70,6 +70,23 @@ def parse_students(specs: List[str]) -> Dict[str, str]:
   return out
 
 
+def check_students(students: Dict[str, str], build_dirs: Sequence[str]) -> None:
+  """Each student's work dir holds a student of each build, before anything is scored.
+
+  Raises:
+    PipelineError: a build that a --student's benchmarks.distill run did not train on.
+  """
+  from pipeline.errors import PipelineError  # pylint: disable=g-import-not-at-top
+  from pipeline.train import fit  # pylint: disable=g-import-not-at-top
+  for name, root in students.items():
+    for build_dir in build_dirs:
+      ckpt = fit.checkpoint_dir(distill.work_folder(root, build_dir), "distill")
+      if not os.path.isdir(ckpt):
+        raise PipelineError(f"--student={name}={root}: no student of --build_dir={build_dir} "
+                            f"(no {ckpt}); train it with benchmarks.distill "
+                            f"--build_dir={build_dir} --work_dir={root}, or drop that build")
+
+
 def members(students: Dict[str, str], snapshots: Sequence[str] = ()
             ) -> Dict[str, Optional[Tuple[Optional[str], str, str]]]:
   """{name: (work root or None for the build's own folder, phase, epoch)} of the members
@@ -171,6 +188,7 @@ def measure_from_flags() -> dict:
                         "beside its shipped model: --student=NAME=WORK_DIR (a "
                         "benchmarks.distill --work_dir) or --snapshot=best_val")
   students = parse_students(FLAGS.student)
+  check_students(students, FLAGS.build_dir)
   sources = members(students, sorted(set(FLAGS.snapshot)))
   builds = []
   for i, build_dir in enumerate(FLAGS.build_dir, 1):

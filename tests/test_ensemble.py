@@ -51,6 +51,7 @@ def test_ensemble_scores_each_member_and_the_mean_of_every_group(built, tmp_path
       labels = split["test"].labels
       assert rows[key]["test"] == metrics.argmax_balanced_accuracy(labels, mean[0])
       assert rows[key]["test_tta8"] == metrics.argmax_balanced_accuracy(labels, mean.mean(0))
+  ensemble.check_students({"a": work}, [run.output_dir])  # distill trained it: no error.
   gain = ensemble.gain(build, "shipped + a", "test")
   assert gain == pytest.approx(100 * (rows["shipped + a"]["test"]
                                       - (rows["shipped"]["test"] + rows["a"]["test"]) / 2))
@@ -61,6 +62,8 @@ def test_bad_student_flags_are_one_line(tmp_path):
                       (f"a={tmp_path / 'none'}", "is not a folder")):
     with pytest.raises(PipelineError, match=match):
       ensemble.parse_students([spec])
+  with pytest.raises(PipelineError, match=f"no student of --build_dir=b1 .*--work_dir={tmp_path}"):
+    ensemble.check_students({"a": str(tmp_path)}, ["b1"])
   proc = run_cli(["-m", "benchmarks.ensemble", f"--build_dir={tmp_path}", "--student=x",
                   f"--output_json={tmp_path / 'e.json'}"])
   assert proc.returncode == 1 and "Traceback" not in proc.stderr
