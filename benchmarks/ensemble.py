@@ -88,12 +88,12 @@ def check_students(students: Dict[str, str], build_dirs: Sequence[str]) -> None:
 
 
 def members(students: Dict[str, str], snapshots: Sequence[str] = ()
-            ) -> Dict[str, Optional[Tuple[Optional[str], str, str]]]:
-  """{name: (work root or None for the build's own folder, phase, epoch)} of the members
-  other than shipped (None), in order: shipped, the snapshots, the students."""
+            ) -> Dict[str, Optional[Tuple[Optional[str], str]]]:
+  """{name: (a student's work root, or None for the build's own fine-tune; epoch)}, shipped
+  None, in order: shipped, the snapshots, the students."""
   out = {SHIPPED: None}
-  out.update({f"finetune {epoch}": (None, "finetune", epoch) for epoch in snapshots})
-  out.update({name: (root, "distill", "last") for name, root in students.items()})
+  out.update({f"finetune {epoch}": (None, epoch) for epoch in snapshots})
+  out.update({name: (root, "last") for name, root in students.items()})
   return out
 
 
@@ -110,12 +110,12 @@ def member_probabilities(build_dir: str, sources: dict, progress=common.progress
       model = readout.load_model(build_dir)
       classify = readout.head_classifier(model)
     else:
-      root, phase, epoch = source
+      root, epoch = source
       if root is None:  # The build's own fine-tune (the mean of its runs, with several).
         model = readout.load_model(build_dir, epoch)
       else:
         model = readout.load_model(build_dir)
-        fit.restore_epoch(model, distill.work_folder(root, build_dir), phase, epoch)
+        fit.restore_epoch(model, distill.work_folder(root, build_dir), "distill", epoch)
       train_x = readout.features(model, split["train"].pixels(), norm, 1)
       classify = readout.crt_classifier(train_x, split["train"].labels, len(bundle.labels),
                                         config.train.crt_c)
@@ -133,11 +133,11 @@ def score_build(build_dir: str, sources: dict, progress=common.progress) -> dict
   names = list(probs)
   groups = [(n,) for n in names] + [g for size in range(2, len(names) + 1)
                                     for g in itertools.combinations(names, size)]
+  score = lambda p, s: metrics.argmax_balanced_accuracy(split[s].labels, p)
   rows, members = {}, {}
   for group in groups:
     key = " + ".join(group)
     mean = {s: np.mean([probs[n][s] for n in group], axis=0) for s in ("val", "test")}
-    score = lambda p, s: metrics.argmax_balanced_accuracy(split[s].labels, p)
     rows[key] = {"val": score(mean["val"][0], "val"), "test": score(mean["test"][0], "test"),
                  "test_tta8": score(mean["test"].mean(axis=0), "test")}
     members[key] = list(group)

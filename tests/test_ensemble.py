@@ -28,8 +28,8 @@ def test_ensemble_scores_each_member_and_the_mean_of_every_group(built, tmp_path
   monkeypatch.setattr(ensemble, "member_probabilities", observed)  # The real one runs.
   # The same student under two names: their mean is that student.
   sources = ensemble.members({"a": work, "b": work}, ["last"])
-  assert sources == {"shipped": None, "finetune last": (None, "finetune", "last"),
-                     "a": (work, "distill", "last"), "b": (work, "distill", "last")}
+  assert sources == {"shipped": None, "finetune last": (None, "last"), "a": (work, "last"),
+                     "b": (work, "last")}
   build = ensemble.score_build(run.output_dir, sources, progress=lambda message: None)
   rows, probs, split = build["rows"], captured["probs"], captured["split"]
   assert list(rows)[:7] == ["shipped", "finetune last", "a", "b", "shipped + finetune last",
