@@ -170,6 +170,7 @@ def work_folder(work_root: str, build_dir: str) -> str:
                       f"{os.path.basename(path)}-{hashlib.sha1(path.encode()).hexdigest()[:8]}")
 
 
+MEMBERS = ("shipped", "student")  # What --soup averages.
 STUDENT_FILE = "student.json"  # The recipe of the student checkpointed in a work dir.
 
 
@@ -256,18 +257,12 @@ def markdown(payload: dict) -> List[str]:
            f"mean (min to max). {seconds}.", ""
            ] + readout.paired_table("model", payload["summary"], builds)
   if "soup" in builds[0]["rows"]:
+    gains = {figure: readout.member_gains(builds, "soup", MEMBERS, figure)
+             for figure in ("test", "test_tta8", "val")}
     lines += ["", "The soup against the mean of its two members (shipped and student), build by "
-              "build: " + "; ".join(f"{figure} {_soup_gain(builds, figure)}"
-                                    for figure in ("test", "test_tta8", "val")) + "."]
+              "build: " + "; ".join(f"{figure} {readout.signed_range(g)}"
+                                    for figure, g in gains.items()) + "."]
   return lines
-
-
-def _soup_gain(builds: List[dict], figure: str) -> str:
-  """"+1.2 (+1.0 to +1.8)": the soup's figure minus its members' mean, in points, over builds."""
-  gains = [100 * (b["rows"]["soup"][figure]
-                  - (b["rows"]["shipped"][figure] + b["rows"]["student"][figure]) / 2)
-           for b in builds]
-  return f"{np.mean(gains):+.1f} ({min(gains):+.1f} to {max(gains):+.1f})"
 
 
 def measure_from_flags() -> dict:

@@ -150,13 +150,6 @@ def score_build(build_dir: str, sources: dict, progress=common.progress) -> dict
           "members": members}
 
 
-def gain(build: dict, key: str, figure: str) -> float:
-  """An ensemble's figure minus the mean of its members' figures (in points)."""
-  parts = build["members"][key]
-  return 100 * (build["rows"][key][figure]
-                - np.mean([build["rows"][m][figure] for m in parts]))
-
-
 def markdown(payload: dict) -> List[str]:
   builds = payload["builds"]
   others = [f"the build's fine-tune at its {e} epoch (finetune {e})"
@@ -173,10 +166,8 @@ def markdown(payload: dict) -> List[str]:
            "| ensemble | test | test TTA8 | val |", "|---|---:|---:|---:|"]
   for key, parts in builds[0]["members"].items():
     if len(parts) > 1:
-      cells = []
-      for figure in ("test", "test_tta8", "val"):
-        g = [gain(b, key, figure) for b in builds]
-        cells.append(f"{np.mean(g):+.1f} ({min(g):+.1f} to {max(g):+.1f})")
+      cells = [readout.signed_range(readout.member_gains(builds, key, parts, figure))
+               for figure in ("test", "test_tta8", "val")]
       lines.append(f"| {key} | " + " | ".join(cells) + " |")
   return lines
 

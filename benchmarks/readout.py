@@ -205,6 +205,19 @@ def markdown(payload: dict) -> List[str]:
   return lines + paired_table("readout", payload["summary"], builds)
 
 
+def member_gains(builds: List[dict], key: str, members: Sequence[str], figure: str
+                 ) -> List[float]:
+  """Per build, row `key`'s figure minus the mean of its `members` rows' figures, in points
+  (a soup or an ensemble against the models it combines)."""
+  return [100 * (b["rows"][key][figure] - np.mean([b["rows"][m][figure] for m in members]))
+          for b in builds]
+
+
+def signed_range(values: Sequence[float]) -> str:
+  """"+1.2 (+1.0 to +1.8)": mean (min to max) of changes in points."""
+  return f"{np.mean(values):+.1f} ({min(values):+.1f} to {max(values):+.1f})"
+
+
 def paired_table(first_column: str, summary: Dict[str, dict], builds: List[dict]) -> List[str]:
   """Markdown rows of `summarize(builds)`: per row key, test, test TTA8 and val as mean
   (min-max) with the paired change against shipped, then each build's test figure."""

@@ -6,7 +6,7 @@ import itertools
 import numpy as np
 import pytest
 
-from benchmarks import distill, ensemble
+from benchmarks import distill, ensemble, readout
 from pipeline import metrics
 from pipeline.errors import PipelineError
 from tests.conftest import run_cli
@@ -52,7 +52,7 @@ def test_ensemble_scores_each_member_and_the_mean_of_every_group(built, tmp_path
       assert rows[key]["test"] == metrics.argmax_balanced_accuracy(labels, mean[0])
       assert rows[key]["test_tta8"] == metrics.argmax_balanced_accuracy(labels, mean.mean(0))
   ensemble.check_students({"a": work}, [run.output_dir])  # distill trained it: no error.
-  gain = ensemble.gain(build, "shipped + a", "test")
+  (gain,) = readout.member_gains([build], "shipped + a", build["members"]["shipped + a"], "test")
   assert gain == pytest.approx(100 * (rows["shipped + a"]["test"]
                                       - (rows["shipped"]["test"] + rows["a"]["test"]) / 2))
 
