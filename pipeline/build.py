@@ -137,8 +137,11 @@ _define("float", "gate_mcnemar_alpha", _D.gate.mcnemar_alpha,
         "Fail when an exact McNemar test finds int8 wrong alone significantly more often than "
         "float32 (one-sided p below this).")
 _define("float", "gate_max_flip_margin", _D.gate.max_flip_margin,
-        "Fail when int8 turns a float32 prediction with at least this top-1 margin (top-1 "
-        "minus top-2 probability) into a wrong one.")
+        "Fail when int8 turns a right float32 prediction with at least this top-1 margin "
+        "(top-1 minus top-2 probability) into a wrong one it is sure of (--gate_min_wrong_lead).")
+_define("float", "gate_min_wrong_lead", _D.gate.min_wrong_lead,
+        "With --gate_max_flip_margin: int8 is sure of its wrong answer when its top-1 is at "
+        "least this above its score of the true class (a flip to a near-tie is rounding).")
 _define("integer", "gate_bootstrap_rounds", _D.gate.bootstrap_rounds,
         "Bootstrap rounds for the gate's intervals and the referral figures.")
 _define("list", "malignant_classes", None,
@@ -201,7 +204,7 @@ def config_from_flags(f: flags.FlagValues) -> Tuple[BuildConfig, RunOptions]:
       gate=GateConfig(min_top1_agreement=f.gate_min_agreement,
                       max_balanced_accuracy_drop=f.gate_max_bacc_drop,
                       mcnemar_alpha=f.gate_mcnemar_alpha, max_flip_margin=f.gate_max_flip_margin,
-                      bootstrap_rounds=f.gate_bootstrap_rounds, enabled=f.gate),
+                      min_wrong_lead=f.gate_min_wrong_lead, bootstrap_rounds=f.gate_bootstrap_rounds, enabled=f.gate),
       referral=ReferralConfig(
           malignant_classes=None if f.malignant_classes is None else tuple(f.malignant_classes),
           sensitivity=f.referral_sensitivity),

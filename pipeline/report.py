@@ -5,6 +5,7 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 
 from pipeline import atomic
+from pipeline import parity
 
 
 def _pct(x: Optional[float]) -> str:
@@ -43,11 +44,13 @@ def flips_table(paired: Optional[dict], most: int = 10) -> List[str]:
     return []
   rows = ["", f"Flips (int8's top-1 differs from float32's; {len(paired['flips'])}, the "
           f"{min(most, len(paired['flips']))} where float32 was surest):", "",
-          "| image | true | float32 top-2 | int8 top-2 | float32 margin |", "|---|---|---|---|---:|"]
+          "| image | true | float32 top-2 | int8 top-2 | float32 margin | int8 lead over true |",
+          "|---|---|---|---|---:|---:|"]
   top2 = lambda t: ", ".join(f"{label} {p:.2f}" for label, p in t)
   for f in paired["flips"][:most]:
     rows.append(f"| {f['image']} | {f['true']} | {top2(f['reference_top2'])} | "
-                f"{top2(f['candidate_top2'])} | {f['reference_margin']:.3f} |")
+                f"{top2(f['candidate_top2'])} | {f['reference_margin']:.3f} | "
+                f"{parity.candidate_lead(f):.3f} |")
   return rows
 
 

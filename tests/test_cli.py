@@ -44,6 +44,7 @@ _OFFLINE = {"KERAS_HOME": "{tmp}/keras", "HTTPS_PROXY": "http://127.0.0.1:9",
     (_BUILD, ["--referral_sensitivity=1.0", "--output_dir={tmp}/o"], "--referral_sensitivity=1.0",
      None),
     (_BUILD, ["--gate_max_flip_margin=0", "--output_dir={tmp}/o"], "--gate_max_flip_margin", None),
+    (_BUILD, ["--gate_min_wrong_lead=1.5", "--output_dir={tmp}/o"], "--gate_min_wrong_lead", None),
     ("pipeline.predict", ["--model={tmp}/notes.txt", "{tmp}/notes.txt"],
      "notes.txt: not a TFLite model", None),
     ("benchmarks.latency", ["--model={tmp}/notes.txt", "--threads=0"], "--threads=0", None),
@@ -103,7 +104,8 @@ def test_helpfull_lists_the_build_flags():
   assert proc.returncode == 1, proc.stderr  # absl exits 1 after printing --helpfull.
   for flag in ("--data_format", "--stop_after", "--finetune_layers", "--io_dtype",
                "--[no]resume", "--strategy", "--gate_min_agreement", "--gate_mcnemar_alpha",
-               "--gate_max_flip_margin", "--malignant_classes", "--referral_sensitivity"):
+               "--gate_max_flip_margin", "--gate_min_wrong_lead", "--malignant_classes",
+               "--referral_sensitivity"):
     assert flag in proc.stdout, flag
 
 
@@ -112,7 +114,7 @@ def test_flags_txt_and_config_json_both_reproduce_the_config(tmp_path):
   flags = ["--image_size=40", "--synthetic_classes=3", "--synthetic_per_class=12", "--noaugment",
            "--malignant_classes=red", "--label_smoothing=0.05", "--variants=int8,float32",
            "--class_weight=logit_adjusted", "--gate_max_flip_margin=0.3",
-           "--finetune_weight_decay=0.2", "--stop_after=data"]
+           "--gate_min_wrong_lead=0.15", "--finetune_weight_decay=0.2", "--stop_after=data"]
   first = run_cli(["-m", "pipeline.build", *flags, f"--output_dir={tmp_path}/a"])
   assert first.returncode == 0, first.stderr[-2000:]
   # TensorFlow's CUDA/XLA registration lines stay off the terminal (--verbose shows them).
@@ -126,10 +128,10 @@ def test_flags_txt_and_config_json_both_reproduce_the_config(tmp_path):
   # The flags reached the recipe (each phase has its own label smoothing).
   assert (a.data.image_size, a.train.augment, a.referral.malignant_classes,
           a.train.finetune.label_smoothing, a.train.qat.label_smoothing, a.export.variants,
-          a.train.class_balance, a.gate.max_flip_margin, a.train.finetune.weight_decay,
-          a.train.qat.weight_decay) == (
-              40, False, ("red",), 0.05, 0.05, ("int8", "float32"), "logit_adjusted", 0.3, 0.2,
-              0.0)
+          a.train.class_balance, a.gate.max_flip_margin, a.gate.min_wrong_lead,
+          a.train.finetune.weight_decay, a.train.qat.weight_decay) == (
+              40, False, ("red",), 0.05, 0.05, ("int8", "float32"), "logit_adjusted", 0.3, 0.15,
+              0.2, 0.0)
   assert "--resume" not in open(tmp_path / "a" / "flags.txt").read()
   # config.json is exactly the recipe, and a field this version does not know is an error.
   saved = json.load(open(tmp_path / "a" / CONFIG_FILE))

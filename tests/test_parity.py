@@ -60,6 +60,7 @@ def test_paired_comparison_lists_flips_with_both_top2():
   assert flip["reference_top2"] == [["a", 0.6], ["b", 0.3]]
   assert flip["candidate_top2"] == [["b", 0.6], ["a", 0.3]]
   assert flip["reference_margin"] == pytest.approx(0.3)
+  assert flip["candidate_lead"] == pytest.approx(0.3)  # int8's b 0.6 over the true a 0.3.
   assert p["balanced_accuracy_drop"] == pytest.approx(0.5 / 3)  # Class a: 2/2 -> 1/2.
   assert p["mcnemar"]["reference_only_right"] == 1
 
@@ -138,6 +139,39 @@ def test_a_confident_mistake_changed_to_another_wrong_answer_is_not_a_defect():
   assert result.passed, result.message()
   cand[8] = 2  # A sure right float32 answer lost: that one fails it.
   assert not parity.verdict(_paired(y, ref, cand, 0.9), GateConfig()).passed
+
+
+def _one_flip(ref_row, cand_row):
+  """300 images both models get right and sure, and image 0 (true a) scored as given."""
+  y = np.repeat([0, 1, 2], 100)
+  ref, cand = _onehot_probs(y), _onehot_probs(y)
+  ref[0], cand[0] = ref_row, cand_row
+  return parity.paired_comparison(y, ref, cand, LABELS, bootstrap_rounds=500)
+
+
+def test_a_sure_right_answer_flipped_to_a_near_tie_is_rounding_not_a_defect():
+  # def7's ISIC_0028739 (session 19): float32 sure and right (margin 0.454), int8 wrong at a
+  # near-tie (0.016 above the true class), no class moved by more than 0.27.
+  near_tie = _one_flip([0.644, 0.190, 0.166], [0.375, 0.391, 0.234])
+  assert near_tie["flips"][0]["reference_margin"] >= GateConfig().max_flip_margin
+  assert near_tie["flips"][0]["candidate_lead"] == pytest.approx(0.016)
+  result = parity.verdict(near_tie, GateConfig())
+  assert result.passed, result.message()
+  # The same flip with int8 sure of the wrong class (0.35 above the true one) fails it.
+  sure = parity.verdict(_one_flip([0.644, 0.190, 0.166], [0.20, 0.55, 0.25]), GateConfig())
+  assert not sure.passed and len(sure.reasons) == 1, sure.reasons
+  assert "(margin 0.45), int8 b 0.55 (0.35 above a)" in sure.reasons[0], sure.reasons
+  # ...and the lead it needs is a flag: at 0.4 that flip is rounding too.
+  lax = GateConfig(min_wrong_lead=0.4)
+  assert parity.verdict(_one_flip([0.644, 0.190, 0.166], [0.20, 0.55, 0.25]), lax).passed
+
+
+def test_candidate_lead_of_a_flip_saved_before_it_was_recorded():
+  old = {"true": "a", "candidate_correct": False, "candidate_top2": [["b", 0.5], ["a", 0.3]]}
+  assert parity.candidate_lead(old) == pytest.approx(0.2)  # Exact: a is int8's second.
+  old["candidate_top2"] = [["b", 0.5], ["c", 0.35]]
+  assert parity.candidate_lead(old) == pytest.approx(0.15)  # a <= 0.35: a lower bound.
+  assert parity.candidate_lead({**old, "candidate_lead": 0.45}) == 0.45
 
 
 def test_referral_threshold_meets_the_target_sensitivity():
