@@ -11,7 +11,8 @@ For each --build_dir (a finished build that kept its checkpoints):
 - then, when the build re-fit its classifier (cRT), the student's is re-fit the same way.
 The student's fine-tune can also vary the build's recipe: --weight_decay (AdamW),
 --low_res_epochs/--low_res_size (progressive resizing), --finetune_layers (how much of the
-backbone trains) and --label_smoothing; with --label_weight=1 there is no
+backbone trains), --label_smoothing and --reweight/--reweight_epochs (class weights, on the
+last epochs only: deferred re-weighting); with --label_weight=1 there is no
 teacher, so the student is a plain re-run of fine-tuning under that recipe, paired on the
 build's transfer weights, split and classifier re-fit.
 Balanced accuracy of the shipped model_float.keras and of the student on the validation
@@ -71,6 +72,11 @@ def define_flags() -> None:
                      "build's augmentation alone).", lower_bound=0.0, upper_bound=0.9)
   flags.DEFINE_integer("seed_offset", 0, "Added to the build's seed for the student's data "
                        "order and augmentation: another draw of the same recipe.", lower_bound=0)
+  flags.DEFINE_enum("reweight", "", ["", "balanced", "sqrt"], "Class weights of the student's "
+                    "loss: n / (k n_c), or proportional to 1 / sqrt(n_c) (default: the build's).")
+  flags.DEFINE_integer("reweight_epochs", None, "With --reweight: only the last this many "
+                       "epochs are re-weighted (deferred re-weighting; default: every epoch).",
+                       lower_bound=1)
   flags.DEFINE_bool("soup", False, "Also score the soup: the mean of the student's weights and "
                     "the build's last fine-tune epoch (both before cRT), then cRT.")
   flags.DEFINE_bool("resume", False, "Continue each build's student from its last checkpoint "
@@ -98,6 +104,8 @@ class Student:
   color_jitter: float = 0.0  # Colour jitter added to the build's augmentation.
   seed_offset: int = 0  # Added to the build's seed: another draw of the same recipe.
   soup: bool = False  # Also score the mean of the student's and the build's fine-tuned weights.
+  reweight: str = ""  # Class weights of the student's loss ("": the build's class balance).
+  reweight_epochs: Optional[int] = None  # Only the last this many re-weighted (None: all).
 
 
 def score_build(build_dir: str, student: Student, work_dir: str,
@@ -141,7 +149,8 @@ def score_build(build_dir: str, student: Student, work_dir: str,
   _record_recipe(work_dir, student, resume, progress)
   results = distill.run_distill(model, phase, layers, targets,
                                 dataclasses.replace(ctx, resume=resume), student.low_res_epochs,
-                                student.low_res_size)
+                                student.low_res_size, student.reweight,
+                                student.reweight_epochs or student.epochs)
   models = {"student": model}
   if student.soup:  # The mean of the two fine-tunes before cRT, as the build's soup.
     models["soup"] = readout.load_model(build_dir, "last")
@@ -158,7 +167,7 @@ def score_build(build_dir: str, student: Student, work_dir: str,
   return {"build": build_dir, "n": {s: len(v) for s, v in split.items()}, "rows": rows,
           "student_epoch_seconds": float(np.mean(results[-1].history["seconds"])),
           "low_res_epoch_seconds": float(np.mean(results[0].history["seconds"]))
-          if len(results) > 1 else None,
+          if student.low_res_epochs else None,
           "teacher_train_balanced_accuracy": None if teacher is None else
           metrics.argmax_balanced_accuracy(split["train"].labels, teacher)}
 
@@ -233,6 +242,9 @@ def describe(s: dict) -> str:
     parts.append(f"seed + {s['seed_offset']}")
   if s.get("low_res_epochs"):
     parts.append(f"first {s['low_res_epochs']} more epochs at {s['low_res_size']} px")
+  if s.get("reweight"):
+    parts.append(f"{s['reweight']} class weights on " + (
+        f"the last {s['reweight_epochs']} epochs" if s.get("reweight_epochs") else "every epoch"))
   if s["label_weight"] < 1:
     parts.append(f"target {s['label_weight']:g} x smoothed labels + {1 - s['label_weight']:g} "
                  "x the 8-view teacher (the fine-tuned model's mean over the 8 dihedral views "
@@ -269,10 +281,16 @@ def measure_from_flags() -> dict:
   from pipeline.errors import PipelineError  # pylint: disable=g-import-not-at-top
   if not FLAGS.build_dir:
     raise PipelineError("give at least one --build_dir=BUILD (a finished build)")
+  if FLAGS.reweight_epochs and not FLAGS.reweight:
+    raise PipelineError("--reweight_epochs needs --reweight=balanced or --reweight=sqrt")
+  if (FLAGS.reweight_epochs or 0) > FLAGS.epochs:
+    raise PipelineError(f"--reweight_epochs={FLAGS.reweight_epochs} is more than "
+                        f"--epochs={FLAGS.epochs}")
   student = Student(FLAGS.init, FLAGS.epochs, FLAGS.learning_rate, FLAGS.warmup_epochs,
                     FLAGS.label_weight, FLAGS.weight_decay, FLAGS.low_res_epochs,
                     FLAGS.low_res_size, FLAGS.finetune_layers, FLAGS.label_smoothing,
-                    FLAGS.color_jitter, FLAGS.seed_offset, FLAGS.soup)
+                    FLAGS.color_jitter, FLAGS.seed_offset, FLAGS.soup, FLAGS.reweight,
+                    FLAGS.reweight_epochs)
   work_root = FLAGS.work_dir or os.path.join(
       os.path.dirname(os.path.abspath(FLAGS.output_json)), "distill_work")
   builds = []

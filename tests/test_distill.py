@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from pipeline import data as data_lib
+from pipeline.data import Split
 from pipeline import model as model_lib
 from pipeline.config import PhaseConfig
 from pipeline.errors import PipelineError
@@ -178,6 +179,59 @@ def test_progressive_resizing_trains_the_same_weights_small_then_full_size_on_on
   assert max(np.abs(a - b).max() for a, b in zip(full[4], start)) > 1e-6
   steps = -(-len(train) // batch)
   assert int(model.optimizer.iterations) == 3 * steps  # One optimizer over all 3 epochs.
+
+
+def test_class_weights_balanced_and_square_root_inverse_frequency():
+  counts = np.array([400, 100, 25, 0])
+  assert inputs.class_weights(counts, "balanced") == pytest.approx(
+      {0: 525 / (4 * 400), 1: 525 / (4 * 100), 2: 525 / (4 * 25), 3: 0.0})
+  root = inputs.class_weights(counts, "sqrt")
+  assert root[1] / root[0] == pytest.approx(2.0) and root[2] / root[1] == pytest.approx(2.0)
+  assert sum(counts[c] * w for c, w in root.items()) == pytest.approx(counts.sum())  # Mean 1.
+  assert root[3] == 0.0 and inputs.class_weights(counts, "none") is None
+
+
+def _imbalanced(bundle):
+  """The bundle with all of class 0's training images and a third of the others'."""
+  train = bundle.splits["train"]
+  keep = np.flatnonzero((train.labels == 0) | (np.arange(len(train)) % 3 == 0))
+  take = lambda items: [items[i] for i in keep]
+  sub = Split(take(train.keys), take(train.paths), train.labels[keep], take(train.groups),
+              None if train.images is None else train.images[keep], train.image_size)
+  return dataclasses.replace(bundle, splits={**bundle.splits, "train": sub})
+
+
+def test_deferred_reweighting_weights_only_the_last_epochs_on_one_schedule(
+    built, tmp_path, monkeypatch):
+  """--reweight=sqrt --reweight_epochs=1 of 3: two epochs as the build weighs classes (here
+  not at all), then one with each image's loss weighted by its class, one optimizer."""
+  cfg, run, _ = built
+  bundle = _imbalanced(_bundle(cfg, run))
+  train, batch = bundle.splits["train"], cfg.train.batch_size
+  counts = bundle.train_counts()
+  assert len(set(counts.tolist())) > 1
+  ctx = fit.Context(bundle=bundle, normalization=cfg.model.normalization, batch_size=batch,
+                    class_balance="none", augment=False, seed=0, work_dir=str(tmp_path),
+                    resume=False, log=lambda message: None)
+  targets = distill.soft_targets(train.labels, len(bundle.labels), 0.0)
+  model, parts, original = _finetuned(run), [], distill.fit_phase
+
+  def observed(name, net, phase, ctx, loss, data, steps, *args, **kwargs):
+    _, y, w = next(iter(data))
+    parts.append((name, phase.epochs, y.numpy().argmax(1), w.numpy()))
+    return original(name, net, phase, ctx, loss, data, steps, *args, **kwargs)
+
+  monkeypatch.setattr(distill, "fit_phase", observed)  # Observes; the real one runs.
+  results = distill.run_distill(model, PhaseConfig(epochs=3, learning_rate=1e-3), 20, targets,
+                                ctx, reweight="sqrt", reweight_epochs=1)
+  plain, late = parts
+  assert plain[:2] == ("distill", 2) and late[:2] == ("distill_reweighted", 1)
+  assert [r.name for r in results] == ["distill", "distill_reweighted"]
+  np.testing.assert_array_equal(plain[3], 1.0)
+  root = inputs.class_weights(counts, "sqrt")
+  np.testing.assert_allclose(late[3], [root[c] for c in late[2]], rtol=1e-6)
+  assert len(set(late[3].tolist())) > 1  # The batch holds classes of different weights.
+  assert int(model.optimizer.iterations) == 3 * -(-len(train) // batch)
 
 
 def _distill_report(builds, tests, epochs=15, shipped=0.7):

@@ -72,14 +72,17 @@ def soft_targets(labels: np.ndarray, num_classes: int, label_smoothing: float,
 
 
 def run_distill(model: keras.Model, phase: PhaseConfig, layers: int, targets: np.ndarray,
-                ctx: Context, low_res_epochs: int = 0,
-                low_res_size: int = 0) -> List[PhaseResult]:
+                ctx: Context, low_res_epochs: int = 0, low_res_size: int = 0,
+                reweight: str = "", reweight_epochs: int = 0) -> List[PhaseResult]:
   """Fine-tunes `model` (the student, from whatever weights it holds) against soft targets.
 
   With low_res_epochs, progressive resizing: first low_res_epochs on images resized to
   low_res_size (the same weights, through `model_lib.at_input_size`; an epoch costs about
   (low_res_size / image size)^2 of one at full size), then phase.epochs at full size; one
   optimizer and one warm-up and cosine schedule run over both.
+  With reweight ("balanced" or "sqrt", `inputs.class_weights`), the last reweight_epochs of
+  the full-size epochs weight each image's loss by its class (deferred re-weighting, Cao et
+  al., NeurIPS 2019, when fewer than phase.epochs), under the same one schedule.
 
   Args:
     model: the student (trained in place): the transfer-stage weights for a born-again
@@ -89,32 +92,41 @@ def run_distill(model: keras.Model, phase: PhaseConfig, layers: int, targets: np
     layers: how many top backbone layers to train, as in fine-tuning.
     targets: [N, K] per training image, `soft_targets(...)`.
     ctx: what the phases share (checkpoints go to work_dir/checkpoints/distill and, with
-      low-resolution epochs, distill_low_res).
+      low-resolution or re-weighted epochs, distill_low_res and distill_reweighted).
     low_res_epochs: epochs at low_res_size before the full-size ones (0: none).
     low_res_size: the low resolution, in pixels.
+    reweight: the class weights of the last reweight_epochs ("": none, the build's balance).
+    reweight_epochs: how many of phase.epochs are re-weighted (1 to phase.epochs).
 
   Returns:
-    The results of the low-resolution epochs (when any ran) and of the full-size ones; the
-    model holds the last epoch.
+    The results of each part that ran (low-resolution, full-size, re-weighted); the model
+    holds the last epoch.
   """
   model_lib.set_trainable(model, layers)
   val = ctx.bundle.splits["val"]
+  late = reweight_epochs if reweight else 0
+  if not 0 <= late <= phase.epochs:
+    raise ValueError(f"reweight_epochs {reweight_epochs} not in 1..{phase.epochs}")
+  # (checkpoint folder, model, epochs, image size, class balance) of each part, in order.
   parts = [("distill_low_res", model_lib.at_input_size(model, low_res_size), low_res_epochs,
-            low_res_size)] if low_res_epochs else []
-  parts.append(("distill", model, phase.epochs, None))
+            low_res_size, ctx.class_balance)] if low_res_epochs else []
+  parts += [("distill", model, phase.epochs - late, None, ctx.class_balance),
+            ("distill_reweighted", model, late, None, reweight)]
+  parts = [part for part in parts if part[2]]
   optimizer, results = None, []
-  for name, net, epochs, size in parts:
+  for name, net, epochs, size, balance in parts:
     ds, steps = inputs.training_dataset(ctx.bundle, ctx.normalization, ctx.batch_size,
                                         ctx.seed + 2 + len(results), ctx.augment,
-                                        ctx.class_balance, targets=targets, image_size=size,
+                                        balance, targets=targets, image_size=size,
                                         color_jitter=ctx.color_jitter)
-    if len(parts) > 1 and optimizer is None:  # One optimizer, its schedule over both parts.
+    if len(parts) > 1 and optimizer is None:  # One optimizer, its schedule over all parts.
       optimizer = make_optimizer(
           dataclasses.replace(phase, epochs=low_res_epochs + phase.epochs), steps)
     results.append(fit_phase(
         name, net, dataclasses.replace(phase, epochs=epochs), ctx,
         keras.losses.CategoricalCrossentropy(), ds.repeat(), steps,
         inputs.eval_dataset(val, ctx.normalization, ctx.batch_size, size), val.labels,
-        mode=f"top {layers} backbone layers" + (f" at {size} px" if size else ""),
+        mode=f"top {layers} backbone layers" + (f" at {size} px" if size else "")
+        + (f", {balance} class weights" if balance != ctx.class_balance else ""),
         keep="last", optimizer=optimizer))
   return results

@@ -22,12 +22,17 @@ def oversample_indices(labels: np.ndarray, seed: int) -> np.ndarray:
 
 
 def class_weights(train_counts: np.ndarray, class_balance: str) -> Optional[Dict[int, float]]:
-  """Per-class loss weights from the training counts ("balanced": n / (k * n_c)); None
-  otherwise ("logit_adjusted" and "oversample" balance through the loss or the sampling)."""
-  if class_balance != "balanced":
-    return None
+  """Per-class loss weights from the training counts: "balanced" n / (k * n_c); "sqrt"
+  proportional to 1 / sqrt(n_c) (square-root inverse frequency, milder: benchmarks.distill
+  --reweight), averaging 1 over the training images as "balanced" does. None otherwise ("logit_adjusted" and
+  "oversample" balance through the loss or the sampling)."""
   total, k = train_counts.sum(), len(train_counts)
-  return {i: float(total / (k * c)) if c else 0.0 for i, c in enumerate(train_counts)}
+  if class_balance == "balanced":
+    return {i: float(total / (k * c)) if c else 0.0 for i, c in enumerate(train_counts)}
+  if class_balance == "sqrt":
+    roots = np.sqrt(np.asarray(train_counts, np.float64))
+    return {i: float(total / (roots.sum() * r)) if r else 0.0 for i, r in enumerate(roots)}
+  return None
 
 
 def class_priors(train_counts: np.ndarray) -> np.ndarray:
@@ -79,7 +84,7 @@ def train_sampling(bundle: DataBundle, seed: int,
 
   Returns:
     (indices into the train split: every item once, or oversampled; per-class loss weight
-    as a float32 array of length k, all 1.0 unless class_balance == "balanced").
+    as a float32 array of length k, all 1.0 unless `class_weights` gives weights).
   """
   labels = bundle.splits["train"].labels
   indices = (oversample_indices(labels, seed) if class_balance == "oversample"
