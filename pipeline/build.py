@@ -204,7 +204,8 @@ def config_from_flags(f: flags.FlagValues) -> Tuple[BuildConfig, RunOptions]:
       gate=GateConfig(min_top1_agreement=f.gate_min_agreement,
                       max_balanced_accuracy_drop=f.gate_max_bacc_drop,
                       mcnemar_alpha=f.gate_mcnemar_alpha, max_flip_margin=f.gate_max_flip_margin,
-                      min_wrong_lead=f.gate_min_wrong_lead, bootstrap_rounds=f.gate_bootstrap_rounds, enabled=f.gate),
+                      min_wrong_lead=f.gate_min_wrong_lead,
+                      bootstrap_rounds=f.gate_bootstrap_rounds, enabled=f.gate),
       referral=ReferralConfig(
           malignant_classes=None if f.malignant_classes is None else tuple(f.malignant_classes),
           sensitivity=f.referral_sensitivity),
