@@ -157,9 +157,9 @@ def figures_text(paired: dict, candidate: str = "int8", reference: str = "float3
 def candidate_lead(flip: dict) -> float:
   """How far the candidate's top-1 is above its score of the true class (0 when it is right).
 
-  Flips saved before the lead was recorded (an older build's report, re-gated with
-  --rerun_from=gate) have only the candidate's top-2: their difference is the lead when the
-  true class is the second, and a lower bound of it otherwise.
+  Flips in a report saved before the lead was recorded (read back to judge it again; a build
+  re-evaluates, so its gate always has the lead) have only the candidate's top-2: their
+  difference is the lead when the true class is the second, and a lower bound otherwise.
   """
   if "candidate_lead" in flip:
     return flip["candidate_lead"]

@@ -104,9 +104,9 @@ def run_distill(model: keras.Model, phase: PhaseConfig, layers: int, targets: np
   """
   model_lib.set_trainable(model, layers)
   val = ctx.bundle.splits["val"]
-  late = reweight_epochs if reweight else 0
-  if not 0 <= late <= phase.epochs:
+  if reweight and not 1 <= reweight_epochs <= phase.epochs:
     raise ValueError(f"reweight_epochs {reweight_epochs} not in 1..{phase.epochs}")
+  late = reweight_epochs if reweight else 0
   # (checkpoint folder, model, epochs, image size, class balance) of each part, in order.
   parts = [("distill_low_res", model_lib.at_input_size(model, low_res_size), low_res_epochs,
             low_res_size, ctx.class_balance)] if low_res_epochs else []

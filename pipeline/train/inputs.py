@@ -24,8 +24,8 @@ def oversample_indices(labels: np.ndarray, seed: int) -> np.ndarray:
 def class_weights(train_counts: np.ndarray, class_balance: str) -> Optional[Dict[int, float]]:
   """Per-class loss weights from the training counts: "balanced" n / (k * n_c); "sqrt"
   proportional to 1 / sqrt(n_c) (square-root inverse frequency, milder: benchmarks.distill
-  --reweight), averaging 1 over the training images as "balanced" does. None otherwise ("logit_adjusted" and
-  "oversample" balance through the loss or the sampling)."""
+  --reweight), averaging 1 over the training images as "balanced" does. None otherwise
+  ("logit_adjusted" and "oversample" balance through the loss or the sampling)."""
   total, k = train_counts.sum(), len(train_counts)
   if class_balance == "balanced":
     return {i: float(total / (k * c)) if c else 0.0 for i, c in enumerate(train_counts)}
