@@ -36,6 +36,7 @@ from absl import app
 from absl import flags
 
 from benchmarks import common
+from benchmarks import distill_report
 from benchmarks import readout
 
 FLAGS = flags.FLAGS
@@ -179,7 +180,6 @@ def work_folder(work_root: str, build_dir: str) -> str:
                       f"{os.path.basename(path)}-{hashlib.sha1(path.encode()).hexdigest()[:8]}")
 
 
-MEMBERS = ("shipped", "student")  # What --soup averages.
 STUDENT_FILE = "student.json"  # The recipe of the student checkpointed in a work dir.
 
 
@@ -226,57 +226,6 @@ def _shipped_scores(build_dir: str, work_dir: str, score) -> dict:
   return scores
 
 
-def describe(s: dict) -> str:
-  """One line for a Student (as its report holds it): what differs from the build is named."""
-  layers = s.get("finetune_layers")
-  parts = [f"{s['epochs']} epochs from the {s['init']} weights", f"peak learning rate "
-           f"{s['learning_rate']:g} after {s['warmup_epochs']:g} warm-up epoch(s)",
-           "the build's layers" if layers is None else f"top {layers} backbone layers"]
-  if s.get("label_smoothing") is not None:
-    parts.append(f"label smoothing {s['label_smoothing']:g}")
-  if s.get("weight_decay"):
-    parts.append(f"weight decay {s['weight_decay']:g} (AdamW)")
-  if s.get("color_jitter"):
-    parts.append(f"colour jitter {s['color_jitter']:g} on top of the build's augmentation")
-  if s.get("seed_offset"):
-    parts.append(f"seed + {s['seed_offset']}")
-  if s.get("low_res_epochs"):
-    parts.append(f"first {s['low_res_epochs']} more epochs at {s['low_res_size']} px")
-  if s.get("reweight"):
-    parts.append(f"{s['reweight']} class weights on " + (
-        f"the last {s['reweight_epochs']} epochs" if s.get("reweight_epochs") else "every epoch"))
-  if s["label_weight"] < 1:
-    parts.append(f"target {s['label_weight']:g} x smoothed labels + {1 - s['label_weight']:g} "
-                 "x the 8-view teacher (the fine-tuned model's mean over the 8 dihedral views "
-                 "of each training image)")
-  return ", ".join(parts)
-
-
-def markdown(payload: dict) -> List[str]:
-  s, builds = payload["student"], payload["builds"]
-  title = ("Distillation of the 8-view mean, on finished builds" if s["label_weight"] < 1
-           else "Fine-tuning again under another recipe, on finished builds")
-  seconds = "Student full-size seconds per epoch: " + ", ".join(
-      f"{b['student_epoch_seconds']:.0f}" for b in builds)
-  if s.get("low_res_epochs"):
-    seconds += "; at low resolution: " + ", ".join(
-        f"{b['low_res_epoch_seconds']:.0f}" for b in builds)
-  soup = (" Soup: the mean of the student's weights and the build's last fine-tune epoch, "
-          "then cRT." if s.get("soup") else "")
-  lines = [f"# {title}", "",
-           f"{len(builds)} build(s). Student: {describe(s)}; then cRT as the build did.{soup} "
-           "Balanced accuracy; change: paired against shipped (the build's model_float.keras), "
-           f"mean (min to max). {seconds}.", ""
-           ] + readout.paired_table("model", payload["summary"], builds)
-  if "soup" in builds[0]["rows"]:
-    gains = {figure: readout.member_gains(builds, "soup", MEMBERS, figure)
-             for figure in ("test", "test_tta8", "val")}
-    lines += ["", "The soup against the mean of its two members (shipped and student), build by "
-              "build: " + "; ".join(f"{figure} {readout.signed_range(g)}"
-                                    for figure, g in gains.items()) + "."]
-  return lines
-
-
 def measure_from_flags() -> dict:
   from pipeline.errors import PipelineError  # pylint: disable=g-import-not-at-top
   if not FLAGS.build_dir:
@@ -303,8 +252,8 @@ def measure_from_flags() -> dict:
 
 
 def main(argv: List[str]) -> None:
-  common.main("benchmarks.distill", argv, measure_from_flags, markdown, FLAGS.output_json,
-              FLAGS.output_md)
+  common.main("benchmarks.distill", argv, measure_from_flags, distill_report.markdown,
+              FLAGS.output_json, FLAGS.output_md)
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ from absl import app
 from absl import flags
 
 from benchmarks import common
-from benchmarks import distill
+from benchmarks import distill_report
 from benchmarks import readout
 
 FLAGS = flags.FLAGS
@@ -97,8 +97,10 @@ def markdown(payload: dict) -> List[str]:
            "did; shipped: the builds' own models. Balanced accuracy; change: paired against the "
            "control, build by build, mean (min to max). Test TTA8: the float model's mean over "
            "the 8 dihedral views.", ""]
-  lines += [f"- {r['name']}: {distill.describe(r['student'])}; fine-tune seconds per epoch "
-            + ", ".join(f"{s:.0f}" for s in r["epoch_seconds"]) + "." for r in payload["recipes"]]
+  for r in payload["recipes"]:
+    seconds = ", ".join(f"{s:.0f}" for s in r["epoch_seconds"])
+    lines.append(f"- {r['name']}: {distill_report.describe(r['student'])}; fine-tune seconds per "
+                 f"epoch {seconds}.")
   return lines + [""] + readout.paired_table("recipe", payload["summary"], payload["builds"])
 
 

@@ -1,0 +1,87 @@
+"""The reports of the fine-tune re-run benchmarks (benchmarks.distill_report, benchmarks.recipes):
+how a recipe is named and how re-runs pair against a control, on hand-made payloads."""
+
+import dataclasses
+import json
+import os
+
+import pytest
+
+from benchmarks import distill
+from benchmarks import distill_report
+from benchmarks import readout
+from benchmarks import recipes
+from pipeline.errors import PipelineError
+from tests.conftest import run_cli
+
+
+def _distill_report(builds, tests, epochs=15, shipped=0.7):
+  """A benchmarks.distill payload: one student per build with these test scores."""
+  row = lambda t: {"val": t - 0.05, "test": t, "test_tta8": t + 0.01}
+  return {"student": {"init": "transfer", "epochs": epochs, "learning_rate": 3e-4,
+                      "warmup_epochs": 1.0, "label_weight": 1.0, "finetune_layers": None},
+          "builds": [{"build": b, "rows": {"shipped": row(shipped), "student": row(t)},
+                      "student_epoch_seconds": 40.0} for b, t in zip(builds, tests)]}
+
+
+def test_recipes_benchmark_pairs_each_recipe_with_the_control_build_by_build(tmp_path):
+  builds = ["b/def1", "b/def2", "b/def3"]
+  control = _distill_report(builds, [0.72, 0.74, 0.70])
+  candidate = _distill_report(builds, [0.73, 0.71, 0.72], epochs=20)
+  payload = recipes.pair([("control", control), ("longer", candidate)])
+  longer = payload["summary"]["longer"]["test"]
+  assert longer["mean"] == pytest.approx(0.72)
+  # Paired: +1, -3, +2 points, not the difference of the means alone.
+  assert (longer["change_mean"], longer["change_min"], longer["change_max"]) == pytest.approx(
+      (0.0, -0.03, 0.02))
+  assert payload["summary"]["shipped"]["test"]["change_mean"] == pytest.approx(0.7 - 0.72)
+  assert payload["summary"]["control"]["test"]["change_max"] == 0.0
+  assert list(payload["summary"]) == ["shipped", "control", "longer"]
+  table = "\n".join(recipes.markdown(payload))
+  assert "| longer | 72.0% (71.0-73.0) | +0.0 (-3.0 to +2.0) |" in table
+  assert "20 epochs" in table
+  with pytest.raises(PipelineError, match="not the control's"):
+    recipes.pair([("control", control), ("other", _distill_report(builds[::-1], [0.7] * 3))])
+  with pytest.raises(PipelineError, match="must differ"):
+    recipes.pair([("control", control), ("control", candidate)])
+  # From the command line, a user's mistake is one line and a non-zero exit.
+  json.dump(control, open(tmp_path / "control.json", "w"))
+  proc = run_cli(["-m", "benchmarks.recipes", f"--report=control={tmp_path / 'control.json'}",
+                  f"--report=missing={tmp_path / 'missing.json'}",
+                  f"--output_json={tmp_path / 'out.json'}"])
+  assert proc.returncode != 0 and "Traceback" not in proc.stderr
+  assert proc.stderr.strip().splitlines()[-1].startswith(
+      "benchmarks.recipes: error: ") and "missing.json" in proc.stderr
+  assert not os.path.exists(tmp_path / "out.json")
+
+
+def test_a_student_is_described_by_what_differs_from_the_build():
+  """One description of a student, in both benchmarks' reports, naming each change asked."""
+  base = distill.Student("transfer", 15, 3e-4, 1.0, 1.0)
+  plain = distill_report.describe(dataclasses.asdict(base))
+  assert plain == ("15 epochs from the transfer weights, peak learning rate 0.0003 after 1 "
+                   "warm-up epoch(s), the build's layers")
+  changed = distill_report.describe(dataclasses.asdict(dataclasses.replace(
+      base, label_weight=0.5, weight_decay=0.2, low_res_epochs=4, low_res_size=160,
+      finetune_layers=154, label_smoothing=0.0, color_jitter=0.3, seed_offset=2)))
+  for phrase in ("top 154 backbone layers", "seed + 2", "label smoothing 0",
+                 "weight decay 0.2 (AdamW)", "colour jitter 0.3", "first 4 more epochs at 160 px",
+                 "target 0.5 x smoothed labels + 0.5 x the 8-view teacher"):
+    assert phrase in changed, phrase
+
+
+def test_the_report_gives_the_soups_gain_over_the_mean_of_its_members():
+  def build(name, shipped, student, soup):
+    row = lambda v: {"test": v, "test_tta8": v + 0.01, "val": v - 0.01}
+    return {"build": name, "student_epoch_seconds": 40.0,
+            "rows": {"shipped": row(shipped), "student": row(student), "soup": row(soup)}}
+
+  builds = [build("a", 0.70, 0.72, 0.73), build("b", 0.70, 0.70, 0.70)]
+  student = distill.Student("transfer", 15, 3e-4, 1.0, 1.0, soup=True)
+  payload = {"student": dataclasses.asdict(student),
+             "builds": builds, "summary": readout.summarize(builds)}
+  text = "\n".join(distill_report.markdown(payload))
+  assert ("The soup against the mean of its two members (shipped and student), build by "
+          "build: test +1.0 (+0.0 to +2.0); test_tta8 +1.0 (+0.0 to +2.0); val +1.0 "
+          "(+0.0 to +2.0).") in text
+  assert "| soup | 71.5% (70.0-73.0) |" in text
