@@ -73,7 +73,8 @@ def model_card(info: Dict[str, str], report: dict, display_names: Sequence[str],
   texts = labels_lib.metadata_defaults(data["data_format"])  # Card text of this dataset.
   lines = [f"# Model card: {info['name']}", "", f"> {DISCLAIMER}", "",
            "## Model", "", info["description"], "",
-           f"- Version {info['version']}; author: {info['author']}.", f"- License: {info['license']}",
+           f"- Version {info['version']}; author: {info['author']}.",
+           f"- License: {info['license']}",
            f"- Architecture: MobileNetV2 (alpha {report['config']['model']['alpha']}) with a "
            f"new softmax head. Training: "
            f"{training_summary(report.get('training', {}), report.get('crt'))}.",
@@ -97,7 +98,8 @@ def model_card(info: Dict[str, str], report: dict, display_names: Sequence[str],
   lines += report_lib.models_table({"float32": ref, "int8": int8}, labels)
   if int8.get("malignant_sensitivity") is not None:
     lines += ["", f"Malignant-group sensitivity (mel, bcc, akiec predicted as any of them): "
-              f"float32 {ref['malignant_sensitivity']:.3f}, int8 {int8['malignant_sensitivity']:.3f}."]
+              f"float32 {ref['malignant_sensitivity']:.3f}, "
+              f"int8 {int8['malignant_sensitivity']:.3f}."]
   lines += referral_section(report.get("referral"))
   gate = report.get("gate")
   if gate:

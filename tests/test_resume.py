@@ -56,8 +56,8 @@ def test_kill_mid_finetune_then_resume(tmp_path):
   assert "transfer epoch" not in log  # The finished phase was not repeated.
   assert labels_lib.read_labels(os.path.join(out, "labels.txt")) == labels_before
   assert open(os.path.join(out, "splits.csv")).read() == splits_before
-  for name in ("model_float.keras", "checkpoints/qat_final_weights.index", "flags.txt", "report.json",
-               "training_curves.png"):
+  for name in ("model_float.keras", "checkpoints/qat_final_weights.index", "flags.txt",
+               "report.json", "training_curves.png"):
     assert os.path.exists(os.path.join(out, name)), name
   report = json.load(open(os.path.join(out, "report.json")))
   finetune = report["training"]["finetune"]

@@ -21,6 +21,7 @@ from pipeline.config.train import ModelConfig, PhaseConfig, TrainConfig
 
 __all__ = ["CONFIG_FILE", "BuildConfig", "RunOptions", "build_files", "replace", "smoke_config",
            "smoke_run", "CLASS_WEIGHTS", "DATA_FORMATS", "IO_DTYPES", "KEEP_EPOCHS", "QAT_TARGETS",
-           "STAGES", "STRATEGIES", "TRANSFER_MODES", "VARIANTS", "check_choice", "stage_index", "DataConfig",
-           "ExportConfig", "MetadataConfig", "model_file_name", "DEFAULT_MALIGNANT_CLASSES",
-           "GateConfig", "ReferralConfig", "ModelConfig", "PhaseConfig", "TrainConfig"]
+           "STAGES", "STRATEGIES", "TRANSFER_MODES", "VARIANTS", "check_choice", "stage_index",
+           "DataConfig", "ExportConfig", "MetadataConfig", "model_file_name",
+           "DEFAULT_MALIGNANT_CLASSES", "GateConfig", "ReferralConfig", "ModelConfig",
+           "PhaseConfig", "TrainConfig"]

@@ -9,4 +9,5 @@
 from pipeline.data.dataset import SPLITS, DataBundle, Example, InputNotes, NoUsableImages, Split
 from pipeline.data.loading import ALL, load
 
-__all__ = ["SPLITS", "DataBundle", "Example", "InputNotes", "NoUsableImages", "Split", "ALL", "load"]
+__all__ = ["SPLITS", "DataBundle", "Example", "InputNotes", "NoUsableImages", "Split", "ALL",
+           "load"]

@@ -67,7 +67,8 @@ def assign(examples: Sequence[Example], val_fraction: float, test_fraction: floa
     order = [groups[i] for i in rng.permutation(len(groups))]
     sizes = {g: len(group_members[g]) for g in order}
     total = sum(sizes.values())
-    targets = {"val": val_fraction * total, "test": 0.0 if has_given_test else test_fraction * total}
+    targets = {"val": val_fraction * total,
+               "test": 0.0 if has_given_test else test_fraction * total}
     filled = {"val": 0, "test": 0}
     for split in needed:
       # Each split gets at least one group, then groups until its share is reached.
