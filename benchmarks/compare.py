@@ -1,4 +1,5 @@
-r"""Compare: two recipes over several finished builds each, from their report.json files.
+r"""Compare: two recipes over several finished builds each, from their report.json files; or,
+with --baseline alone, one recipe's figures over its builds.
 
 One training run proves nothing here (the same command varies by up to 6 points), so a recipe
 is compared over several builds (seeds) and the table gives mean (min-max). When the two
@@ -13,6 +14,8 @@ comparable across machines.
   python -m benchmarks.compare --baseline=build/a1 --baseline=build/a2 --baseline=build/a3 \
       --candidate=build/b1 --candidate=build/b2 --candidate=build/b3 --paired \
       --output_json=compare.json
+  python -m benchmarks.compare --baseline=build/a1 --baseline=build/a2 --baseline=build/a3 \
+      --output_json=default.json
 """
 
 import os
@@ -33,7 +36,7 @@ def define_flags() -> None:
   where two benchmarks' flags of the same name (--model, --build_dir) would clash."""
   flags.DEFINE_multi_string("baseline", [], "A finished build of the baseline recipe (repeatable).")
   flags.DEFINE_multi_string("candidate", [], "A finished build of the candidate recipe "
-                            "(repeatable).")
+                            "(repeatable; none: the baseline's figures alone).")
   flags.DEFINE_bool("paired", False, "The i-th candidate shares the i-th baseline's split and "
                     "seed: also report each pair's change.")
   flags.DEFINE_string("output_json", "compare.json", "JSON report path.")
@@ -75,6 +78,12 @@ def _stats(values: List[float]) -> dict:
   return {"mean": float(v.mean()), "min": float(v.min()), "max": float(v.max())}
 
 
+def _spread(values: List[float]) -> dict:
+  """_stats and the sample standard deviation (ddof 1; 0 for one build): how far one build of
+  the recipe lands from its mean."""
+  return {**_stats(values), "sd": float(np.std(values, ddof=1)) if len(values) > 1 else 0.0}
+
+
 def summarize(builds: List[dict]) -> dict:
   """Mean, min and max over one group's builds, for what every build measured."""
   variants = [v for v in builds[0]["balanced_accuracy"]
@@ -84,7 +93,7 @@ def summarize(builds: List[dict]) -> dict:
                if b["finetune_seconds_per_epoch"] is not None]
   referred = [v for v in builds[0]["referral"] if all(v in b["referral"] for b in builds)]
   return {"builds": len(builds),
-          "balanced_accuracy": {v: _stats([b["balanced_accuracy"][v] for b in builds])
+          "balanced_accuracy": {v: _spread([b["balanced_accuracy"][v] for b in builds])
                                 for v in variants},
           "accuracy": {v: _stats([b["accuracy"][v] for b in builds]) for v in variants},
           "referral": {v: {k: _stats([b["referral"][v][k] for b in builds])
@@ -107,50 +116,62 @@ def paired_changes(baseline: List[dict], candidate: List[dict]) -> Dict[str, dic
   return out
 
 
+def groups(payload: dict) -> List[str]:
+  """The groups a report holds: the baseline, and the candidate when one was given."""
+  return [g for g in GROUPS if payload.get(g)]
+
+
 def markdown(payload: dict) -> List[str]:
+  present = groups(payload)
   pct = lambda s: f"{100 * s['mean']:.1f}% ({100 * s['min']:.1f}-{100 * s['max']:.1f})"
-  lines = ["# Compare: two recipes over finished builds", ""]
-  for group in GROUPS:
-    lines.append(f"- {group}: " + ", ".join(f"`{b['build']}`" for b in payload[group]))
+  spread = lambda s: f"{pct(s)}, SD {100 * s['sd']:.1f}" if "sd" in s else pct(s)
   summary = payload["summary"]
+  head = "| " + " | ".join(present) + " |"
+  rule = "---:|" * len(present)
+  lines = ["# Compare: two recipes over finished builds" if len(present) == 2 else
+           "# One recipe over finished builds", ""]
+  for group in present:
+    lines.append(f"- {group}: " + ", ".join(f"`{b['build']}`" for b in payload[group]))
   variants = [v for v in summary["baseline"]["balanced_accuracy"]
-              if v in summary["candidate"]["balanced_accuracy"]]
+              if all(v in summary[g]["balanced_accuracy"] for g in present)]
   paired = payload.get("paired")
-  lines += ["", "Test balanced accuracy, mean (min-max) over the builds"
+  lines += ["", "Test balanced accuracy, mean (min-max) over the builds, and its standard "
+            "deviation from build to build"
             + ("; change: candidate minus baseline, pair by pair, mean (min to max)."
                if paired else "."), "",
-            "| variant | baseline | candidate |" + (" change |" if paired else ""),
-            "|---|---:|---:|" + ("---:|" if paired else "")]
+            "| variant " + head + (" change |" if paired else ""),
+            "|---|" + rule + ("---:|" if paired else "")]
   for v in variants:
-    row = (f"| {v} | {pct(summary['baseline']['balanced_accuracy'][v])} | "
-           f"{pct(summary['candidate']['balanced_accuracy'][v])} |")
+    row = "| " + v + " | " + " | ".join(
+        spread(summary[g]["balanced_accuracy"][v]) for g in present) + " |"
     if paired and v in paired:
       p = paired[v]
       row += f" {100 * p['mean']:+.1f} ({100 * p['min']:+.1f} to {100 * p['max']:+.1f}) |"
     lines.append(row)
   lines += ["", "Test top-1 accuracy (all images count alike), mean (min-max):", "",
-            "| variant | baseline | candidate |", "|---|---:|---:|"]
-  lines += [f"| {v} | {pct(summary['baseline']['accuracy'][v])} | "
-            f"{pct(summary['candidate']['accuracy'][v])} |" for v in variants]
-  referred = [v for v in summary["baseline"]["referral"] if v in summary["candidate"]["referral"]]
+            "| variant " + head, "|---|" + rule]
+  lines += ["| " + v + " | " + " | ".join(pct(summary[g]["accuracy"][v]) for g in present)
+            + " |" for v in variants]
+  referred = [v for v in summary["baseline"]["referral"]
+              if all(v in summary[g]["referral"] for g in present)]
   if referred:
     lines += ["", "Referral on test at each build's threshold (fit for the target sensitivity "
               "on validation), sensitivity / specificity, mean (min-max):", "",
-              "| model | baseline | candidate |", "|---|---|---|"]
+              "| model " + head, "|---|" + "---|" * len(present)]
     for v in referred:
       lines.append(f"| {v} | " + " | ".join(
           f"{pct(summary[g]['referral'][v]['sensitivity'])} / "
-          f"{pct(summary[g]['referral'][v]['specificity'])}" for g in GROUPS) + " |")
+          f"{pct(summary[g]['referral'][v]['specificity'])}" for g in present) + " |")
   if variants:
     v = "float32" if "float32" in variants else variants[0]
     labels = list(summary["baseline"]["recall"][v])
     lines += ["", f"Per-class test recall of {v}, mean over the builds:", "",
               "| group | " + " | ".join(labels) + " |", "|---|" + "---:|" * len(labels)]
-    for group in GROUPS:
+    for group in present:
       lines.append(f"| {group} | " + " | ".join(
           f"{100 * summary[group]['recall'][v][c]['mean']:.0f}%" for c in labels) + " |")
   lines += ["", "| group | gate passed | build minutes | fine-tune s/epoch |", "|---|---|---|---|"]
-  for group in GROUPS:
+  for group in present:
     s = summary[group]
     per_epoch = s["finetune_seconds_per_epoch"]
     lines.append(f"| {group} | {s['gate_passed']}/{s['builds']} | {s['minutes']['mean']:.0f} "
@@ -162,13 +183,14 @@ def markdown(payload: dict) -> List[str]:
 
 def measure_from_flags() -> dict:
   from pipeline.errors import PipelineError  # pylint: disable=g-import-not-at-top
-  if not FLAGS.baseline or not FLAGS.candidate:
-    raise PipelineError("give at least one --baseline=BUILD and one --candidate=BUILD")
+  if not FLAGS.baseline:
+    raise PipelineError("give at least one --baseline=BUILD (and --candidate=BUILD to compare "
+                        "two recipes)")
   if FLAGS.paired and len(FLAGS.baseline) != len(FLAGS.candidate):
     raise PipelineError(f"--paired needs as many candidates as baselines (got "
                         f"{len(FLAGS.candidate)} and {len(FLAGS.baseline)})")
   payload = {g: [read_build(d) for d in getattr(FLAGS, g)] for g in GROUPS}
-  payload["summary"] = {g: summarize(payload[g]) for g in GROUPS}
+  payload["summary"] = {g: summarize(payload[g]) for g in groups(payload)}
   if FLAGS.paired:
     payload["paired"] = paired_changes(payload["baseline"], payload["candidate"])
   return payload

@@ -59,6 +59,8 @@ _OFFLINE = {"KERAS_HOME": "{tmp}/keras", "HTTPS_PROXY": "http://127.0.0.1:9",
     ("benchmarks.compare", ["--baseline={tmp}/empty", "--candidate={tmp}/empty",
                             "--candidate={tmp}/empty", "--paired"],
      "--paired needs as many candidates as baselines", None),
+    ("benchmarks.compare", ["--candidate={tmp}/empty"], "give at least one --baseline=BUILD",
+     None),
     (_BUILD, ["--crt_c=0", "--output_dir={tmp}/o"], "--crt_c=0.0 must be > 0", None),
     # A display-names file that the metadata stage could not read is refused before training.
     (_BUILD, ["--display_names={tmp}/notes.txt", "--output_dir={tmp}/o"],

@@ -1,5 +1,6 @@
-"""The reports of the fine-tune re-run benchmarks (benchmarks.distill_report, benchmarks.recipes):
-how a recipe is named and how re-runs pair against a control, on hand-made payloads."""
+"""The reports of the recipe benchmarks (benchmarks.distill_report, benchmarks.recipes,
+benchmarks.compare): how a recipe is named, how re-runs pair against a control and how one
+recipe's builds are summed up, on hand-made payloads."""
 
 import dataclasses
 import json
@@ -7,6 +8,7 @@ import os
 
 import pytest
 
+from benchmarks import compare
 from benchmarks import distill
 from benchmarks import distill_report
 from benchmarks import readout
@@ -85,3 +87,28 @@ def test_the_report_gives_the_soups_gain_over_the_mean_of_its_members():
           "build: test +1.0 (+0.0 to +2.0); test_tta8 +1.0 (+0.0 to +2.0); val +1.0 "
           "(+0.0 to +2.0).") in text
   assert "| soup | 71.5% (70.0-73.0) |" in text
+
+
+def _build_figures(name, float32, int8):
+  """What benchmarks.compare.read_build returns for one build."""
+  recall = {"a": float32, "b": float32}
+  return {"build": name, "balanced_accuracy": {"float32": float32, "int8": int8},
+          "accuracy": {"float32": 0.8, "int8": 0.8}, "referral": {},
+          "recall": {"float32": recall, "int8": recall}, "gate_passed": True, "minutes": 21.0,
+          "finetune_seconds_per_epoch": 42.0}
+
+
+def test_compare_sums_up_one_recipe_with_its_build_to_build_standard_deviation():
+  """With --baseline alone, one column: mean (min-max) and the sample standard deviation over
+  the builds, the figures a recipe's target (a mean, a floor, a spread) is read from."""
+  builds = [_build_figures(f"def{i}", f, f - 0.01) for i, f in enumerate((0.70, 0.72, 0.74), 1)]
+  payload = {"baseline": builds, "candidate": []}
+  payload["summary"] = {g: compare.summarize(payload[g]) for g in compare.groups(payload)}
+  float32 = payload["summary"]["baseline"]["balanced_accuracy"]["float32"]
+  assert (float32["mean"], float32["sd"]) == pytest.approx((0.72, 0.02))  # ddof 1, not 0.0163.
+  text = "\n".join(compare.markdown(payload))
+  assert text.startswith("# One recipe over finished builds")
+  assert "| float32 | 72.0% (70.0-74.0), SD 2.0 |" in text
+  assert "candidate" not in text and "| baseline | 3/3 | 21 (21-21) | 42 (42-42) |" in text
+  one = compare.summarize(builds[:1])["balanced_accuracy"]["float32"]
+  assert one["sd"] == 0.0 and one["mean"] == 0.70
