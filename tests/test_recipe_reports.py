@@ -6,6 +6,7 @@ import dataclasses
 import json
 import os
 
+import numpy as np
 import pytest
 
 from benchmarks import compare
@@ -17,11 +18,12 @@ from pipeline.errors import PipelineError
 from tests.conftest import run_cli
 
 
-def _distill_report(builds, tests, epochs=15, shipped=0.7):
+def _distill_report(builds, tests, epochs=15, shipped=0.7, seed_offset=0):
   """A benchmarks.distill payload: one student per build with these test scores."""
   row = lambda t: {"val": t - 0.05, "test": t, "test_tta8": t + 0.01}
   return {"student": {"init": "transfer", "epochs": epochs, "learning_rate": 3e-4,
-                      "warmup_epochs": 1.0, "label_weight": 1.0, "finetune_layers": None},
+                      "warmup_epochs": 1.0, "label_weight": 1.0, "finetune_layers": None,
+                      "seed_offset": seed_offset},
           "builds": [{"build": b, "rows": {"shipped": row(shipped), "student": row(t)},
                       "student_epoch_seconds": 40.0} for b, t in zip(builds, tests)]}
 
@@ -31,19 +33,21 @@ def test_recipes_benchmark_pairs_each_recipe_with_the_control_build_by_build(tmp
   control = _distill_report(builds, [0.72, 0.74, 0.70])
   candidate = _distill_report(builds, [0.73, 0.71, 0.72], epochs=20)
   payload = recipes.pair([("control", control), ("longer", candidate)])
-  longer = payload["summary"]["longer"]["test"]
+  (draw,) = payload["draws"]
+  longer = draw["summary"]["longer"]["test"]
   assert longer["mean"] == pytest.approx(0.72)
   # Paired: +1, -3, +2 points, not the difference of the means alone.
   assert (longer["change_mean"], longer["change_min"], longer["change_max"]) == pytest.approx(
       (0.0, -0.03, 0.02))
-  assert payload["summary"]["shipped"]["test"]["change_mean"] == pytest.approx(0.7 - 0.72)
-  assert payload["summary"]["control"]["test"]["change_max"] == 0.0
-  assert list(payload["summary"]) == ["shipped", "control", "longer"]
+  assert draw["summary"]["shipped"]["test"]["change_mean"] == pytest.approx(0.7 - 0.72)
+  assert draw["summary"]["control"]["test"]["change_max"] == 0.0
+  assert list(draw["summary"]) == ["shipped", "control", "longer"]
   table = "\n".join(recipes.markdown(payload))
   assert "| longer | 72.0% (71.0-73.0) | +0.0 (-3.0 to +2.0) |" in table
   assert "20 epochs" in table
   with pytest.raises(PipelineError, match="not the control's"):
     recipes.pair([("control", control), ("other", _distill_report(builds[::-1], [0.7] * 3))])
+  assert "Pooled" not in table  # One draw each: nothing to pool.
   with pytest.raises(PipelineError, match="must differ"):
     recipes.pair([("control", control), ("control", candidate)])
   # From the command line, a user's mistake is one line and a non-zero exit.
@@ -55,6 +59,40 @@ def test_recipes_benchmark_pairs_each_recipe_with_the_control_build_by_build(tmp
   assert proc.stderr.strip().splitlines()[-1].startswith(
       "benchmarks.recipes: error: ") and "missing.json" in proc.stderr
   assert not os.path.exists(tmp_path / "out.json")
+
+
+def test_recipes_benchmark_pairs_each_draw_with_the_controls_of_its_seed_and_pools_them():
+  """A name given again is another draw (--seed_offset) of that recipe: each draw pairs with the
+  control's draw of the same seed, whatever order the reports come in, and the pooled table
+  gives each recipe over all its pairs."""
+  builds = ["b/def1", "b/def2", "b/def3"]
+  c0 = _distill_report(builds, [0.70, 0.70, 0.74])
+  c1 = _distill_report(builds, [0.68, 0.68, 0.72], seed_offset=1)
+  r0 = _distill_report(builds, [0.72, 0.73, 0.74])  # +2, +3, 0 against c0.
+  r1 = _distill_report(builds, [0.68, 0.67, 0.69], seed_offset=1)  # 0, -1, -3 against c1.
+  payload = recipes.pair([("control", c0), ("sqrt", r1), ("sqrt", r0), ("control", c1)])
+  by_seed = {d["seed_offset"]: d for d in payload["draws"]}
+  assert by_seed[1]["control"] == "control (--seed_offset=1)"
+  assert list(by_seed[1]["summary"]) == ["shipped", "control (--seed_offset=1)",
+                                         "sqrt (--seed_offset=1)"]
+  assert by_seed[1]["summary"]["sqrt (--seed_offset=1)"]["test"]["change_mean"] == (
+      pytest.approx(-0.04 / 3))
+  pooled = payload["pooled"]
+  assert list(pooled) == ["shipped", "control", "sqrt"]
+  sqrt = pooled["sqrt"]["test"]
+  assert sqrt["n"] == 6 and sqrt["mean"] == pytest.approx(np.mean([.72, .73, .74, .68, .67, .69]))
+  # Paired within each seed: (2 + 3 + 0 + 0 - 1 - 3) / 6, not the difference of pooled means.
+  assert (sqrt["change_mean"], sqrt["change_min"], sqrt["change_max"]) == pytest.approx(
+      (0.01 / 6, -0.03, 0.03))
+  assert pooled["shipped"]["test"]["n"] == 6  # Against each control draw.
+  assert pooled["control"]["test"]["change_max"] == 0.0
+  table = "\n".join(recipes.markdown(payload))
+  assert "## --seed_offset=1" in table and "## Pooled over the seeds" in table
+  assert "| sqrt | 6 | 70.5% (67.0-74.0) | +0.2 (-3.0 to +3.0) |" in table
+  with pytest.raises(PipelineError, match=r"drawn at --seed_offset=1, and the control"):
+    recipes.pair([("control", c0), ("sqrt", r1)])
+  with pytest.raises(PipelineError, match="must differ"):
+    recipes.pair([("control", c0), ("sqrt", r0), ("sqrt", r0)])
 
 
 def test_a_student_is_described_by_what_differs_from_the_build():
