@@ -130,7 +130,7 @@ def score_build(build_dir: str, student: Student, work_dir: str,
   progress(f"distill: {build_dir}: shipped model scored ({time.time() - t0:.0f} s)")
   model = readout.load_model(build_dir, train_cfg.finetune_keep)
   ctx = fit.Context(bundle=bundle, normalization=norm, batch_size=train_cfg.batch_size,
-                    class_balance=train_cfg.class_balance, augment=train_cfg.augment,
+                    class_balance=train_cfg.finetune_class_balance, augment=train_cfg.augment,
                     seed=config.seed + student.seed_offset, work_dir=work_dir, resume=True,
                     log=progress, color_jitter=student.color_jitter)
   teacher = None  # With --label_weight=1 the target is the labels alone: no teacher to compute.

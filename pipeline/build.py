@@ -60,7 +60,11 @@ _define("enum", "class_weight", _D.train.class_weight, config_lib.CLASS_WEIGHTS,
         "How training balances classes: balanced = loss weights n / (classes * n_class); "
         "logit_adjusted = no weights, the loss adds log class priors to the logits (the "
         "model's outputs then favour no class by its frequency); none (the default) = neither: "
-        "the crt stage balances the classifier alone (with --nocrt, give balanced).")
+        "the crt stage balances the classifier alone (with --nocrt, give balanced); sqrt = "
+        "loss weights proportional to 1 / sqrt(n_class), averaging 1 over the images.")
+_define("string", "finetune_class_weight", _D.train.finetune_class_weight,
+        "The fine-tune phase's class balance, one of --class_weight's choices (default: "
+        "--class_weight's). sqrt beat none on paired fine-tune re-runs (BUILD.md).")
 _define("bool", "oversample", _D.train.oversample,
         "Oversample rare classes to the largest class's count (replaces class weights).")
 _define("bool", "augment", _D.train.augment,
@@ -195,7 +199,8 @@ def config_from_flags(f: flags.FlagValues) -> Tuple[BuildConfig, RunOptions]:
           finetune_layers=f.finetune_layers, finetune_keep=f.finetune_keep,
           finetune_runs=f.finetune_runs, crt=f.crt,
           crt_c=f.crt_c, batch_size=f.batch_size, strategy=f.strategy,
-          class_weight=f.class_weight, oversample=f.oversample, augment=f.augment),
+          class_weight=f.class_weight, finetune_class_weight=f.finetune_class_weight,
+          oversample=f.oversample, augment=f.augment),
       export=ExportConfig(io_dtype=f.io_dtype, variants=tuple(f.variants),
                           calibration_images=f.calibration_images),
       metadata=MetadataConfig(name=f.model_name, description=f.model_description,

@@ -1,5 +1,8 @@
 """Training building blocks on tiny real Keras models."""
 
+import dataclasses
+import os
+
 import numpy as np
 import pytest
 
@@ -148,3 +151,46 @@ def test_fit_phase_keeps_the_last_or_the_best_validation_epoch(tmp_path, keep):
     fit.restore_epoch(copy, str(tmp_path), "finetune", epoch)
     assert metrics.argmax_balanced_accuracy(1 - y, copy.predict(x, verbose=0)) == pytest.approx(
         wanted)
+
+
+def test_finetune_class_weight_balances_the_fine_tune_alone(tmp_path, monkeypatch):
+  """--finetune_class_weight=sqrt: the transfer phase keeps --class_weight's balance (none),
+  the fine-tune's batches carry 1 / sqrt(n_class) weights, and the model card says so; a
+  re-run from finetune may change it (the stages before did not read it)."""
+  from pipeline import assets  # pylint: disable=g-import-not-at-top
+  from pipeline import config as config_lib  # pylint: disable=g-import-not-at-top
+  from pipeline import stages  # pylint: disable=g-import-not-at-top
+  from pipeline import synthetic  # pylint: disable=g-import-not-at-top
+  from pipeline.config import readers  # pylint: disable=g-import-not-at-top
+  from pipeline.train import inputs  # pylint: disable=g-import-not-at-top
+  seen, original = [], inputs.train_sampling
+
+  def observed(bundle, seed, class_balance):
+    indices, weights = original(bundle, seed, class_balance)
+    seen.append((class_balance, weights))
+    return indices, weights
+
+  monkeypatch.setattr(inputs, "train_sampling", observed)  # Observes; the real one runs.
+  root = tmp_path / "data"  # The demo set with one class cut to a third: weights differ.
+  synthetic.write_dataset(str(root), 3, 60, 48, seed=0)
+  rare = root / synthetic.class_names(3)[2]
+  for name in sorted(os.listdir(rare))[20:]:
+    os.remove(rare / name)
+  base = config_lib.smoke_config()
+  config = config_lib.smoke_config(
+      data=dataclasses.replace(base.data, data_format="folders", data_dir=str(root)),
+      train=dataclasses.replace(base.train, class_weight="none", finetune_class_weight="sqrt"))
+  report = stages.run(config, config_lib.smoke_run(str(tmp_path / "b"), stop_after="finetune"))
+  (transfer, transfer_weights), (finetune, finetune_weights) = seen
+  assert (transfer, finetune) == ("none", "sqrt")
+  np.testing.assert_array_equal(transfer_weights, 1.0)
+  counts = report["data"]["counts"]["train"]
+  weights = inputs.class_weights(np.array([counts[c] for c in report["data"]["labels"]]), "sqrt")
+  np.testing.assert_allclose(finetune_weights, [weights[i] for i in range(len(weights))],
+                             rtol=1e-6)
+  assert len(set(np.round(finetune_weights, 6).tolist())) == 2  # The rare class weighs more.
+  assert "square-root inverse-frequency class weights" in assets.training_summary(
+      report["training"])
+  assert readers.first_reader("train.finetune_class_weight") == "finetune"
+  with pytest.raises(PipelineError, match="finetune_class_weight=.sqrtt. is not valid; use one of: balanced, none, logit_adjusted, sqrt"):
+    dataclasses.replace(base.train, finetune_class_weight="sqrtt").validate()

@@ -17,6 +17,7 @@ FIRST_READER = {
     "train": "transfer",  # batch_size, class_weight, oversample, augment, strategy, transfer*
     "train.finetune": "finetune", "train.finetune_layers": "finetune",
     "train.finetune_keep": "finetune", "train.finetune_runs": "finetune",
+    "train.finetune_class_weight": "finetune",
     "train.crt": "crt", "train.crt_c": "crt",
     "train.qat": "qat", "train.qat_target": "qat",
     "export": "export", "export.calibration_images": "qat",  # QAT calibrates its ranges on them.

@@ -68,10 +68,11 @@ def finetune(config: BuildConfig, state: BuildState) -> BuildState:
   """Fine-tunes the top backbone layers (with --finetune_runs, several times, averaged);
   saves model_float.keras."""
   train = config.train
+  ctx = dataclasses.replace(_context(config, state), class_balance=train.finetune_class_balance)
   with state.strategy.scope():
     results, soup_val = soup.run_finetunes(state.float_model, train.finetune,
-                                           train.finetune_layers, train.finetune_keep,
-                                           _context(config, state), train.finetune_runs)
+                                           train.finetune_layers, train.finetune_keep, ctx,
+                                           train.finetune_runs)
   atomic.write_with(state.path(FLOAT_MODEL), state.float_model.save)
   ran = {r.name: vars(r) for r in results}
   if soup_val is not None:

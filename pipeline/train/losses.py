@@ -41,7 +41,7 @@ def classification_loss(priors, class_balance: str,
 
   Args:
     priors: each class's share of the training split (used by "logit_adjusted").
-    class_balance: "balanced", "none", "logit_adjusted" or "oversample".
+    class_balance: "balanced", "none", "logit_adjusted", "sqrt" or "oversample".
     label_smoothing: as in keras.losses.CategoricalCrossentropy.
   """
   if class_balance == "logit_adjusted":

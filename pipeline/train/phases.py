@@ -83,6 +83,11 @@ def _cached_features(model: keras.Model, split_name: str, ctx: Context) -> np.nd
 
 
 FINETUNE_SEED_STRIDE = 1000  # Fine-tune run r draws its data order from seed + 1 + r x this.
+# How a fine-tune balanced its classes, in its mode (the model card's training line).
+_BALANCE_NOTE = {"balanced": "; class-balanced loss weights",
+                 "sqrt": "; square-root inverse-frequency class weights",
+                 "logit_adjusted": "; logit-adjusted loss",
+                 "oversample": "; rare classes oversampled"}
 FINETUNE_RUN_PREFIX = "finetune_run"  # The second and later fine-tune runs' names.
 
 
@@ -120,4 +125,5 @@ def run_finetune(model: keras.Model, phase: PhaseConfig, layers: int, keep: str,
                              phase.label_smoothing)
   return fit_phase(finetune_phase_name(run), model, phase, ctx, loss, ds.repeat(), steps,
                    inputs.eval_dataset(val, ctx.normalization, ctx.batch_size), val.labels,
-                   mode=f"top {layers} backbone layers", keep=keep)
+                   mode=f"top {layers} backbone layers"
+                   + _BALANCE_NOTE.get(ctx.class_balance, ""), keep=keep)
