@@ -156,7 +156,8 @@ def _pooled(draws: List[dict], names: List[str], key) -> dict:
     out[name] = {fig: {"n": len(v), "mean": float(np.mean(v)), "min": float(np.min(v)),
                        "max": float(np.max(v)), "change_mean": float(np.mean(changes[fig])),
                        "change_min": float(np.min(changes[fig])),
-                       "change_max": float(np.max(changes[fig]))}
+                       "change_max": float(np.max(changes[fig])),
+                       "wins": int(np.sum(np.asarray(changes[fig]) > 0))}
                  for fig, v in figures.items()}
   return out
 
@@ -184,11 +185,13 @@ def markdown(payload: dict) -> List[str]:
     lines += ["", "## Pooled over the seeds", "",
               "Each recipe over all its fine-tunes (draws x builds), each paired with the "
               "control's of the same seed and build.", "",
-              "| recipe | pairs | test | change | test TTA8 | change | val | change |",
-              "|---|---:|---:|---:|---:|---:|---:|---:|"]
+              "| recipe | pairs | test | change | better on test | test TTA8 | change | val | "
+              "change |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for name, figs in payload["pooled"].items():
-      lines.append(f"| {name} | {figs['test']['n']} | " + " | ".join(
-          f"{pct(figs[f])} | {chg(figs[f])}" for f in ("test", "test_tta8", "val")) + " |")
+      test = figs["test"]
+      lines.append(f"| {name} | {test['n']} | {pct(test)} | {chg(test)} | "
+                   f"{test['wins']} of {test['n']} | " + " | ".join(
+          f"{pct(figs[f])} | {chg(figs[f])}" for f in ("test_tta8", "val")) + " |")
   return lines
 
 

@@ -88,7 +88,8 @@ def test_recipes_benchmark_pairs_each_draw_with_the_controls_of_its_seed_and_poo
   assert pooled["control"]["test"]["change_max"] == 0.0
   table = "\n".join(recipes.markdown(payload))
   assert "## --seed_offset=1" in table and "## Pooled over the seeds" in table
-  assert "| sqrt | 6 | 70.5% (67.0-74.0) | +0.2 (-3.0 to +3.0) |" in table
+  assert "| sqrt | 6 | 70.5% (67.0-74.0) | +0.2 (-3.0 to +3.0) | 2 of 6 |" in table
+  assert sqrt["wins"] == 2  # +2, +3 (0, 0, -1 and -3 are not wins).
   with pytest.raises(PipelineError, match=r"drawn at --seed_offset=1, and the control"):
     recipes.pair([("control", c0), ("sqrt", r1)])
   with pytest.raises(PipelineError, match="must differ"):
