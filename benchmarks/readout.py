@@ -218,15 +218,24 @@ def signed_range(values: Sequence[float]) -> str:
   return f"{np.mean(values):+.1f} ({min(values):+.1f} to {max(values):+.1f})"
 
 
+def percent_range(s: dict) -> str:
+  """"72.3% (71.8-73.1)": mean (min-max) of a summarize() figure, in percent."""
+  return f"{100 * s['mean']:.1f}% ({100 * s['min']:.1f}-{100 * s['max']:.1f})"
+
+
+def change_range(s: dict) -> str:
+  """"+1.2 (+0.5 to +2.6)": a summarize() figure's paired change, in points."""
+  return (f"{100 * s['change_mean']:+.1f} ({100 * s['change_min']:+.1f} to "
+          f"{100 * s['change_max']:+.1f})")
+
+
 def paired_table(first_column: str, summary: Dict[str, dict], builds: List[dict]) -> List[str]:
   """Markdown rows of `summarize(builds)`: per row key, test, test TTA8 and val as mean
   (min-max) with the paired change against shipped, then each build's test figure."""
   lines = [f"| {first_column} | test | change | test TTA8 | change | val | " +
            " | ".join(os.path.basename(b["build"].rstrip("/")) for b in builds) + " |",
            "|---|" + "---:|" * (5 + len(builds))]
-  pct = lambda s: f"{100 * s['mean']:.1f}% ({100 * s['min']:.1f}-{100 * s['max']:.1f})"
-  chg = lambda s: (f"{100 * s['change_mean']:+.1f} ({100 * s['change_min']:+.1f} to "
-                   f"{100 * s['change_max']:+.1f})")
+  pct, chg = percent_range, change_range
   for key, figs in summary.items():
     lines.append(f"| {key} | {pct(figs['test'])} | {chg(figs['test'])} | "
                  f"{pct(figs['test_tta8'])} | {chg(figs['test_tta8'])} | {pct(figs['val'])} | "

@@ -26,8 +26,6 @@ one trio of pairs says +2 and the next takes it back.
 import os
 from typing import List, Tuple
 
-import numpy as np
-
 from absl import app
 from absl import flags
 
@@ -144,21 +142,16 @@ def _pooled(draws: List[dict], names: List[str], key) -> dict:
   over every draw it has and every build (shipped: paired with each control draw)."""
   out = {}
   for name in names:
-    figures, changes = {}, {}
+    pairs = []  # One row pair per draw and build: the recipe's and its control's.
     for draw in draws:
       row = name if name == SHIPPED else key(name, draw["seed_offset"])
-      if row not in draw["builds"][0]["rows"]:
-        continue
-      for b in draw["builds"]:
-        for fig, value in b["rows"][row].items():
-          figures.setdefault(fig, []).append(value)
-          changes.setdefault(fig, []).append(value - b["rows"][draw["control"]][fig])
-    out[name] = {fig: {"n": len(v), "mean": float(np.mean(v)), "min": float(np.min(v)),
-                       "max": float(np.max(v)), "change_mean": float(np.mean(changes[fig])),
-                       "change_min": float(np.min(changes[fig])),
-                       "change_max": float(np.max(changes[fig])),
-                       "wins": int(np.sum(np.asarray(changes[fig]) > 0))}
-                 for fig, v in figures.items()}
+      if row in draw["builds"][0]["rows"]:
+        pairs += [{"rows": {"recipe": b["rows"][row], "control": b["rows"][draw["control"]]}}
+                  for b in draw["builds"]]
+    out[name] = readout.summarize(pairs, base="control")["recipe"]
+    for fig, stats in out[name].items():
+      stats.update(n=len(pairs), wins=sum(p["rows"]["recipe"][fig] > p["rows"]["control"][fig]
+                                          for p in pairs))
   return out
 
 
@@ -179,9 +172,7 @@ def markdown(payload: dict) -> List[str]:
       lines += ["", f"## --seed_offset={draw['seed_offset']}"]
     lines += [""] + readout.paired_table("recipe", draw["summary"], draw["builds"])
   if len(draws) > 1:
-    pct = lambda s: f"{100 * s['mean']:.1f}% ({100 * s['min']:.1f}-{100 * s['max']:.1f})"
-    chg = lambda s: (f"{100 * s['change_mean']:+.1f} ({100 * s['change_min']:+.1f} to "
-                     f"{100 * s['change_max']:+.1f})")
+    pct, chg = readout.percent_range, readout.change_range
     lines += ["", "## Pooled over the seeds", "",
               "Each recipe over all its fine-tunes (draws x builds), each paired with the "
               "control's of the same seed and build.", "",
