@@ -54,6 +54,33 @@ def flips_table(paired: Optional[dict], most: int = 10) -> List[str]:
   return rows
 
 
+def _balance_lines(data: dict) -> List[str]:
+  """How the data report's phases balanced the classes: one line, or one per phase when
+  fine-tuning had its own --finetune_class_weight."""
+  if data.get("oversample"):
+    return ["", "Class balance: rare classes oversampled to the largest class's count (no "
+            "class weights)."]
+
+  def describe(balance: str, weights: Optional[dict]) -> str:
+    if weights:
+      kind = "square-root inverse-frequency" if balance == "sqrt" else "inverse-frequency"
+      return f"{kind} loss weights " + ", ".join(f"{k} {v:.3f}" for k, v in weights.items())
+    if balance == "logit_adjusted":
+      return "logit-adjusted loss (no class weights), training priors " + ", ".join(
+          f"{k} {v:.3f}" for k, v in data["class_priors"].items())
+    return "the plain loss, no class weights"
+
+  phases = [("", data.get("class_balance"), data.get("class_weights"))]
+  tuned = data.get("finetune_class_balance", data.get("class_balance"))
+  if tuned != data.get("class_balance"):
+    phases = [(" (transfer and QAT)", *phases[0][1:]),
+              (" (fine-tuning)", tuned, data.get("finetune_class_weights"))]
+  lines = []
+  for name, balance, weights in phases:
+    lines += ["", f"Class balance{name}: {describe(balance, weights)}."]
+  return lines  # The training section says whether cRT re-fitted the classifier.
+
+
 def write_report(path_json: str, path_md: str, report: dict) -> None:
   """Writes the build report as JSON and as Markdown."""
   atomic.write_json(path_json, report)
@@ -77,17 +104,7 @@ def write_report(path_json: str, path_md: str, report: dict) -> None:
     for split, counts in data["counts"].items():
       lines.append(f"| {split} | " + " | ".join(str(counts[l]) for l in labels) +
                    f" | {data['totals'][split]} |")
-    if data.get("class_weights"):
-      lines += ["", "Class weights: " + ", ".join(
-          f"{k} {v:.3f}" for k, v in data["class_weights"].items()) + "."]
-    if data.get("oversample"):
-      lines += ["", "Oversampling replaced class weights."]
-    elif data.get("class_balance") == "logit_adjusted":
-      lines += ["", "Class balance: logit-adjusted loss (no class weights), training priors " +
-                ", ".join(f"{k} {v:.3f}" for k, v in data["class_priors"].items()) + "."]
-    elif data.get("class_balance") == "none":
-      lines += ["", "Class balance: the plain loss, no class weights (the crt stage, when on, "
-                "balances the classifier)."]
+    lines += _balance_lines(data)
     lines += ["", f"Skipped inputs: {len(data['skipped'])}; converted: "
               f"{len(data['converted'])} (details in data_report.json)."]
     for s in data["skipped"][:20]:

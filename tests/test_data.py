@@ -11,6 +11,7 @@ from PIL import Image
 from pipeline import data as data_lib
 from pipeline import images as images_lib
 from pipeline import labels as labels_lib
+from pipeline import report as report_lib
 from pipeline.config import BuildConfig, DataConfig, RunOptions, TrainConfig, replace
 from pipeline.data import readers, splits as splits_lib
 from pipeline.stages import data as data_stage
@@ -63,6 +64,18 @@ def test_ham10000_two_folders_lesion_disjoint_stratified(tmp_path):
   assert report["class_balance"] == "none" and report["class_weights"] is None  # The default.
   balanced = data_stage.summary("ham10000", bundle, TrainConfig(class_weight="balanced"))
   assert balanced["class_weights"]["nv"] < balanced["class_weights"]["akiec"]
+  # --finetune_class_weight: the fine-tune phase's own weights, and report.md names each
+  # phase's balance (it once said "the plain loss" of a build that fine-tuned with weights).
+  sqrt = data_stage.summary("ham10000", bundle, TrainConfig(finetune_class_weight="sqrt"))
+  assert sqrt["class_weights"] is None and sqrt["finetune_class_balance"] == "sqrt"
+  tuned = sqrt["finetune_class_weights"]
+  assert tuned["nv"] < tuned["akiec"] < balanced["class_weights"]["akiec"]
+  report_lib.write_report(str(tmp_path / "r.json"), str(tmp_path / "r.md"),
+                          {"name": "r", "data": sqrt})
+  text = open(tmp_path / "r.md", encoding="utf-8").read()
+  assert "Class balance (transfer and QAT): the plain loss, no class weights." in text
+  assert (f"Class balance (fine-tuning): square-root inverse-frequency loss weights akiec "
+          f"{tuned['akiec']:.3f}, bcc") in text
 
 
 def test_lesion_groups_never_cross_splits_at_scale():

@@ -61,20 +61,23 @@ def run(config: BuildConfig, state: BuildState) -> BuildState:
 
 
 def summary(data_format: str, bundle: data_lib.DataBundle, train: TrainConfig) -> dict:
-  """data_report.json: counts per split and class, the training balance, and every skipped
-  or converted input."""
+  """data_report.json: counts per split and class, the class balance of the transfer and
+  fine-tune phases (with their loss weights), and every skipped or converted input."""
   counts = bundle.train_counts()
-  weights = inputs.class_weights(counts, train.class_balance)
+  named = lambda weights: ({bundle.labels[i]: round(w, 4) for i, w in weights.items()}
+                           if weights else None)
   return {
       "data_format": data_format,
       "image_size": bundle.image_size,
       "labels": list(bundle.labels),
       "counts": bundle.counts(),
       "totals": {name: len(split) for name, split in bundle.splits.items()},
-      "class_weights": ({bundle.labels[i]: round(w, 4) for i, w in weights.items()}
-                        if weights else None),
       "oversample": train.oversample,
-      "class_balance": train.class_balance,
+      "class_balance": train.class_balance,  # The transfer and QAT phases.
+      "class_weights": named(inputs.class_weights(counts, train.class_balance)),
+      "finetune_class_balance": train.finetune_class_balance,
+      "finetune_class_weights": named(inputs.class_weights(counts,
+                                                           train.finetune_class_balance)),
       "class_priors": {label: round(float(p), 4)
                        for label, p in zip(bundle.labels, inputs.class_priors(counts))},
       "cached_in_memory": not bundle.streamed,

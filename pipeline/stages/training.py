@@ -96,9 +96,9 @@ def crt_stage(config: BuildConfig, state: BuildState) -> BuildState:
   features; model_float.keras then holds the new classifier."""
   if not config.train.crt:
     state.log("crt: skipped (--nocrt); the fine-tuned classifier stays"
-              + (", trained unweighted (--class_weight=none): it favours the frequent classes; "
-                 "give --class_weight=balanced for a balanced one"
-                 if config.train.class_balance == "none" else ""))
+              + (", trained unweighted: it favours the frequent classes; give "
+                 "--finetune_class_weight=balanced for a balanced one"
+                 if config.train.finetune_class_balance == "none" else ""))
     if os.path.exists(state.path(CRT_REPORT)):  # An earlier build's, in the same directory.
       os.remove(state.path(CRT_REPORT))
     return dataclasses.replace(state, crt=None)
