@@ -160,7 +160,8 @@ def test_resume_reads_an_older_version_s_build_as_it_was(tmp_path):
   rerun = RunOptions(output_dir=out, rerun_from="finetune").validate()
   assert Progress(replace(config, train=replace(config.train, finetune_runs=2)),
                   rerun).data["completed"] == ["data", "transfer"]
-  with pytest.raises(PipelineError, match="the train settings differ"):
+  with pytest.raises(PipelineError, match="the train settings differ .*: train.finetune_runs "
+                     "was 1, now 2; resume with the same flags"):
     Progress(replace(config, train=replace(config.train, finetune_runs=2)), resume)
   saved(lambda old: old["train"].update(from_the_future=1))
   with pytest.raises(PipelineError, match="unknown field.*from_the_future"):

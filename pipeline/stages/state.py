@@ -77,13 +77,16 @@ class Progress:
       current = json.loads(json.dumps(config.to_dict()))  # Tuples read back as lists.
       if options.rerun_from:
         self._keep_before(options.rerun_from, saved, current, options.output_dir)
-      else:
-        for key in ("data", "model", "train"):
-          if saved and saved.get(key) != current.get(key):
-            raise PipelineError(
-                f"--resume: the {key} settings differ from the interrupted build in "
-                f"{options.output_dir}; resume with the same flags "
-                f"(--flagfile={os.path.join(options.output_dir, 'flags.txt')})")
+      elif saved:
+        changed = [path for path in readers.changed_settings(saved, current)
+                   if path.split(".")[0] in ("data", "model", "train")]
+        if changed:
+          raise PipelineError(
+              f"--resume: the {changed[0].split('.')[0]} settings differ from the interrupted "
+              f"build in {options.output_dir}: {changed[0]} was "
+              f"{_setting(saved, changed[0])!r}, now {_setting(current, changed[0])!r}; "
+              f"resume with the same flags "
+              f"(--flagfile={os.path.join(options.output_dir, 'flags.txt')})")
     self.data["config"] = config.to_dict()
 
   def _keep_before(self, stage: str, saved: dict, current: dict, output_dir: str) -> None:
@@ -117,6 +120,13 @@ class Progress:
       self.data["completed"].append(stage)
     self.stage_seconds[stage] = self.stage_seconds.get(stage, 0.0) + seconds
     atomic.write_json(self.path, self.data)
+
+
+def _setting(config: dict, path: str) -> Any:
+  """The value at dotted `path` of a `BuildConfig.to_dict()` (None where it has none)."""
+  for key in path.split("."):
+    config = config.get(key) if isinstance(config, dict) else None
+  return config
 
 
 def _as_this_version(saved: Optional[dict], path: str) -> dict:
