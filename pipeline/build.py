@@ -60,11 +60,13 @@ _define("enum", "class_weight", _D.train.class_weight, config_lib.CLASS_WEIGHTS,
         "How training balances classes: balanced = loss weights n / (classes * n_class); "
         "logit_adjusted = no weights, the loss adds log class priors to the logits (the "
         "model's outputs then favour no class by its frequency); none (the default) = neither: "
-        "the crt stage balances the classifier alone (with --nocrt, give balanced); sqrt = "
-        "loss weights proportional to 1 / sqrt(n_class), averaging 1 over the images.")
+        "the crt stage balances the classifier (with --nocrt, give balanced here and to "
+        "--finetune_class_weight); sqrt = loss weights proportional to 1 / sqrt(n_class), "
+        "averaging 1 over the images. Transfer and QAT use it; fine-tuning has its own.")
 _define("string", "finetune_class_weight", _D.train.finetune_class_weight,
-        "The fine-tune phase's class balance, one of --class_weight's choices (default: "
-        "--class_weight's). sqrt beat none on paired fine-tune re-runs (BUILD.md).")
+        "The fine-tune phase's class balance: one of --class_weight's choices, or empty for "
+        "--class_weight's. sqrt (the default) beat none on paired fine-tune re-runs and "
+        "whole builds (BUILD.md).")
 _define("bool", "oversample", _D.train.oversample,
         "Oversample rare classes to the largest class's count (replaces class weights).")
 _define("bool", "augment", _D.train.augment,

@@ -258,12 +258,14 @@ def test_shipped_float_model_is_the_last_epoch_with_the_crt_classifier(built):
   probabilities through the interpreter, which takes raw pixels and normalizes them itself."""
   cfg, run, report = built
   assert cfg.train.finetune_keep == "last" and cfg.train.crt
+  assert cfg.train.finetune_class_balance == "sqrt"  # The default since session 22.
   finetune = report["training"]["finetune"]
   assert finetune["kept_epoch"] == cfg.train.finetune.epochs
   assert report["crt"]["images"] == report["data"]["totals"]["train"]
   assert "cRT" in open(os.path.join(run.output_dir, "report.md"), encoding="utf-8").read()
   card = open(os.path.join(run.assets_dir, "MODEL_CARD.md"), encoding="utf-8").read()
-  assert (f"fine-tuning (top {cfg.train.finetune_layers} backbone layers), the classifier re-fit "
+  assert (f"fine-tuning (top {cfg.train.finetune_layers} backbone layers; square-root inverse-"
+          f"frequency class weights), the classifier re-fit "
           f"on the frozen features with every class weighted equally (cRT, C = "
           f"{cfg.train.crt_c:g}), then quantization-aware training") in card
   from benchmarks import readout  # pylint: disable=g-import-not-at-top

@@ -163,6 +163,12 @@ def test_resume_reads_an_older_version_s_build_as_it_was(tmp_path):
   with pytest.raises(PipelineError, match="the train settings differ .*: train.finetune_runs "
                      "was 1, now 2; resume with the same flags"):
     Progress(replace(config, train=replace(config.train, finetune_runs=2)), resume)
+  # A field whose default changed since: a record without it ran with its first default.
+  saved(lambda old: old["train"].pop("finetune_class_weight"))  # Before session 21.
+  with pytest.raises(PipelineError, match="train.finetune_class_weight was '', now 'sqrt'"):
+    Progress(config, resume)
+  as_it_was = replace(config, train=replace(config.train, finetune_class_weight=""))
+  assert Progress(as_it_was, resume).done("transfer")
   saved(lambda old: old["train"].update(from_the_future=1))
   with pytest.raises(PipelineError, match="unknown field.*from_the_future"):
     Progress(config, resume)
