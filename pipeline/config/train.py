@@ -96,8 +96,8 @@ class TrainConfig:
   class_weight: str = "none"
   # Fine-tuning's own class weighting ("": --class_weight's). "sqrt" (loss weights
   # 1 / sqrt(n_class), 0.57 for nv to 4.9 for df on HAM10000) beat the plain loss by +2.5
-  # points (+0.3 to +4.9) over six paired fine-tune re-runs, each before cRT; three whole
-  # builds scored 71.8% float32 (69.6-73.1) and 72.2% int8 against 70.9% and 70.7% over nine
+  # points (+0.3 to +4.9) over six paired fine-tune re-runs, each before cRT; four whole
+  # builds scored 71.5% float32 (69.6-73.1) and 71.7% int8 against 70.9% and 70.7% over nine
   # of "none" (BUILD.md "Square-root class weights").
   finetune_class_weight: str = "sqrt"
   oversample: bool = False
