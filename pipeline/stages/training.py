@@ -95,10 +95,11 @@ def crt_stage(config: BuildConfig, state: BuildState) -> BuildState:
   """With --crt, re-trains the float model's classifier, class-balanced, on its frozen
   features; model_float.keras then holds the new classifier."""
   if not config.train.crt:
+    how = {"none": "unweighted", "sqrt": "with square-root class weights"}.get(
+        config.train.finetune_class_balance)
     state.log("crt: skipped (--nocrt); the fine-tuned classifier stays"
-              + (", trained unweighted: it favours the frequent classes; give "
-                 "--finetune_class_weight=balanced for a balanced one"
-                 if config.train.finetune_class_balance == "none" else ""))
+              + (f", trained {how}: it favours the frequent classes; give "
+                 "--finetune_class_weight=balanced for a balanced one" if how else ""))
     if os.path.exists(state.path(CRT_REPORT)):  # An earlier build's, in the same directory.
       os.remove(state.path(CRT_REPORT))
     return dataclasses.replace(state, crt=None)
