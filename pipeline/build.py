@@ -65,8 +65,8 @@ _define("enum", "class_weight", _D.train.class_weight, config_lib.CLASS_WEIGHTS,
         "averaging 1 over the images. Transfer and QAT use it; fine-tuning has its own.")
 _define("string", "finetune_class_weight", _D.train.finetune_class_weight,
         "The fine-tune phase's class balance: one of --class_weight's choices, or empty "
-        "(--finetune_class_weight=) for --class_weight's. sqrt (the default) beat none on paired fine-tune re-runs and "
-        "whole builds (BUILD.md).")
+        "(--finetune_class_weight=) for --class_weight's. sqrt (the default) beat none on "
+        "paired fine-tune re-runs and whole builds (BUILD.md).")
 _define("bool", "oversample", _D.train.oversample,
         "Oversample rare classes to the largest class's count (replaces class weights).")
 _define("bool", "augment", _D.train.augment,

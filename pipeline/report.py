@@ -70,11 +70,10 @@ def _balance_lines(data: dict) -> List[str]:
           f"{k} {v:.3f}" for k, v in data["class_priors"].items())
     return "the plain loss, no class weights"
 
-  phases = [("", data.get("class_balance"), data.get("class_weights"))]
-  tuned = data.get("finetune_class_balance", data.get("class_balance"))
-  if tuned != data.get("class_balance"):
-    phases = [(" (transfer and QAT)", *phases[0][1:]),
-              (" (fine-tuning)", tuned, data.get("finetune_class_weights"))]
+  transfer = (data.get("class_balance"), data.get("class_weights"))
+  tuned = (data.get("finetune_class_balance", transfer[0]), data.get("finetune_class_weights"))
+  phases = ([("", *transfer)] if tuned[0] == transfer[0] else
+            [(" (transfer and QAT)", *transfer), (" (fine-tuning)", *tuned)])
   lines = []
   for name, balance, weights in phases:
     lines += ["", f"Class balance{name}: {describe(balance, weights)}."]

@@ -192,5 +192,6 @@ def test_finetune_class_weight_balances_the_fine_tune_alone(tmp_path, monkeypatc
   assert "square-root inverse-frequency class weights" in assets.training_summary(
       report["training"])
   assert readers.first_reader("train.finetune_class_weight") == "finetune"
-  with pytest.raises(PipelineError, match="finetune_class_weight=.sqrtt. is not valid; use one of: balanced, none, logit_adjusted, sqrt"):
+  with pytest.raises(PipelineError, match="finetune_class_weight=.sqrtt. is not valid; use one "
+                     "of: balanced, none, logit_adjusted, sqrt"):
     dataclasses.replace(base.train, finetune_class_weight="sqrtt").validate()
