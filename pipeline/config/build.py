@@ -12,6 +12,9 @@ from pipeline.config.train import ModelConfig, PhaseConfig, TrainConfig
 from pipeline.errors import PipelineError
 
 CONFIG_FILE = "config.json"
+# Settings whose default changed after they were added -> the value a record saved before
+# they existed ran with (it lacks them; the new default would misread it).
+_FIRST_DEFAULTS = {("train", "finetune_class_weight"): ""}
 
 
 def build_files(build_dir: str, names, finished: str) -> list:
@@ -69,7 +72,13 @@ class BuildConfig:
 
   @classmethod
   def from_dict(cls, d: dict, where: str = "config") -> "BuildConfig":
-    """The BuildConfig that `to_dict` gave `d` (unknown fields are an error)."""
+    """The BuildConfig that `to_dict` gave `d` (unknown fields are an error). A field `d`
+    lacks takes its default, which is what a record saved before the field existed did, or
+    its first default (_FIRST_DEFAULTS) where the default changed since."""
+    if isinstance(d, dict):
+      d = {**d, **{section: {name: value, **d[section]}
+                   for (section, name), value in _FIRST_DEFAULTS.items()
+                   if isinstance(d.get(section), dict)}}
     return _from_dict(cls, d, where)
 
   @classmethod

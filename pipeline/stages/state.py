@@ -17,9 +17,6 @@ from pipeline.data import DataBundle
 from pipeline.errors import PipelineError
 
 PROGRESS_FILE = "build_state.json"
-# Settings whose default changed after they were added -> the value a build recorded before
-# they existed ran with (its record lacks them; the new default would misread it).
-_FIRST_DEFAULTS = {("train", "finetune_class_weight"): ""}
 
 
 @dataclasses.dataclass
@@ -134,19 +131,14 @@ def _setting(config: dict, path: str) -> Any:
 
 def _as_this_version(saved: Optional[dict], path: str) -> dict:
   """The interrupted build's config with the fields this version added since filled in with
-  their defaults, which are what that build did (a new field defaults to the old behaviour;
-  _FIRST_DEFAULTS where the default changed since): so upgrading the pipeline does not turn
-  --resume into a settings change. {} for none.
+  the defaults that build ran with (`BuildConfig.from_dict`): so upgrading the pipeline does
+  not turn --resume into a settings change. {} for none.
 
   Raises:
     PipelineError: fields this version does not know (a newer pipeline's build).
   """
   if not saved:
     return {}
-  saved = json.loads(json.dumps(saved))
-  for (section, name), value in _FIRST_DEFAULTS.items():
-    if isinstance(saved.get(section), dict):
-      saved[section].setdefault(name, value)
   filled = BuildConfig.from_dict(saved, where=f"{path}: config").to_dict()
   return json.loads(json.dumps(filled))
 
