@@ -6,6 +6,7 @@ import numpy as np
 
 from pipeline import atomic
 from pipeline import parity
+from pipeline.config import BALANCE_NAMES
 
 
 def _pct(x: Optional[float]) -> str:
@@ -58,17 +59,13 @@ def _balance_lines(data: dict) -> List[str]:
   """How the data report's phases balanced the classes: one line, or one per phase when
   fine-tuning had its own --finetune_class_weight."""
   if data.get("oversample"):
-    return ["", "Class balance: rare classes oversampled to the largest class's count (no "
-            "class weights)."]
+    return ["", f"Class balance: {BALANCE_NAMES['oversample']}."]
 
   def describe(balance: str, weights: Optional[dict]) -> str:
-    if weights:
-      kind = "square-root inverse-frequency" if balance == "sqrt" else "inverse-frequency"
-      return f"{kind} loss weights " + ", ".join(f"{k} {v:.3f}" for k, v in weights.items())
-    if balance == "logit_adjusted":
-      return "logit-adjusted loss (no class weights), training priors " + ", ".join(
-          f"{k} {v:.3f}" for k, v in data["class_priors"].items())
-    return "the plain loss, no class weights"
+    shown = weights or (data["class_priors"] if balance == "logit_adjusted" else None)
+    return BALANCE_NAMES[balance] + ("" if shown is None else (
+        " " if weights else ", training priors ") + ", ".join(
+            f"{k} {v:.3f}" for k, v in shown.items()))
 
   transfer = (data.get("class_balance"), data.get("class_weights"))
   tuned = (data.get("finetune_class_balance", transfer[0]), data.get("finetune_class_weights"))

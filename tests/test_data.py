@@ -74,7 +74,7 @@ def test_ham10000_two_folders_lesion_disjoint_stratified(tmp_path):
                           {"name": "r", "data": sqrt})
   text = open(tmp_path / "r.md", encoding="utf-8").read()
   assert "Class balance (transfer and QAT): the plain loss, no class weights." in text
-  assert (f"Class balance (fine-tuning): square-root inverse-frequency loss weights akiec "
+  assert (f"Class balance (fine-tuning): square-root inverse-frequency class weights akiec "
           f"{tuned['akiec']:.3f}, bcc") in text
 
 

@@ -195,3 +195,20 @@ def test_finetune_class_weight_balances_the_fine_tune_alone(tmp_path, monkeypatc
   with pytest.raises(PipelineError, match="finetune_class_weight=.sqrtt. is not valid; use one "
                      "of: balanced, none, logit_adjusted, sqrt"):
     dataclasses.replace(base.train, finetune_class_weight="sqrtt").validate()
+
+
+@pytest.mark.parametrize("balance, says", [
+    ("sqrt", "trained with square-root inverse-frequency class weights: it favours"),
+    ("none", "trained with the plain loss, no class weights: it favours"),
+    ("balanced", None)])
+def test_nocrt_says_how_the_classifier_it_keeps_was_trained(tmp_path, balance, says):
+  from pipeline.config import BuildConfig, RunOptions, replace
+  from pipeline.stages import training  # pylint: disable=g-import-not-at-top
+  from pipeline.stages.state import BuildState  # pylint: disable=g-import-not-at-top
+  config = BuildConfig()
+  config = replace(config, train=replace(config.train, crt=False, finetune_class_weight=balance))
+  lines = []
+  state = BuildState(options=RunOptions(output_dir=str(tmp_path)), log=lines.append, started="")
+  assert training.crt_stage(config, state).crt is None
+  assert lines[0].startswith("crt: skipped (--nocrt); the fine-tuned classifier stays")
+  assert (says in lines[0]) if says else lines[0].endswith("stays")

@@ -11,17 +11,18 @@
 
 from pipeline.config.build import (CONFIG_FILE, BuildConfig, RunOptions, build_files, replace,
                                    smoke_config, smoke_run)
-from pipeline.config.choices import (CLASS_WEIGHTS, DATA_FORMATS, IO_DTYPES, KEEP_EPOCHS,
-                                     QAT_TARGETS, STAGES, STRATEGIES, TRANSFER_MODES, VARIANTS,
-                                     check_choice, stage_index)
+from pipeline.config.choices import (BALANCE_NAMES, CLASS_WEIGHTS, DATA_FORMATS, IO_DTYPES,
+                                     KEEP_EPOCHS, QAT_TARGETS, STAGES, STRATEGIES,
+                                     TRANSFER_MODES, VARIANTS, check_choice, stage_index)
 from pipeline.config.data import DataConfig
 from pipeline.config.export import ExportConfig, MetadataConfig, model_file_name
 from pipeline.config.quality import DEFAULT_MALIGNANT_CLASSES, GateConfig, ReferralConfig
 from pipeline.config.train import ModelConfig, PhaseConfig, TrainConfig
 
-__all__ = ["CONFIG_FILE", "BuildConfig", "RunOptions", "build_files", "replace", "smoke_config",
-           "smoke_run", "CLASS_WEIGHTS", "DATA_FORMATS", "IO_DTYPES", "KEEP_EPOCHS", "QAT_TARGETS",
-           "STAGES", "STRATEGIES", "TRANSFER_MODES", "VARIANTS", "check_choice", "stage_index",
+__all__ = ["BALANCE_NAMES", "CONFIG_FILE", "BuildConfig", "RunOptions", "build_files", "replace",
+           "smoke_config", "smoke_run", "CLASS_WEIGHTS", "DATA_FORMATS", "IO_DTYPES",
+           "KEEP_EPOCHS", "QAT_TARGETS", "STAGES", "STRATEGIES", "TRANSFER_MODES", "VARIANTS",
+           "check_choice", "stage_index",
            "DataConfig", "ExportConfig", "MetadataConfig", "model_file_name",
            "DEFAULT_MALIGNANT_CLASSES", "GateConfig", "ReferralConfig", "ModelConfig",
            "PhaseConfig", "TrainConfig"]

@@ -13,7 +13,7 @@ from pipeline import atomic
 from pipeline import export as export_lib
 from pipeline import model as model_lib
 from pipeline import report as report_lib
-from pipeline.config import BuildConfig
+from pipeline.config import BALANCE_NAMES, BuildConfig
 from pipeline.stages.state import BuildState
 from pipeline.tf_compat import keras, tf
 from pipeline.train import crt, fit, phases, qat, soup
@@ -95,11 +95,11 @@ def crt_stage(config: BuildConfig, state: BuildState) -> BuildState:
   """With --crt, re-trains the float model's classifier, class-balanced, on its frozen
   features; model_float.keras then holds the new classifier."""
   if not config.train.crt:
-    how = {"none": "unweighted", "sqrt": "with square-root class weights"}.get(
-        config.train.finetune_class_balance)
+    balance = config.train.finetune_class_balance
     state.log("crt: skipped (--nocrt); the fine-tuned classifier stays"
-              + (f", trained {how}: it favours the frequent classes; give "
-                 "--finetune_class_weight=balanced for a balanced one" if how else ""))
+              + (f", trained with {BALANCE_NAMES[balance]}: it favours the frequent classes; "
+                 "give --finetune_class_weight=balanced for a balanced one"
+                 if balance in ("none", "sqrt") else ""))
     if os.path.exists(state.path(CRT_REPORT)):  # An earlier build's, in the same directory.
       os.remove(state.path(CRT_REPORT))
     return dataclasses.replace(state, crt=None)

@@ -9,7 +9,7 @@ import numpy as np
 
 from pipeline import atomic
 from pipeline import model as model_lib
-from pipeline.config import PhaseConfig
+from pipeline.config import BALANCE_NAMES, PhaseConfig
 from pipeline.train import inputs
 from pipeline.train.fit import Context, PhaseResult, duration, fit_phase
 from pipeline.train.losses import classification_loss
@@ -83,11 +83,6 @@ def _cached_features(model: keras.Model, split_name: str, ctx: Context) -> np.nd
 
 
 FINETUNE_SEED_STRIDE = 1000  # Fine-tune run r draws its data order from seed + 1 + r x this.
-# How a fine-tune balanced its classes, in its mode (the model card's training line).
-_BALANCE_NOTE = {"balanced": "; class-balanced loss weights",
-                 "sqrt": "; square-root inverse-frequency class weights",
-                 "logit_adjusted": "; logit-adjusted loss",
-                 "oversample": "; rare classes oversampled"}
 FINETUNE_RUN_PREFIX = "finetune_run"  # The second and later fine-tune runs' names.
 
 
@@ -125,5 +120,6 @@ def run_finetune(model: keras.Model, phase: PhaseConfig, layers: int, keep: str,
                              phase.label_smoothing)
   return fit_phase(finetune_phase_name(run), model, phase, ctx, loss, ds.repeat(), steps,
                    inputs.eval_dataset(val, ctx.normalization, ctx.batch_size), val.labels,
-                   mode=f"top {layers} backbone layers"
-                   + _BALANCE_NOTE.get(ctx.class_balance, ""), keep=keep)
+                   mode=f"top {layers} backbone layers"  # The model card's training line.
+                   + ("" if ctx.class_balance == "none" else
+                      f"; {BALANCE_NAMES[ctx.class_balance]}"), keep=keep)
