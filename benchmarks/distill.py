@@ -126,7 +126,8 @@ def score_build(build_dir: str, student: Student, work_dir: str,
     return readout.score_readout(readout.head_classifier(model), feats, split)
 
   t0 = time.time()
-  rows = {"shipped": _shipped_scores(build_dir, work_dir, score)}
+  rows = {"shipped": readout.cached_scores(build_dir, os.path.join(work_dir, SHIPPED_SCORES),
+                                          score)}
   progress(f"distill: {build_dir}: shipped model scored ({time.time() - t0:.0f} s)")
   model = readout.load_model(build_dir, train_cfg.finetune_keep)
   ctx = fit.Context(bundle=bundle, normalization=norm, batch_size=train_cfg.batch_size,
@@ -181,6 +182,7 @@ def work_folder(work_root: str, build_dir: str) -> str:
 
 
 STUDENT_FILE = "student.json"  # The recipe of the student checkpointed in a work dir.
+SHIPPED_SCORES = "shipped_scores.json"  # The shipped model's scores, cached in a work dir.
 
 
 def _record_recipe(work_dir: str, student: Student, resume: bool, progress) -> None:
@@ -206,24 +208,6 @@ def _record_recipe(work_dir: str, student: Student, resume: bool, progress) -> N
              "benchmark's): resuming it as asked")
   os.makedirs(work_dir, exist_ok=True)
   atomic.write_json(path, recipe)
-
-
-def _shipped_scores(build_dir: str, work_dir: str, score) -> dict:
-  """score(the shipped model), kept in work_dir by the model file's digest: the same build's
-  shipped figures are computed once, not on every run."""
-  from pipeline import atomic  # pylint: disable=g-import-not-at-top
-  from pipeline.stages.training import FLOAT_MODEL  # pylint: disable=g-import-not-at-top
-  with open(os.path.join(build_dir, FLOAT_MODEL), "rb") as f:
-    digest = hashlib.sha256(f.read()).hexdigest()
-  path = os.path.join(work_dir, "shipped_scores.json")
-  if os.path.exists(path):
-    cached = atomic.read_json(path, "the benchmark's cached shipped scores")
-    if cached.get("model_sha256") == digest:
-      return cached["scores"]
-  scores = score(readout.load_model(build_dir))
-  os.makedirs(work_dir, exist_ok=True)
-  atomic.write_json(path, {"model_sha256": digest, "scores": scores})
-  return scores
 
 
 def measure_from_flags() -> dict:

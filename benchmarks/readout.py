@@ -22,6 +22,7 @@ against shipped. Nothing here is fit on the test split.
       --build_dir=build/ham3 --output_json=readout.json
 """
 
+import hashlib
 import os
 import time
 from typing import Callable, Dict, List, Sequence
@@ -131,6 +132,24 @@ def score_readout(readout, feats: dict, split: dict) -> dict:
           "test": metrics.argmax_balanced_accuracy(split["test"].labels, per_view[0]),
           "test_tta8": metrics.argmax_balanced_accuracy(split["test"].labels,
                                                         np.mean(per_view, axis=0))}
+
+
+def cached_scores(build_dir: str, path: str, score: Callable[[object], dict]) -> dict:
+  """score(the build's float model as shipped), kept at `path` (JSON) with the model file's
+  digest: a build's figures are computed once, not on every run, and again when the model
+  changes."""
+  from pipeline import atomic  # pylint: disable=g-import-not-at-top
+  from pipeline.stages.training import FLOAT_MODEL  # pylint: disable=g-import-not-at-top
+  with open(os.path.join(build_dir, FLOAT_MODEL), "rb") as f:
+    digest = hashlib.sha256(f.read()).hexdigest()
+  if os.path.exists(path):
+    cached = atomic.read_json(path, "the benchmark's cached scores")
+    if cached.get("model_sha256") == digest:
+      return cached["scores"]
+  scores = score(load_model(build_dir))
+  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+  atomic.write_json(path, {"model_sha256": digest, "scores": scores})
+  return scores
 
 
 def build_data(build_dir: str, files: Sequence[str] = ()):

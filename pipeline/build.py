@@ -52,6 +52,10 @@ _define("integer", "image_size", _D.data.image_size, "Model input height and wid
 _define("float", "val_fraction", _D.data.val_fraction, "Share of each class for validation.")
 _define("float", "test_fraction", _D.data.test_fraction,
         "Share of each class for test (unless the dataset ships a test split).")
+_define("float", "train_fraction", _D.data.train_fraction, "Train on this share of each "
+        "class's training lesions (at least one), drawn with --seed; validation and test stay "
+        "whole, the rest is 'unused' in splits.csv. For learning curves "
+        "(benchmarks.learning_curve): what would more data give?")
 _define("string", "split_file", "", "Reuse a saved splits.csv instead of splitting anew.")
 _define("bool", "strict", _D.data.strict, "Fail on any bad input instead of skipping it.")
 _define("string", "hmnist_labels", "", "hmnist_csv label table CODE:NAME,... (default: "
@@ -187,7 +191,8 @@ def config_from_flags(f: flags.FlagValues) -> Tuple[BuildConfig, RunOptions]:
       data=DataConfig(
           data_format=f.data_format, data_dir=f.data_dir, metadata_csv=f.metadata_csv,
           image_size=f.image_size, val_fraction=f.val_fraction, test_fraction=f.test_fraction,
-          split_file=f.split_file, strict=f.strict, hmnist_labels=f.hmnist_labels,
+          train_fraction=f.train_fraction, split_file=f.split_file, strict=f.strict,
+          hmnist_labels=f.hmnist_labels,
           cache_max_gb=f.cache_max_gb, synthetic_classes=f.synthetic_classes,
           synthetic_per_class=f.synthetic_per_class),
       model=ModelConfig(weights=f.weights, alpha=f.alpha, dropout=f.dropout),

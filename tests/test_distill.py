@@ -105,6 +105,7 @@ def test_the_student_starts_from_the_chosen_weights(built, tmp_path, monkeypatch
   did), and no teacher is computed. The shipped
   model's scores are kept for the next run."""
   from benchmarks import distill as bench  # pylint: disable=g-import-not-at-top
+  from benchmarks import readout  # pylint: disable=g-import-not-at-top
   cfg, run, _ = built
   captured = {}
   original = distill.run_distill
@@ -140,8 +141,8 @@ def test_the_student_starts_from_the_chosen_weights(built, tmp_path, monkeypatch
   def not_again(model):
     raise AssertionError("the shipped model was scored again")
 
-  assert bench._shipped_scores(  # pylint: disable=protected-access
-      run.output_dir, str(tmp_path), not_again) == result["rows"]["shipped"]
+  assert readout.cached_scores(run.output_dir, os.path.join(tmp_path, bench.SHIPPED_SCORES),
+                               not_again) == result["rows"]["shipped"]
 
 
 def test_progressive_resizing_trains_the_same_weights_small_then_full_size_on_one_schedule(

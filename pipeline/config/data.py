@@ -15,6 +15,7 @@ class DataConfig:
   image_size: int = 224
   val_fraction: float = 0.1
   test_fraction: float = 0.2
+  train_fraction: float = 1.0  # Share of each class's training lesions used (learning curves).
   split_file: str = ""
   strict: bool = False
   hmnist_labels: str = ""  # "0:akiec,1:bcc,..." overrides the documented default table.
@@ -42,5 +43,8 @@ class DataConfig:
       value = getattr(self, name)
       if not 0.0 < value < 0.5:
         raise PipelineError(f"--{name}={value} is out of range; use a value in (0, 0.5)")
+    if not 0.0 < self.train_fraction <= 1.0:
+      raise PipelineError(f"--train_fraction={self.train_fraction} is out of range; use a "
+                          "value in (0, 1]")
     if self.synthetic_classes < 2 or self.synthetic_per_class < 10:
       raise PipelineError("--synthetic_classes must be >= 2 and --synthetic_per_class >= 10")

@@ -10,6 +10,7 @@ from pipeline import images as images_lib
 from pipeline.errors import PipelineError
 
 SPLITS = ("train", "val", "test")
+UNUSED = "unused"  # splits.csv's name for an image a build left out (--train_fraction).
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,6 +56,7 @@ class DataBundle:
   image_size: int
   notes: "InputNotes"
   streamed: bool = False  # Images are decoded from disk each epoch (over --cache_max_gb).
+  unused: Tuple[Tuple[str, str, str], ...] = ()  # (key, label, group) of images left out.
 
   def train_counts(self) -> np.ndarray:
     """Images per class in the training split, in label order."""

@@ -27,7 +27,8 @@ def load(config: DataConfig, seed: int, split_file: str = "", synthetic_root: st
   Args:
     config: the data configuration.
     seed: drives the split.
-    split_file: a splits.csv to reuse instead of splitting (overrides config.split_file).
+    split_file: the build's own splits.csv, used as it is (overrides config.split_file,
+      which is a split to start from: --train_fraction then subsamples its training images).
     synthetic_root: where the synthetic set was generated (data_format="synthetic").
     only_splits: decode and return only these splits (a benchmark scoring the test split
       need not decode the training images); needs the build's splits.csv. The labels are
@@ -43,6 +44,7 @@ def load(config: DataConfig, seed: int, split_file: str = "", synthetic_root: st
   notes = InputNotes(config.strict)
   examples, declared = readers.read(config, notes, synthetic_root)
   examples = _dedupe_keys(examples, notes)
+  own_split = bool(split_file)
   split_file = split_file or config.split_file
   partial = tuple(only_splits) != SPLITS
   if partial:
@@ -62,6 +64,8 @@ def load(config: DataConfig, seed: int, split_file: str = "", synthetic_root: st
     assignment = splits_lib.assignment_for(split_file, examples)
   else:
     assignment = splits_lib.assign(examples, config.val_fraction, config.test_fraction, seed)
+  if not (own_split or unsplit):
+    assignment = splits_lib.subsample_train(examples, assignment, config.train_fraction, seed)
   index = {label: i for i, label in enumerate(labels)}
 
   bundle_splits = {}
@@ -77,8 +81,10 @@ def load(config: DataConfig, seed: int, split_file: str = "", synthetic_root: st
         groups=[examples[i].group for i in chosen],
         images=None if streamed else pixels[chosen],
         image_size=config.image_size)
+  unused = tuple((e.key, e.label, e.group) for e in examples
+                 if assignment.get(e.key) == splits_lib.UNUSED)
   return DataBundle(labels=tuple(labels), splits=bundle_splits, image_size=config.image_size,
-                    notes=notes, streamed=streamed)
+                    notes=notes, streamed=streamed, unused=unused)
 
 
 def _dedupe_keys(examples: List[Example], notes: InputNotes) -> List[Example]:

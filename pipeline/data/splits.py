@@ -5,11 +5,11 @@ import collections
 import csv
 import io
 import os
-from typing import Dict, List, Sequence
+from typing import Dict, List, Sequence, Tuple
 
 import numpy as np
 
-from pipeline.data.dataset import SPLITS, DataBundle, Example
+from pipeline.data.dataset import SPLITS, UNUSED, DataBundle, Example
 from pipeline.data.readers import read_csv
 from pipeline.errors import PipelineError
 
@@ -37,25 +37,9 @@ def assign(examples: Sequence[Example], val_fraction: float, test_fraction: floa
   Raises:
     PipelineError: a class has too few groups to appear in every split.
   """
-  assignment: Dict[str, str] = {}
-  has_given_test = any(e.given_split == "test" for e in examples)
-  group_label: Dict[str, str] = {}
-  group_members: Dict[str, List[Example]] = collections.defaultdict(list)
-  for e in examples:
-    if e.given_split == "test":
-      assignment[e.key] = "test"
-      continue
-    group_members[e.group].append(e)
-    # A group takes its most common label; ties break by name for determinism.
-    group_label.setdefault(e.group, e.label)
-  for group, members in group_members.items():
-    counts = collections.Counter(m.label for m in members)
-    group_label[group] = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[0][0]
-
-  by_class: Dict[str, List[str]] = collections.defaultdict(list)
-  for group in sorted(group_members):
-    by_class[group_label[group]].append(group)
-
+  assignment = {e.key: "test" for e in examples if e.given_split == "test"}
+  has_given_test = bool(assignment)
+  group_members, by_class = _groups_by_class([e for e in examples if e.given_split != "test"])
   rng = np.random.default_rng(seed)
   needed = ("val",) if has_given_test else ("val", "test")
   for label in sorted(by_class):
@@ -85,6 +69,47 @@ def assign(examples: Sequence[Example], val_fraction: float, test_fraction: floa
   return assignment
 
 
+def _groups_by_class(examples: Sequence[Example]
+                     ) -> Tuple[Dict[str, List[Example]], Dict[str, List[str]]]:
+  """({group: its examples}, {label: its groups, sorted}). A group (a lesion) takes its most
+  common label; ties break by name for determinism."""
+  group_members: Dict[str, List[Example]] = collections.defaultdict(list)
+  for e in examples:
+    group_members[e.group].append(e)
+  by_class: Dict[str, List[str]] = collections.defaultdict(list)
+  for group in sorted(group_members):
+    counts = collections.Counter(m.label for m in group_members[group])
+    by_class[sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[0][0]].append(group)
+  return group_members, by_class
+
+
+SUBSAMPLE_STREAM = 1  # subsample_train's draws are independent of the split's (same seed).
+
+
+def subsample_train(examples: Sequence[Example], assignment: Dict[str, str], fraction: float,
+                    seed: int) -> Dict[str, str]:
+  """Keeps `fraction` of each class's training lesions (at least one), drawn with `seed`;
+  the others' images become UNUSED. Validation and test stay as they are, so builds on
+  fractions of the training data score on the same images (a learning curve).
+
+  Returns:
+    A new {example key: split name}; `assignment` itself when fraction >= 1.
+  """
+  if fraction >= 1:
+    return assignment
+  group_members, by_class = _groups_by_class(
+      [e for e in examples if assignment.get(e.key) == "train"])
+  rng = np.random.default_rng([seed, SUBSAMPLE_STREAM])
+  out = dict(assignment)
+  for label in sorted(by_class):
+    groups = by_class[label]
+    keep = max(1, round(fraction * len(groups)))
+    for i in rng.permutation(len(groups))[keep:]:
+      for m in group_members[groups[i]]:
+        out[m.key] = UNUSED
+  return out
+
+
 def read_assignment(path: str) -> Dict[str, str]:
   """Reads a splits.csv into {key: split}, checking the split names.
 
@@ -95,10 +120,10 @@ def read_assignment(path: str) -> Dict[str, str]:
     raise PipelineError(f"{path}: split file not found; check --split_file")
   rows, _ = read_csv(path, ("key", "split"))
   assignment = {r["key"]: r["split"] for r in rows}
-  bad = [s for s in set(assignment.values()) if s not in SPLITS]
+  bad = [s for s in set(assignment.values()) if s not in SPLITS + (UNUSED,)]
   if bad:
     raise PipelineError(f"{path}: unknown split name(s) {', '.join(sorted(bad))}; use "
-                        f"{', '.join(SPLITS)}")
+                        f"{', '.join(SPLITS + (UNUSED,))}")
   return assignment
 
 
@@ -114,11 +139,14 @@ def assignment_for(path: str, examples: Sequence[Example]) -> Dict[str, str]:
 
 
 def to_csv(bundle: DataBundle) -> str:
-  """splits.csv of a bundle: key, label, group, split (one row per image)."""
+  """splits.csv of a bundle: key, label, group, split (one row per image; an image the build
+  left out is in split UNUSED)."""
   buffer = io.StringIO()
   writer = csv.writer(buffer, lineterminator="\n")
   writer.writerow(COLUMNS)
   for name, split in bundle.splits.items():
     for key, label, group in zip(split.keys, split.labels, split.groups):
       writer.writerow((key, bundle.labels[label], group, name))
+  for key, label, group in bundle.unused:
+    writer.writerow((key, label, group, UNUSED))
   return buffer.getvalue()

@@ -54,7 +54,9 @@ def run(config: BuildConfig, state: BuildState) -> BuildState:
   atomic.write_text(state.path(splits_lib.FILE_NAME), splits_lib.to_csv(bundle))
   atomic.write_json(state.path("data_report.json"), data_report)
   counts = ", ".join(f"{k} {len(s)}" for k, s in bundle.splits.items())
-  state.log(f"data: {sum(len(s) for s in bundle.splits.values())} images ({counts}), "
+  unused = (f", {len(bundle.unused)} training images left out by --train_fraction="
+            f"{config.data.train_fraction:g}" if bundle.unused else "")
+  state.log(f"data: {sum(len(s) for s in bundle.splits.values())} images ({counts}{unused}), "
             f"{len(bundle.labels)} labels, {bundle.notes.skipped_summary()}, "
             f"{len(bundle.notes.converted)} converted")
   return dataclasses.replace(state, bundle=bundle, data_report=data_report)
@@ -72,6 +74,7 @@ def summary(data_format: str, bundle: data_lib.DataBundle, train: TrainConfig) -
       "labels": list(bundle.labels),
       "counts": bundle.counts(),
       "totals": {name: len(split) for name, split in bundle.splits.items()},
+      "unused": len(bundle.unused),  # Training images left out (--train_fraction).
       "oversample": train.oversample,
       "class_balance": train.class_balance,  # The transfer and QAT phases.
       "class_weights": named(inputs.class_weights(counts, train.class_balance)),
