@@ -34,7 +34,7 @@ def define_flags() -> None:
   flags.DEFINE_string("output_md", "", "Markdown report path (default: beside the JSON).")
 
 
-def _load_images(folder: str, limit: int = 32):
+def _load_images(folder: str, size: int, limit: int = 32):
   import numpy as np  # pylint: disable=g-import-not-at-top
   from pipeline import images as images_lib  # pylint: disable=g-import-not-at-top
   from pipeline.errors import PipelineError  # pylint: disable=g-import-not-at-top
@@ -44,7 +44,15 @@ def _load_images(folder: str, limit: int = 32):
               if n.lower().endswith(images_lib.IMAGE_SUFFIXES)]
   if not paths:
     raise PipelineError(f"{folder}: no images found; check --images_dir")
-  return np.stack([images_lib.load_rgb(p, 224)[0] for p in sorted(paths)[:limit]])
+  return np.stack([images_lib.load_rgb(p, size)[0] for p in sorted(paths)[:limit]])
+
+
+def _input_size(path: str) -> int:
+  """The model's input height in pixels."""
+  from ai_edge_litert.interpreter import Interpreter  # pylint: disable=g-import-not-at-top
+  from pipeline import quiet  # pylint: disable=g-import-not-at-top
+  with quiet.native_stderr():
+    return int(Interpreter(model_path=path).get_input_details()[0]["shape"][1])
 
 
 def _normalization(path: str):
@@ -73,7 +81,9 @@ def run(models: List[str], threads: List[int], runs: int, warmup_runs: int,
     if not os.path.isfile(path):
       raise PipelineError(f"{path}: model file not found")
   all_models = list(dict.fromkeys(models + ([reference] if reference else [])))
-  images = _load_images(images_dir) if images_dir else None
+  # Decoded once at the largest input size; a smaller model's input is resized down from it.
+  images = (_load_images(images_dir, max(_input_size(p) for p in all_models)) if images_dir
+            else None)
   results = latency.measure(all_models, threads, runs=runs, warmup_runs=warmup_runs,
                             warmup_seconds=warmup_seconds, images=images, seed=seed,
                             normalizations={p: _normalization(p) for p in all_models})

@@ -11,7 +11,7 @@ from pipeline.apps import check as app_check
 from tests.conftest import run_cli
 
 
-def test_benchmark_contracts(built, tmp_path):
+def test_benchmark_contracts(built, tmp_path, monkeypatch):
   cfg, run, report = built
   out = run.output_dir
   int8, f32 = os.path.join(out, "model_int8.tflite"), os.path.join(out, "model_float32.tflite")
@@ -37,6 +37,16 @@ def test_benchmark_contracts(built, tmp_path):
     assert [r for r in results if r["model"] == int8 and r["threads"] == n][0][
         "ratio_to_reference"] == round(medians[(int8, n)] / medians[(f32, n)], 4)
   assert os.path.isfile(tmp_path / "lat.md")
+  # Real images are decoded once at the models' input size (they were decoded at 224).
+  from benchmarks import latency as latency_bench  # pylint: disable=g-import-not-at-top
+  decoded = []
+  load = latency_bench._load_images  # pylint: disable=protected-access
+  monkeypatch.setattr(latency_bench, "_load_images",
+                      lambda *a, **k: decoded.append(load(*a, **k)) or decoded[-1])
+  real = latency_bench.run([int8], [1], runs=2, warmup_runs=0, warmup_seconds=0.0,
+                           reference="", images_dir=os.path.join(out, "synthetic_data"), seed=0)
+  assert [d.shape[1:] for d in decoded] == [(48, 48, 3)]
+  assert real["settings"]["inputs"].endswith("synthetic_data")
 
   data_dir = os.path.join(out, "synthetic_data")
   acc = run_cli(["-m", "benchmarks.accuracy", f"--model={int8}", f"--float_reference={f32}",
