@@ -81,6 +81,15 @@ def build_models(build_dir: str,
   return [p for p in paths if os.path.isfile(p)]
 
 
+def work_folder(work_root: str, build_dir: str) -> str:
+  """A build's folder under a benchmark's --work_dir: one per build, wherever the build is
+  given from."""
+  import hashlib  # pylint: disable=g-import-not-at-top
+  path = os.path.abspath(build_dir)
+  return os.path.join(work_root,
+                      f"{os.path.basename(path)}-{hashlib.sha1(path.encode()).hexdigest()[:8]}")
+
+
 def progress(message: str) -> None:
   """A progress line, shown at once even when stdout is a file (nohup ... > log)."""
   print(message, flush=True)

@@ -26,7 +26,6 @@ the training split, and the shipped model's scores, cached in --work_dir).
 """
 
 import dataclasses
-import hashlib
 import os
 import time
 from typing import List, Optional
@@ -174,13 +173,6 @@ def score_build(build_dir: str, student: Student, work_dir: str,
           metrics.argmax_balanced_accuracy(split["train"].labels, teacher)}
 
 
-def work_folder(work_root: str, build_dir: str) -> str:
-  """The build's folder of --work_dir: one per build, wherever the build is given from."""
-  path = os.path.abspath(build_dir)
-  return os.path.join(work_root,
-                      f"{os.path.basename(path)}-{hashlib.sha1(path.encode()).hexdigest()[:8]}")
-
-
 STUDENT_FILE = "student.json"  # The recipe of the student checkpointed in a work dir.
 SHIPPED_SCORES = "shipped_scores.json"  # The shipped model's scores, cached in a work dir.
 
@@ -228,7 +220,7 @@ def measure_from_flags() -> dict:
       os.path.dirname(os.path.abspath(FLAGS.output_json)), "distill_work")
   builds = []
   for i, build_dir in enumerate(FLAGS.build_dir, 1):
-    builds.append(score_build(build_dir, student, work_folder(work_root, build_dir),
+    builds.append(score_build(build_dir, student, common.work_folder(work_root, build_dir),
                               resume=FLAGS.resume))
     common.progress(f"distill: {i}/{len(FLAGS.build_dir)} builds done")
   return {"student": dataclasses.asdict(student), "builds": builds,

@@ -29,7 +29,6 @@ from absl import app
 from absl import flags
 
 from benchmarks import common
-from benchmarks import distill
 from benchmarks import readout
 
 FLAGS = flags.FLAGS
@@ -80,7 +79,7 @@ def check_students(students: Dict[str, str], build_dirs: Sequence[str]) -> None:
   from pipeline.train import fit  # pylint: disable=g-import-not-at-top
   for name, root in students.items():
     for build_dir in build_dirs:
-      ckpt = fit.checkpoint_dir(distill.work_folder(root, build_dir), "distill")
+      ckpt = fit.checkpoint_dir(common.work_folder(root, build_dir), "distill")
       if not os.path.isdir(ckpt):
         raise PipelineError(f"--student={name}={root}: no student of --build_dir={build_dir} "
                             f"(no {ckpt}); train it with benchmarks.distill "
@@ -115,7 +114,7 @@ def member_probabilities(build_dir: str, sources: dict, progress=common.progress
         model = readout.load_model(build_dir, epoch)
       else:
         model = readout.load_model(build_dir)
-        fit.restore_epoch(model, distill.work_folder(root, build_dir), "distill", epoch)
+        fit.restore_epoch(model, common.work_folder(root, build_dir), "distill", epoch)
       train_x = readout.features(model, split["train"].pixels(), norm, 1)
       classify = readout.crt_classifier(train_x, split["train"].labels, len(bundle.labels),
                                         config.train.crt_c)

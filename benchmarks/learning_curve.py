@@ -124,11 +124,10 @@ def measure_from_flags() -> dict:
     raise PipelineError("--fractions and --targets must be in (0, 1), e.g. --fractions=0.25,0.5")
   work = FLAGS.work_dir or os.path.join(os.path.dirname(os.path.abspath(FLAGS.output_json)),
                                         "learning_curve_work")
-  from benchmarks.distill import work_folder  # pylint: disable=g-import-not-at-top
   points = []
   for build_dir in FLAGS.build_dir:
     points.append({"fraction": 1.0, "draw": 0, "build": build_dir,
-                   **score(build_dir, os.path.join(work_folder(work, build_dir),
+                   **score(build_dir, os.path.join(common.work_folder(work, build_dir),
                                                    "scores.json"))})
     common.progress(f"learning_curve: {build_dir}: test {points[-1]['test']:.1%}")
   for fraction in fractions:

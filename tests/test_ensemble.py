@@ -6,7 +6,7 @@ import itertools
 import numpy as np
 import pytest
 
-from benchmarks import distill, ensemble, readout
+from benchmarks import common, distill, ensemble, readout
 from pipeline import metrics
 from pipeline.errors import PipelineError
 from tests.conftest import run_cli
@@ -16,7 +16,7 @@ def test_ensemble_scores_each_member_and_the_mean_of_every_group(built, tmp_path
   _, run, report = built
   work = str(tmp_path / "work")
   student = distill.Student("transfer", 1, 1e-3, 0.0, 1.0, seed_offset=1)
-  trained = distill.score_build(run.output_dir, student, distill.work_folder(work, run.output_dir),
+  trained = distill.score_build(run.output_dir, student, common.work_folder(work, run.output_dir),
                                 progress=lambda message: None)
   captured = {}
   original = ensemble.member_probabilities
