@@ -78,18 +78,18 @@ def score(build_dir: str, cache_path: str) -> dict:
   """{"train_images", "val", "test", "test_tta8", "finetune_epoch_seconds"} of a build's
   float model (scores cached at cache_path by the model's digest)."""
   from pipeline import atomic  # pylint: disable=g-import-not-at-top
-  config, _, split = readout.build_data(build_dir)
 
-  def scores(model) -> dict:
+  def scores(model) -> dict:  # Loads the data only when the model is scored anew.
+    config, _, split = readout.build_data(build_dir)
     feats = {name: readout.features(model, split[name].pixels(), config.model.normalization,
                                     views) for name, views in (("val", 1), ("test", 8))}
     return readout.score_readout(readout.head_classifier(model), feats, split)
 
   row = dict(readout.cached_scores(build_dir, cache_path, scores))
-  history = atomic.read_json(os.path.join(build_dir, "report.json"), "build report")[
-      "training"]["finetune"]["history"]
-  return {**row, "train_images": len(split["train"]),
-          "finetune_epoch_seconds": float(np.mean(history["seconds"]))}
+  report = atomic.read_json(os.path.join(build_dir, "report.json"), "build report")
+  return {**row, "train_images": int(report["data"]["totals"]["train"]),
+          "finetune_epoch_seconds": float(np.mean(
+              report["training"]["finetune"]["history"]["seconds"]))}
 
 
 def fit_line(points: Sequence[dict], key: str, targets: Sequence[float]) -> dict:
@@ -139,10 +139,23 @@ def measure_from_flags() -> dict:
       common.progress(f"learning_curve: fraction {fraction:g} draw {draw}: "
                       f"{points[-1]['train_images']} training images, test "
                       f"{points[-1]['test']:.1%}")
-  payload = {"builds": FLAGS.build_dir, "points": points, "targets": targets,
+  return analyse(FLAGS.build_dir, points, targets, os.path.splitext(FLAGS.output_json)[0] + ".png")
+
+
+def analyse(builds: Sequence[str], points: List[dict], targets: Sequence[float],
+            plot_path: str) -> dict:
+  """The report of scored points: per fraction, and the lines fit to all of them and to the
+  last doubling alone (fractions >= 0.5; where a learning curve flattens, the nearer
+  estimate of what more data gives), with the plot."""
+  upper = [p for p in points if p["fraction"] >= 0.5]
+  spans = {"all": points}
+  if len({p["fraction"] for p in upper}) > 1 and len(upper) > 2:
+    spans["last_doubling"] = upper
+  payload = {"builds": list(builds), "points": points, "targets": list(targets),
              "by_fraction": by_fraction(points),
-             "fits": {key: fit_line(points, key, targets) for key in VIEWS}}
-  plot(payload, os.path.splitext(FLAGS.output_json)[0] + ".png")
+             "fits": {span: {key: fit_line(chosen, key, targets) for key in VIEWS}
+                      for span, chosen in spans.items()}}
+  plot(payload, plot_path)
   return payload
 
 
@@ -172,11 +185,14 @@ def plot(payload: dict, path: str) -> None:
   right = n.max() * 4
   for key, colour, name in (("test", "C0", "float32, one view"),
                             ("test_tta8", "C1", "float32, 8 dihedral views")):
-    ax.plot(n, [p[key] for p in points], "o", color=colour, alpha=0.6, label=name)
-    fit = payload["fits"][key]
-    xs = np.geomspace(n.min(), right, 50)
-    ax.plot(xs, fit["intercept"] + fit["per_doubling"] * np.log2(xs), "--", color=colour,
-            label=f"{name}: {fit['per_doubling']:+.1%} per doubling")
+    ax.plot(n, [p[key] for p in points], "o", color=colour, alpha=0.5, label=name)
+    for span, style in (("all", "--"), ("last_doubling", ":")):
+      if span not in payload["fits"]:
+        continue
+      fit = payload["fits"][span][key]
+      xs = np.geomspace(n.min() if span == "all" else n.max() / 2, right, 50)
+      ax.plot(xs, fit["intercept"] + fit["per_doubling"] * np.log2(xs), style, color=colour,
+              label=f"{fit['per_doubling']:+.1%} per doubling ({span.replace('_', ' ')})")
   for target in payload["targets"]:
     ax.axhline(target, color="0.6", lw=0.8)
     ax.text(n.min(), target, f" {target:.0%}", va="bottom", fontsize=8, color="0.4")
@@ -200,16 +216,18 @@ def markdown(payload: dict) -> List[str]:
                  f"| {cell(row['test_tta8'])} | {cell(row['val'])} | "
                  f"{row['finetune_epoch_seconds']['mean']:.0f} |")
   full = max(p["train_images"] for p in payload["points"])
-  lines += ["", "| figure | gain per doubling (95% interval) | r | "
+  lines += ["", "| line | figure | gain per doubling (95% interval) | r | "
             + " | ".join(f"training images for {t:.0%} (x today's)" for t in payload["targets"])
-            + " |", "|---|---:|---:|" + "---:|" * len(payload["targets"])]
+            + " |", "|---|---|---:|---:|" + "---:|" * len(payload["targets"])]
   times = lambda v: "never (no gain)" if v is None else f"{v:,.0f} ({v / full:.1f}x)"
-  for key, fit in payload["fits"].items():
-    reach = [fit["train_images_to_reach"][f"{t:g}"] for t in payload["targets"]]
-    lines.append(f"| {key} | {fit['per_doubling']:+.1%} ({fit['per_doubling_low']:+.1%} to "
-                 f"{fit['per_doubling_high']:+.1%}) | {fit['r']:.2f} | "
-                 + " | ".join(f"{times(r['slope'])}; interval {times(r['high'])} to "
-                              f"{times(r['low'])}" for r in reach) + " |")
+  for span, fits in payload["fits"].items():
+    for key, fit in fits.items():
+      reach = [fit["train_images_to_reach"][f"{t:g}"] for t in payload["targets"]]
+      lines.append(f"| {span.replace('_', ' ')} ({fit['points']} models) | {key} | "
+                   f"{fit['per_doubling']:+.1%} ({fit['per_doubling_low']:+.1%} to "
+                   f"{fit['per_doubling_high']:+.1%}) | {fit['r']:.2f} | "
+                   + " | ".join(f"{times(r['slope'])}; interval {times(r['high'])} to "
+                                f"{times(r['low'])}" for r in reach) + " |")
   lines += ["", "Reaching a target is read off a straight line in log2(training images): an "
             "extrapolation beyond the data, and learning curves flatten, so the figures are a "
             "lower bound on the data needed."]

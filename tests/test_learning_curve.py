@@ -104,6 +104,26 @@ def test_the_line_reads_the_gain_per_doubling_and_where_it_reaches_a_target():
       "slope"] is None
 
 
+def test_a_flattening_curve_reads_a_smaller_gain_on_its_last_doubling(tmp_path):
+  from benchmarks import learning_curve  # pylint: disable=g-import-not-at-top
+  gains = {0.25: 0.50, 0.5: 0.60, 1.0: 0.64}  # +10 points, then +4.
+  points = [{"fraction": f, "train_images": int(1600 * f), "test": acc + d, "test_tta8": acc,
+             "val": acc, "finetune_epoch_seconds": 1.0}
+            for f, acc in gains.items() for d in (-0.01, 0.01)]
+  payload = learning_curve.analyse(["b"], points, [0.7], str(tmp_path / "c.png"))
+  fits = payload["fits"]
+  assert fits["all"]["test"]["per_doubling"] == pytest.approx(0.07)
+  assert fits["last_doubling"]["test"]["per_doubling"] == pytest.approx(0.04)
+  assert fits["last_doubling"]["test"]["points"] == 4
+  assert payload["by_fraction"]["0.25"]["test"]["mean"] == pytest.approx(0.50)
+  assert os.path.getsize(tmp_path / "c.png") > 0
+  text = "\n".join(learning_curve.markdown(payload))
+  assert "| last doubling (4 models) | test | +4.0% (" in text
+  one = learning_curve.analyse(["b"], [p for p in points if p["fraction"] < 1], [0.7],
+                               str(tmp_path / "d.png"))
+  assert list(one["fits"]) == ["all"]  # No two fractions at or above a half: no such line.
+
+
 def test_learning_curve_reruns_the_recipe_on_shares_of_the_lesions(built, tmp_path):
   """Two re-runs of the smoke build on half its training lesions: each trains on half of each
   class, with its own lesions, and is scored on the build's own test images; the build itself
@@ -129,7 +149,7 @@ def test_learning_curve_reruns_the_recipe_on_shares_of_the_lesions(built, tmp_pa
                                                                  abs=3)
     assert 0 <= p["test"] <= 1 and 0 <= p["test_tta8"] <= 1
   assert chosen[0] != chosen[1]
-  assert payload["fits"]["test"]["points"] == 3
+  assert payload["fits"]["all"]["test"]["points"] == 3
   assert os.path.exists(tmp_path / "curve.png") and os.path.exists(tmp_path / "curve.md")
   again = run_cli(args, timeout=900)
   assert again.returncode == 0 and "draw 1, in" not in again.stdout
