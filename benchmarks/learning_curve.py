@@ -198,6 +198,9 @@ def plot(payload: dict, path: str) -> None:
     ax.text(n.min(), target, f" {target:.0%}", va="bottom", fontsize=8, color="0.4")
   ax.axvline(n.max(), color="0.8", lw=1)
   ax.set_xscale("log", base=2)
+  ticks = sorted({int(v) for v in n}) + [int(n.max() * 2), int(n.max() * 4)]
+  ax.set_xticks(ticks, [f"{t}\n({t / n.max():.2g}x)" for t in ticks], fontsize=8)
+  ax.minorticks_off()
   ax.set(xlabel="training images (log scale); right of the grey line: extrapolated",
          ylabel="test balanced accuracy", title="Learning curve of the recipe")
   ax.legend(fontsize=8, loc="lower right")
