@@ -182,7 +182,7 @@ def plot(payload: dict, path: str) -> None:
   fig, ax = plt.subplots(figsize=(7, 4.5))
   points = payload["points"]
   n = np.array([p["train_images"] for p in points], float)
-  right = n.max() * 4
+  right = n.max() * 2
   for key, colour, name in (("test", "C0", "float32, one view"),
                             ("test_tta8", "C1", "float32, 8 dihedral views")):
     ax.plot(n, [p[key] for p in points], "o", color=colour, alpha=0.5, label=name)
@@ -198,7 +198,7 @@ def plot(payload: dict, path: str) -> None:
     ax.text(n.min(), target, f" {target:.0%}", va="bottom", fontsize=8, color="0.4")
   ax.axvline(n.max(), color="0.8", lw=1)
   ax.set_xscale("log", base=2)
-  ticks = sorted({int(v) for v in n}) + [int(n.max() * 2), int(n.max() * 4)]
+  ticks = sorted({int(v) for v in n}) + [int(n.max() * 1.5), int(n.max() * 2)]
   ax.set_xticks(ticks, [f"{t}\n({t / n.max():.2g}x)" for t in ticks], fontsize=8)
   ax.minorticks_off()
   ax.set(xlabel="training images (log scale); right of the grey line: extrapolated",
@@ -223,14 +223,19 @@ def markdown(payload: dict) -> List[str]:
             + " | ".join(f"training images for {t:.0%} (x today's)" for t in payload["targets"])
             + " |", "|---|---|---:|---:|" + "---:|" * len(payload["targets"])]
   times = lambda v: "never (no gain)" if v is None else f"{v:,.0f} ({v / full:.1f}x)"
+
+  def interval(reach: dict) -> str:  # The slope's interval ends, nearer first.
+    ends = sorted(v for v in (reach["high"], reach["low"]) if v is not None)
+    return " to ".join([times(v) for v in ends] + [times(None)] * (len(ends) < 2))
+
   for span, fits in payload["fits"].items():
     for key, fit in fits.items():
       reach = [fit["train_images_to_reach"][f"{t:g}"] for t in payload["targets"]]
       lines.append(f"| {span.replace('_', ' ')} ({fit['points']} models) | {key} | "
                    f"{fit['per_doubling']:+.1%} ({fit['per_doubling_low']:+.1%} to "
                    f"{fit['per_doubling_high']:+.1%}) | {fit['r']:.2f} | "
-                   + " | ".join(f"{times(r['slope'])}; interval {times(r['high'])} to "
-                                f"{times(r['low'])}" for r in reach) + " |")
+                   + " | ".join(f"{times(r['slope'])}; interval {interval(r)}" for r in reach)
+                   + " |")
   lines += ["", "Reaching a target is read off a straight line in log2(training images): an "
             "extrapolation beyond the data, and learning curves flatten, so the figures are a "
             "lower bound on the data needed."]
