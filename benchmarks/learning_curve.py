@@ -11,10 +11,12 @@ split with one view and with the mean over the 8 dihedral views (the int8_tta8 v
 input), and on validation.
 
 A least-squares line of test balanced accuracy against log2(training images), over every
-model, gives the gain per doubling of the data and where the line reaches each of
---targets: how many times today's training lesions it would take, if the line held that far
-(an extrapolation: learning curves flatten). Writes JSON, Markdown and a plot; the re-runs
-live in --work_dir and are resumed or reused when the command is run again.
+model and over the last doubling alone (fractions >= 0.5), gives the gain per doubling of
+the data and where the line reaches each of --targets: how many times today's training
+lesions it would take, if the line held that far (an extrapolation: learning curves
+flatten). The builds must share the first one's test split. Writes JSON, Markdown and a
+plot; the re-runs live in --work_dir and are resumed or reused (when they ran the same
+recipe) when the command is run again.
 
   python -m benchmarks.learning_curve --build_dir=/work/runs/sq1 --build_dir=/work/runs/sq2 \
       --fractions=0.25,0.5 --draws=3 --output_json=learning_curve.json
@@ -37,8 +39,8 @@ VIEWS = ("test", "test_tta8")  # The figures the line is fit to, one line each.
 
 def define_flags() -> None:
   """Defined when run, not on import (see benchmarks.readout)."""
-  flags.DEFINE_multi_string("build_dir", [], "A finished build of the recipe (repeatable; "
-                            "the first one's flags.txt and splits.csv are re-run).")
+  flags.DEFINE_multi_string("build_dir", [], "A finished build of the recipe (repeatable, on "
+                            "one split; the first one's config.json and splits.csv are re-run).")
   flags.DEFINE_list("fractions", ["0.25", "0.5"], "Shares of each class's training lesions "
                     "to re-run the recipe on, each in (0, 1).")
   flags.DEFINE_integer("draws", 3, "Re-runs per fraction, each with its own lesions, data "
@@ -57,15 +59,20 @@ def rerun(build_dir: str, fraction: float, draw: int, out_dir: str) -> str:
   image names, other pixels.)"""
   from pipeline import atomic, stages  # pylint: disable=g-import-not-at-top
   from pipeline import config as config_lib  # pylint: disable=g-import-not-at-top
+  from pipeline.errors import PipelineError  # pylint: disable=g-import-not-at-top
   from pipeline.tf_compat import keras  # pylint: disable=g-import-not-at-top
-  state_path = os.path.join(out_dir, "build_state.json")
-  started = os.path.exists(state_path)
-  if started and "crt" in atomic.read_json(state_path, "build state").get("completed", []):
-    return out_dir
   config = config_lib.BuildConfig.load(os.path.join(build_dir, config_lib.CONFIG_FILE))
   data = dataclasses.replace(config.data, train_fraction=fraction,
                              split_file=os.path.join(build_dir, "splits.csv"))
   recipe = dataclasses.replace(config, seed=config.seed + draw, data=data).validate()
+  state_path = os.path.join(out_dir, "build_state.json")
+  started = os.path.exists(state_path)
+  if started and "crt" in atomic.read_json(state_path, "build state").get("completed", []):
+    saved = config_lib.BuildConfig.load(os.path.join(out_dir, config_lib.CONFIG_FILE))
+    if saved != recipe:
+      raise PipelineError(f"{out_dir} holds a re-run of another build's recipe; give another "
+                          "--work_dir, or remove that folder to re-run it")
+    return out_dir
   common.progress(f"learning_curve: the recipe of {build_dir} on {fraction:g} of its training "
                   f"lesions, draw {draw}, in {out_dir}")
   stages.run(recipe, config_lib.RunOptions(output_dir=out_dir, stop_after="crt",
@@ -111,6 +118,24 @@ def fit_line(points: Sequence[dict], key: str, targets: Sequence[float]) -> dict
           "r": float(fit.rvalue), "points": len(x), "train_images_to_reach": reach}
 
 
+def check_one_split(builds: Sequence[str]) -> None:
+  """Raises PipelineError unless every build is a finished one scored on the first one's test
+  images (so every point of the curve is scored on the same images)."""
+  from pipeline import config as config_lib  # pylint: disable=g-import-not-at-top
+  from pipeline.data import splits as splits_lib  # pylint: disable=g-import-not-at-top
+  from pipeline.errors import PipelineError  # pylint: disable=g-import-not-at-top
+  from pipeline.stages.training import FLOAT_MODEL  # pylint: disable=g-import-not-at-top
+  tests = []
+  for build in builds:
+    path = config_lib.build_files(build, ["splits.csv", FLOAT_MODEL, "report.json"],
+                                  "the crt stage")[0]
+    tests.append({k for k, s in splits_lib.read_assignment(path).items() if s == "test"})
+  for build, test in zip(builds[1:], tests[1:]):
+    if test != tests[0]:
+      raise PipelineError(f"--build_dir={build} has another test split than --build_dir="
+                          f"{builds[0]}; give builds of one split (--split_file)")
+
+
 def measure_from_flags() -> dict:
   from pipeline.errors import PipelineError  # pylint: disable=g-import-not-at-top
   if not FLAGS.build_dir:
@@ -122,6 +147,7 @@ def measure_from_flags() -> dict:
     raise PipelineError(f"--fractions and --targets take numbers: {e}") from e
   if not all(0 < f < 1 for f in fractions) or not all(0 < t < 1 for t in targets):
     raise PipelineError("--fractions and --targets must be in (0, 1), e.g. --fractions=0.25,0.5")
+  check_one_split(FLAGS.build_dir)
   work = FLAGS.work_dir or os.path.join(os.path.dirname(os.path.abspath(FLAGS.output_json)),
                                         "learning_curve_work")
   points = []

@@ -161,3 +161,38 @@ def test_bad_fractions_are_one_line(tmp_path):
                   "--fractions=2"])
   assert done.returncode != 0 and "Traceback" not in done.stderr
   assert "--fractions and --targets must be in (0, 1)" in done.stderr.strip().splitlines()[-1]
+
+
+def _fake_build(root, test_keys, config=None):
+  """A finished build's files as the benchmark checks them (the model file is not read)."""
+  from pipeline.config import BuildConfig as Config  # pylint: disable=g-import-not-at-top
+  os.makedirs(root, exist_ok=True)
+  rows = ["key,label,group,split", "a,x,a,train", "b,y,b,train"]
+  rows += [f"{k},x,{k},test" for k in test_keys]
+  (root / "splits.csv").write_text("\n".join(rows) + "\n")
+  (root / "model_float.keras").write_text("")
+  (root / "report.json").write_text("{}")
+  (config or Config()).save(str(root / "config.json"))
+  return root
+
+
+def test_builds_of_another_split_are_one_line(tmp_path):
+  a = _fake_build(tmp_path / "a", ["t1", "t2"])
+  b = _fake_build(tmp_path / "b", ["t1", "t3"])
+  done = run_cli(["-m", "benchmarks.learning_curve", f"--build_dir={a}", f"--build_dir={b}",
+                  f"--output_json={tmp_path / 'c.json'}"])
+  assert done.returncode != 0 and "Traceback" not in done.stderr
+  assert done.stderr.strip().splitlines()[-1].endswith(
+      "has another test split than --build_dir=" + str(a) + "; give builds of one split "
+      "(--split_file)")
+
+
+def test_a_finished_rerun_of_another_recipe_is_not_reused(tmp_path):
+  from benchmarks import learning_curve  # pylint: disable=g-import-not-at-top
+  build = _fake_build(tmp_path / "build", ["t1"])
+  out = tmp_path / "work" / "fraction0.5-draw1"
+  _fake_build(out, ["t1"], BuildConfig(seed=7))  # Someone else's re-run in that folder.
+  (out / "build_state.json").write_text(json.dumps({"completed": ["data", "transfer",
+                                                                  "finetune", "crt"]}))
+  with pytest.raises(PipelineError, match="holds a re-run of another build's recipe"):
+    learning_curve.rerun(str(build), 0.5, 1, str(out))
