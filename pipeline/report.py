@@ -100,6 +100,9 @@ def write_report(path_json: str, path_md: str, report: dict) -> None:
     for split, counts in data["counts"].items():
       lines.append(f"| {split} | " + " | ".join(str(counts[l]) for l in labels) +
                    f" | {data['totals'][split]} |")
+    if data.get("unused"):
+      lines += ["", f"Left out of training (--train_fraction): {data['unused']} images, "
+                "listed as `unused` in splits.csv."]
     lines += _balance_lines(data)
     lines += ["", f"Skipped inputs: {len(data['skipped'])}; converted: "
               f"{len(data['converted'])} (details in data_report.json)."]

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from pipeline import data as data_lib
+from pipeline import report as report_lib
 from pipeline.config import BuildConfig, DataConfig, RunOptions, replace
 from pipeline.data import splits as splits_lib
 from pipeline.errors import PipelineError
@@ -75,7 +76,12 @@ def test_data_stage_writes_the_left_out_images_and_resume_does_not_subsample_aga
   assert sorted(k for k, s in saved.items() if s == splits_lib.UNUSED) == sorted(
       key for key, _, _ in part.unused)
   with open(tmp_path / "part" / "data_report.json") as f:
-    assert json.load(f)["unused"] == len(part.unused)
+    data = json.load(f)
+  assert data["unused"] == len(part.unused)
+  report_lib.write_report(str(tmp_path / "r.json"), str(tmp_path / "r.md"),
+                          {"name": "r", "data": data})
+  assert (f"Left out of training (--train_fraction): {len(part.unused)} images, listed as "
+          "`unused` in splits.csv.") in (tmp_path / "r.md").read_text()
   resumed = _run(part_cfg, tmp_path / "part", seed=6, resume=True)
   assert resumed.splits["train"].keys == part.splits["train"].keys
   assert resumed.unused == part.unused
