@@ -119,10 +119,7 @@ def score_build(build_dir: str, student: Student, work_dir: str,
   config, bundle, split = readout.build_data(build_dir, [training.TRANSFER_WEIGHTS + ".index"])
   norm, train_cfg = config.model.normalization, config.train
 
-  def score(model) -> dict:
-    feats = {name: readout.features(model, split[name].pixels(), norm, views)
-             for name, views in (("val", 1), ("test", 8))}
-    return readout.score_readout(readout.head_classifier(model), feats, split)
+  score = lambda model: readout.score_model(model, split, norm)
 
   t0 = time.time()
   rows = {"shipped": readout.cached_scores(build_dir, os.path.join(work_dir, SHIPPED_SCORES),

@@ -88,9 +88,7 @@ def score(build_dir: str, cache_path: str) -> dict:
 
   def scores(model) -> dict:  # Loads the data only when the model is scored anew.
     config, _, split = readout.build_data(build_dir)
-    feats = {name: readout.features(model, split[name].pixels(), config.model.normalization,
-                                    views) for name, views in (("val", 1), ("test", 8))}
-    return readout.score_readout(readout.head_classifier(model), feats, split)
+    return readout.score_model(model, split, config.model.normalization)
 
   row = dict(readout.cached_scores(build_dir, cache_path, scores))
   report = atomic.read_json(os.path.join(build_dir, "report.json"), "build report")
@@ -200,7 +198,7 @@ def by_fraction(points: Sequence[dict]) -> Dict[str, dict]:
 
 def plot(payload: dict, path: str) -> None:
   """Every model's test balanced accuracy (one view and 8 views) against its training images
-  (log scale), each view's line extended to the targets."""
+  (log scale), with each view's lines extended to twice today's training images."""
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top

@@ -134,6 +134,14 @@ def score_readout(readout, feats: dict, split: dict) -> dict:
                                                         np.mean(per_view, axis=0))}
 
 
+def score_model(model, split: dict, normalization) -> dict:
+  """{"val", "test", "test_tta8"} of the model's own classifier (`score_readout` of its head,
+  on one view of the validation images and the 8 dihedral views of the test images)."""
+  feats = {name: features(model, split[name].pixels(), normalization, views)
+           for name, views in (("val", 1), ("test", 8))}
+  return score_readout(head_classifier(model), feats, split)
+
+
 def cached_scores(build_dir: str, path: str, score: Callable[[object], dict]) -> dict:
   """score(the build's float model as shipped), kept at `path` (JSON) with the model file's
   digest: a build's figures are computed once, not on every run, and again when the model

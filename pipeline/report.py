@@ -62,10 +62,12 @@ def _balance_lines(data: dict) -> List[str]:
     return ["", f"Class balance: {BALANCE_NAMES['oversample']}."]
 
   def describe(balance: str, weights: Optional[dict]) -> str:
-    shown = weights or (data["class_priors"] if balance == "logit_adjusted" else None)
-    return BALANCE_NAMES[balance] + ("" if shown is None else (
-        " " if weights else ", training priors ") + ", ".join(
-            f"{k} {v:.3f}" for k, v in shown.items()))
+    listed = lambda values: ", ".join(f"{k} {v:.3f}" for k, v in values.items())
+    if weights:
+      return f"{BALANCE_NAMES[balance]} {listed(weights)}"
+    if balance == "logit_adjusted":
+      return f"{BALANCE_NAMES[balance]}, training priors {listed(data['class_priors'])}"
+    return BALANCE_NAMES[balance]
 
   transfer = (data.get("class_balance"), data.get("class_weights"))
   tuned = (data.get("finetune_class_balance", transfer[0]), data.get("finetune_class_weights"))
