@@ -120,7 +120,8 @@ def test_headroom_benchmark_on_a_builds_test_split(built, tmp_path):
   int8, f32 = os.path.join(out, "model_int8.tflite"), os.path.join(out, "model_float32.tflite")
   data = [f"--build_dir={out}", "--split=test"]  # The build names its dataset and split.
   run = run_cli(["-m", "benchmarks.headroom", f"--model={int8}", f"--model={f32}", *data,
-                 "--fit_split=val", f"--output_json={tmp_path / 'headroom.json'}"])
+                 "--fit_split=val", "--tta_zooms=0.75",
+                 f"--output_json={tmp_path / 'headroom.json'}"])
   assert run.returncode == 0, run.stderr
   payload = json.load(open(tmp_path / "headroom.json"))
   rows = {r["model"]: r for r in payload["rows"]}
@@ -131,7 +132,8 @@ def test_headroom_benchmark_on_a_builds_test_split(built, tmp_path):
       report["models"]["int8"]["balanced_accuracy"])
   for r in rows.values():
     assert {"oracle_offsets", "tta8", "fit_split_offsets", "tta8_fit_split_offsets"} <= set(r)
-  assert os.path.isfile(tmp_path / "headroom.md")
+    assert set(r["tta8_zooms"]) == {"0.75", "all"}
+  assert "| TTA8 at 0.75 | all views |" in open(tmp_path / "headroom.md").read()
   # Scoring the split it fits on would be a leak: one clear line, non-zero exit.
   bad = run_cli(["-m", "benchmarks.headroom", f"--model={int8}", *data, "--fit_split=test",
                  f"--output_json={tmp_path / 'bad.json'}"])

@@ -45,6 +45,40 @@ def test_score_rows_ensemble_tta_and_offsets():
   assert [r["model"] for r in single] == ["a"] and "fit_split_offsets" not in single[0]
 
 
+def test_centre_zoom_keeps_the_centre_at_the_input_size():
+  image = np.zeros((2, 8, 8, 3), np.uint8)
+  image[:, 2:6, 2:6] = 200  # The centre half of each side.
+  image[1, 2:6, 2:6, 1] = 50
+  np.testing.assert_array_equal(headroom.centre_zoom(image, 1.0), image)
+  zoomed = headroom.centre_zoom(image, 0.5)
+  assert zoomed.shape == image.shape and zoomed.dtype == np.uint8
+  # Only the centre is left, spread over the whole image; each image keeps its own pixels.
+  np.testing.assert_array_equal(zoomed[0], np.full((8, 8, 3), 200))
+  np.testing.assert_array_equal(zoomed[1, ..., 1], np.full((8, 8), 50))
+
+
+def test_tta_zooms_are_fractions():
+  from pipeline.errors import PipelineError
+  assert headroom.parse_zooms(["0.875", "0.75"]) == [0.875, 0.75]
+  for bad in ("1", "1.5", "0", "-0.5", "x", "nan"):
+    with pytest.raises(PipelineError, match="--tta_zooms"):
+      headroom.parse_zooms([bad])
+
+
+def test_score_rows_with_zoomed_views():
+  y = np.array([0, 0, 1, 1])
+  right, wrong = np.eye(2)[y] * 0.8 + 0.1, np.eye(2)[1 - y] * 0.8 + 0.1
+  zoomed = {"a": {"0.75": right, "all": wrong}, "b": {"0.75": right, "all": right}}
+  rows = {r["model"]: r for r in headroom.score_rows(
+      y, {"a": right, "b": right}, {"a": right, "b": right}, zoomed=zoomed)}
+  assert rows["a"]["tta8_zooms"] == {"0.75": 1.0, "all": 0.0}
+  # The ensemble averages each key over the models: a tie of right and wrong goes to class 0.
+  assert rows[headroom.ENSEMBLE]["tta8_zooms"] == {"0.75": 1.0, "all": 0.5}
+  lines = headroom.markdown({"n": 4, "split": "test", "fit_split": None, "zooms": [0.75],
+                             "rows": list(rows.values())})
+  assert "| TTA8 at 0.75 | all views |" in lines[4] and lines[-1].endswith("| 100.0% | 50.0% |")
+
+
 def test_the_graph_builds_the_same_eight_views_as_numpy():
   from pipeline import preprocessing
   from pipeline.tf_compat import tf
