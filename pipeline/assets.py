@@ -168,9 +168,12 @@ def referral_section(referral: Optional[dict]) -> list:
   lines = ["", "## Referral threshold", "",
            f"Refer the person to a clinician when the {referral['score']} is at least "
            f"**{referral['threshold']:.4f}** (`{REFERRAL_FILE}`). The threshold was fit on the "
-           f"{referral['fit_on']} to refer {referral['target_sensitivity']:.0%} of its serious "
-           f"cases (it referred {referral['validation']['sensitivity']:.1%} of "
-           f"{referral['validation']['positives']}). On the test split (95% intervals):", "",
+           f"{referral['fit_on']} to refer {referral['target_sensitivity']:.0%} of new serious "
+           f"cases like them (it referred {referral['validation']['sensitivity']:.1%} of its "
+           f"{referral['validation']['positives']}: the split-conformal rank)"
+           + ("" if referral.get("guaranteed", True) else
+              ", though they are too few for that guarantee, so it refers all of them")
+           + ". On the test split (95% intervals):", "",
            "| model | sensitivity | specificity | ROC AUC |", "|---|---:|---:|---:|"]
   for name, r in referral["test"].items():
     auc = f"{r['roc_auc']:.3f}" if r["roc_auc"] is not None else "n/a"

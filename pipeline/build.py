@@ -159,7 +159,8 @@ _define("list", "malignant_classes", None,
         "reaches it). Default: mel,bcc,akiec for ham10000 and hmnist_csv, none otherwise; "
         "--malignant_classes= turns it off.")
 _define("float", "referral_sensitivity", _D.referral.sensitivity,
-        "Share of the serious cases of the validation split the referral threshold must catch.")
+        "Probability that the referral threshold refers a new serious case (fit on the "
+        "validation split's serious cases at their split-conformal rank).")
 _define("string", "output_dir", "", "Where the build writes everything.")
 _define("string", "assets_dir", _R.assets_dir, "Where the drop-in app assets go (default "
         "OUTPUT_DIR/android_assets; make ham10000 writes the repository's android_assets/).")

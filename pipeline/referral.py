@@ -1,5 +1,6 @@
 """The referral operating point: refer a photo when the summed probability of the serious
-classes reaches a threshold fit on the validation split for a target sensitivity."""
+classes reaches a threshold fit on the validation split for a target sensitivity on new
+photos (the split-conformal rank of the validation split's serious cases)."""
 
 import math
 import os
@@ -17,8 +18,21 @@ def serious_score(probs: np.ndarray, labels: Sequence[str], classes: Sequence[st
   return probs[:, [list(labels).index(c) for c in classes]].sum(axis=1)
 
 
+def conformal_rank(positives: int, sensitivity: float) -> int:
+  """How many of `positives` validation serious cases, highest score first, a threshold must
+  refer for a new serious photo to be referred with probability >= `sensitivity`:
+  ceil(sensitivity x (positives + 1)), the split-conformal rank (Vovk et al. 2005; Angelopoulos
+  and Bates 2021, "A gentle introduction to conformal prediction", section 1), for photos
+  exchangeable with the validation ones. Referring ceil(sensitivity x positives) instead, the
+  share asked of the validation split itself, falls short on new photos: on average
+  ceil(s n) / (n + 1) of them are referred, 88.9% for 90% of 71 (BUILD.md "Referral
+  threshold"). More than `positives` when there are too few for the guarantee."""
+  return math.ceil(sensitivity * (positives + 1) - 1e-9)  # 0.56 x 25 is 14.000000000000002.
+
+
 def fit_threshold(scores: np.ndarray, positive: np.ndarray, sensitivity: float) -> float:
-  """The highest threshold at which `score >= threshold` catches `sensitivity` of the positives.
+  """The highest threshold that refers the `conformal_rank` highest-scoring positives (all of
+  them when there are too few for the guarantee).
 
   The highest such threshold refers the fewest negatives for the sensitivity asked.
 
@@ -29,7 +43,7 @@ def fit_threshold(scores: np.ndarray, positive: np.ndarray, sensitivity: float) 
   if not len(pos):
     raise PipelineError("the validation split has no image of the serious classes; the "
                         "referral threshold cannot be fit (give --malignant_classes= to skip it)")
-  return float(pos[math.ceil(sensitivity * len(pos)) - 1])
+  return float(pos[min(conformal_rank(len(pos), sensitivity), len(pos)) - 1])
 
 
 def operating_point(scores: np.ndarray, positive: np.ndarray, threshold: float) -> Dict[str, float]:
@@ -74,14 +88,15 @@ def evaluate(val_probs: Dict[str, np.ndarray], val_true: np.ndarray,
     test_true: test class indices.
     labels: class names, the probabilities' column order.
     classes: the serious classes.
-    sensitivity: the target share of serious validation images referred.
+    sensitivity: the target probability that a new serious photo is referred.
     shipped: the model the threshold is fit for.
     bootstrap_rounds: for the 95% intervals.
     seed: bootstrap seed.
 
   Returns:
-    A JSON-ready dict: classes, threshold, target_sensitivity, validation (the shipped model's
-    operating point there) and test {model: sensitivity, specificity, roc_auc, ci95}.
+    A JSON-ready dict: classes, threshold, target_sensitivity, guaranteed (enough serious
+    validation images for the conformal rank), validation (the shipped model's operating point
+    there) and test {model: sensitivity, specificity, roc_auc, ci95}.
   """
   from sklearn.metrics import roc_auc_score  # pylint: disable=g-import-not-at-top
   serious = [labels.index(c) for c in classes]
@@ -101,6 +116,8 @@ def evaluate(val_probs: Dict[str, np.ndarray], val_true: np.ndarray,
           "refer_if": "score >= threshold", "threshold": threshold,
           "target_sensitivity": sensitivity, "shipped_model": shipped,
           "fit_on": f"{shipped} model's scores on the validation split",
+          # Whether the validation split has enough serious cases for the rule's guarantee.
+          "guaranteed": bool(conformal_rank(int(val_pos.sum()), sensitivity) <= val_pos.sum()),
           "validation": operating_point(val_scores, val_pos, threshold), "test": test}
 
 

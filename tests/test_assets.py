@@ -1,4 +1,5 @@
-"""android_assets/ is replaced atomically: a killed or failed build leaves the old one."""
+"""android_assets/ is replaced atomically (a killed or failed build leaves the old one), and
+what the model card says of the referral threshold."""
 
 import os
 import signal
@@ -76,3 +77,16 @@ def test_model_license_names_ham10000_only_for_its_data(data_format, names_ham10
   """A DermNet or eczema build's metadata must not claim HAM10000's licence as its own."""
   texts = labels_lib.metadata_defaults(data_format)
   assert ("HAM10000: CC BY-NC 4.0" in texts["license"]) == names_ham10000, texts["license"]
+
+
+def test_the_card_says_when_the_referral_threshold_cannot_keep_its_promise():
+  referral = {"score": "sum of the probabilities of mel", "threshold": 0.25,
+              "fit_on": "int8 model's scores on the validation split", "target_sensitivity": 0.9,
+              "guaranteed": True, "validation": {"sensitivity": 0.915, "positives": 71},
+              "test": {"int8": {"sensitivity": 0.8, "specificity": 0.85, "roc_auc": 0.9}}}
+  text = "\n".join(assets.referral_section(referral))
+  assert "to refer 90% of new serious cases like them (it referred 91.5% of its 71" in text
+  assert "too few" not in text
+  few = {**referral, "guaranteed": False, "validation": {"sensitivity": 1.0, "positives": 5}}
+  assert "too few for that guarantee, so it refers all of them" in "\n".join(
+      assets.referral_section(few))

@@ -114,6 +114,27 @@ def test_compare_benchmark_pairs_builds(built, tmp_path):
   assert "| float32 |" in open(tmp_path / "compare.md", encoding="utf-8").read()
 
 
+def test_referral_benchmark_refits_the_builds_own_threshold(built, tmp_path):
+  """The build was fit by today's rule: re-fitting it from the files gives its own figures."""
+  _, run, report = built
+  proc = run_cli(["-m", "benchmarks.referral", f"--build_dir={run.output_dir}",
+                  f"--output_json={tmp_path / 'referral.json'}"])
+  assert proc.returncode == 0, proc.stderr
+  b, = json.load(open(tmp_path / "referral.json"))["builds"]
+  shipped, refit = report["referral"], b["refit"]
+  assert b["model"] == "int8" and refit["threshold"] == shipped["threshold"]
+  for key in ("validation", "guaranteed"):
+    assert refit[key] == shipped[key]
+  assert {k: refit["test"]["int8"][k] for k in ("sensitivity", "specificity")} == {
+      k: shipped["test"]["int8"][k] for k in ("sensitivity", "specificity")}
+  assert "| int8 |" in open(tmp_path / "referral.md", encoding="utf-8").read()
+  bad = run_cli(["-m", "benchmarks.referral", f"--build_dir={tmp_path}",
+                 f"--output_json={tmp_path / 'bad.json'}"])
+  assert bad.returncode != 0 and not os.path.exists(tmp_path / "bad.json")
+  assert bad.stderr.strip().splitlines()[-1] == (
+      f"benchmarks.referral: error: --build_dir={tmp_path}: no report.json; give finished builds")
+
+
 def test_headroom_benchmark_on_a_builds_test_split(built, tmp_path):
   cfg, run, report = built
   out = run.output_dir

@@ -181,7 +181,8 @@ def test_assets_are_complete_and_snippets_match_the_model(built):
                  "## Checked in the app runtimes", "`model.tflite`: TFLite Task Library "
                  "ImageClassifier: top-1 equals the interpreter's", "`model_tta8.tflite`: "
                  "MediaPipe Tasks ImageClassifier: top-1 equals",
-                 "## The 8-view variant (`model_tta8.tflite`)"):
+                 "## The 8-view variant (`model_tta8.tflite`)",
+                 "of new serious cases like them", "the split-conformal rank"):
     assert needle in card, needle
   # Traceable: the card names the shipped file's SHA-256, the report the commit it came from.
   import hashlib

@@ -55,7 +55,7 @@ DEFAULT_MALIGNANT_CLASSES = {"ham10000": MALIGNANT, "hmnist_csv": MALIGNANT}
 @dataclasses.dataclass(frozen=True)
 class ReferralConfig:
   """A triage operating point: refer when P(serious classes) reaches a threshold that is fit
-  on the validation split to catch `sensitivity` of the serious cases."""
+  on the validation split to catch `sensitivity` of new serious cases (referral.conformal_rank)."""
   # None: the data format's default (DEFAULT_MALIGNANT_CLASSES; none for other formats).
   # An empty tuple turns the referral threshold off.
   malignant_classes: Optional[Tuple[str, ...]] = None

@@ -29,7 +29,10 @@ def run(config: BuildConfig, state: BuildState) -> BuildState:
   if serious:
     r = _referral(config, state, serious)
     state.log(f"evaluate: referral threshold {r['threshold']:.3f} on P({'+'.join(serious)}) "
-              f"for {r['target_sensitivity']:.0%} validation sensitivity; test sensitivity / "
+              f"for {r['target_sensitivity']:.0%} sensitivity on new photos (validation: "
+              f"{r['validation']['sensitivity']:.1%} of {r['validation']['positives']}"
+              + ("" if r["guaranteed"] else ", too few for that guarantee")
+              + "); test sensitivity / "
               "specificity: " + ", ".join(f"{n} {t['sensitivity']:.3f} / {t['specificity']:.3f}"
                                           for n, t in r["test"].items()))
     state = dataclasses.replace(state, referral=r)
