@@ -57,10 +57,10 @@ def refit(build_dir: str) -> dict:
   probs = {name: evaluate_lib.predict_models(model, split.pixels(), labels,
                                              config.model.normalization)
            for name, split in (("val", val), ("test", test))}
-  refit_ = referral_lib.evaluate(probs["val"], val.labels, probs["test"], test.labels, labels,
-                                 shipped["classes"], shipped["target_sensitivity"],
-                                 shipped=variant, seed=config.seed)
-  return {"build_dir": build_dir, "model": variant, "shipped": shipped, "refit": refit_}
+  today = referral_lib.evaluate(probs["val"], val.labels, probs["test"], test.labels, labels,
+                                shipped["classes"], shipped["target_sensitivity"],
+                                shipped=variant, seed=config.seed)
+  return {"build_dir": build_dir, "model": variant, "shipped": shipped, "refit": today}
 
 
 def measure(build_dirs: List[str]) -> dict:
