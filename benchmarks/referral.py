@@ -10,7 +10,6 @@ the fitting rule does to the referral of photos the threshold never saw, with no
       --output_json=referral.json
 """
 
-import os
 from typing import List
 
 from absl import app
@@ -19,6 +18,7 @@ from absl import flags
 from benchmarks import common
 
 FLAGS = flags.FLAGS
+EVALUATE = "the evaluate stage"  # A build past it has report.json, labels and model files.
 
 
 def define_flags() -> None:
@@ -38,21 +38,20 @@ def refit(build_dir: str) -> dict:
   from pipeline import atomic  # pylint: disable=g-import-not-at-top
   from pipeline import evaluate as evaluate_lib  # pylint: disable=g-import-not-at-top
   from pipeline import referral as referral_lib  # pylint: disable=g-import-not-at-top
-  from pipeline.config import model_file_name  # pylint: disable=g-import-not-at-top
+  from pipeline.config import build_files, model_file_name  # pylint: disable=g-import-not-at-top
   from pipeline.errors import PipelineError  # pylint: disable=g-import-not-at-top
   from pipeline.labels import read_labels  # pylint: disable=g-import-not-at-top
-  path = os.path.join(build_dir, "report.json")
-  if not os.path.isfile(path):
-    raise PipelineError(f"--build_dir={build_dir}: no report.json; give finished builds")
-  shipped = atomic.read_json(path, "the build's report").get("referral")
+  report_path, labels_path = build_files(build_dir, ["report.json", "labels.txt"], EVALUATE)
+  shipped = atomic.read_json(report_path, "the build's report").get("referral")
   if not shipped:
     raise PipelineError(f"--build_dir={build_dir}: the build fit no referral threshold (it had "
                         "no serious classes; see --malignant_classes)")
+  variant = shipped["shipped_model"]
+  model_path, = build_files(build_dir, [model_file_name(variant)], EVALUATE)
   config, val = common.build_split(build_dir, "val")
   _, test = common.build_split(build_dir, "test")
-  labels = list(read_labels(os.path.join(build_dir, "labels.txt")))
-  variant = shipped["shipped_model"]
-  with open(os.path.join(build_dir, model_file_name(variant)), "rb") as f:
+  labels = list(read_labels(labels_path))
+  with open(model_path, "rb") as f:
     model = {variant: f.read()}
   probs = {name: evaluate_lib.predict_models(model, split.pixels(), labels,
                                              config.model.normalization)

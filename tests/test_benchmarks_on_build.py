@@ -132,7 +132,8 @@ def test_referral_benchmark_refits_the_builds_own_threshold(built, tmp_path):
                  f"--output_json={tmp_path / 'bad.json'}"])
   assert bad.returncode != 0 and not os.path.exists(tmp_path / "bad.json")
   assert bad.stderr.strip().splitlines()[-1] == (
-      f"benchmarks.referral: error: --build_dir={tmp_path}: no report.json; give finished builds")
+      f"benchmarks.referral: error: --build_dir={tmp_path}: no report.json, labels.txt; give "
+      "the output directory of a build that got past the evaluate stage")
 
 
 def test_headroom_benchmark_on_a_builds_test_split(built, tmp_path):
