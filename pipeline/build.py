@@ -176,6 +176,8 @@ _define("enum", "rerun_from", None, config_lib.STAGES,
         "Redo this stage and every later one of the build in --output_dir, reusing the earlier "
         "stages (implies --resume); settings only this stage or later ones read may change, "
         "e.g. --rerun_from=qat --qat_epochs=3. Copy the directory first to keep the original.")
+_define("bool", "overwrite", _R.overwrite, "Replace the build already in --output_dir (its "
+        "files are deleted first); without it a fresh build refuses a folder that holds one.")
 
 # Per invocation, so not in flags.txt.
 flags.DEFINE_bool("verbose", False, "Show TensorFlow's and the TFLite converter's own log lines "
@@ -224,14 +226,15 @@ def config_from_flags(f: flags.FlagValues) -> Tuple[BuildConfig, RunOptions]:
           sensitivity=f.referral_sensitivity),
   )
   options = RunOptions(output_dir=f.output_dir, assets_dir=f.assets_dir, stop_after=f.stop_after,
-                       resume=f.resume, rerun_from=f.rerun_from or "")
+                       resume=f.resume, rerun_from=f.rerun_from or "", overwrite=f.overwrite)
   return config.validate(), options.validate()
 
 
 def flagfile_text(f: flags.FlagValues) -> str:
-  """The build's flags in --flagfile form (without --resume and --rerun_from, which are per
-  invocation)."""
-  lines = [f[name].serialize() for name in _DEFINED if name not in ("resume", "rerun_from")]
+  """The build's flags in --flagfile form (without --resume, --rerun_from and --overwrite,
+  which are per invocation)."""
+  lines = [f[name].serialize() for name in _DEFINED 
+           if name not in ("resume", "rerun_from", "overwrite")]
   # A list flag left to its dataset-dependent default (None) serializes as "".
   return "\n".join(line for line in lines if line) + "\n"
 

@@ -103,6 +103,8 @@ class RunOptions:
   # Redo this stage and every later one of the build in output_dir, keeping the earlier
   # stages' results (implies resume): e.g. another QAT schedule on the same fine-tuned model.
   rerun_from: str = ""
+  # Replace a build already in output_dir (deleted first) instead of refusing the folder.
+  overwrite: bool = False
 
   def validate(self) -> "RunOptions":
     """Checks the options; returns them with the assets directory resolved (and resume set
@@ -111,6 +113,9 @@ class RunOptions:
       raise PipelineError("--output_dir is required")
     check_choice("stop_after", self.stop_after, STAGES)
     options = self
+    if self.overwrite and (self.resume or self.rerun_from):
+      raise PipelineError("--overwrite starts the build in --output_dir anew; it cannot go "
+                          "with --resume or --rerun_from, which continue it")
     if self.rerun_from:
       check_choice("rerun_from", self.rerun_from, STAGES)
       if STAGES.index(self.rerun_from) > STAGES.index(self.stop_after):

@@ -83,6 +83,73 @@ def _groups_by_class(examples: Sequence[Example]
   return group_members, by_class
 
 
+FOLD_STREAM = 2  # cross_validation_folds' draws are independent of the split's (same seed).
+
+
+def cross_validation_folds(examples: Sequence[Example], folds: int, val_fraction: float,
+                           test_fraction: float, seed: int) -> List[Dict[str, str]]:
+  """Lesion-grouped, class-stratified k-fold assignments of the non-test lesions.
+
+  The test split is the one `assign` gives with the same fractions and seed (the plain
+  build's test split); it is UNUSED in every fold, so no fold ever sees it. The other
+  lesions are dealt into `folds` folds per class. In fold i, fold i is "test" (the held-out
+  lesions the fold's build scores), `val_fraction` of each class's other lesions are "val"
+  and the rest "train".
+
+  Returns:
+    One {example key: split name} per fold.
+
+  Raises:
+    PipelineError: fewer than 2 folds, or a class with fewer lesions than folds.
+  """
+  if folds < 2:
+    raise PipelineError(f"--folds={folds}: cross-validation needs at least 2 folds")
+  base = assign(examples, val_fraction, test_fraction, seed)
+  pool = [e for e in examples if base[e.key] != "test"]
+  group_members, by_class = _groups_by_class(pool)
+  rng = np.random.default_rng([seed, FOLD_STREAM])
+  fold_of: Dict[str, int] = {}
+  for label in sorted(by_class):
+    groups = by_class[label]
+    if len(groups) < folds:
+      raise PipelineError(f"class {label!r} has {len(groups)} lesion(s) outside the test split; "
+                          f"{folds} folds need at least {folds}: use fewer --folds")
+    filled = [0] * folds
+    for i in rng.permutation(len(groups)):  # Each group to the emptiest fold of its class.
+      fold = int(np.argmin(filled))
+      fold_of[groups[i]] = fold
+      filled[fold] += len(group_members[groups[i]])
+  share = val_fraction / (1.0 - test_fraction)  # val's share of the non-test lesions, as in assign.
+  assignments = []
+  for fold in range(folds):
+    out = {e.key: UNUSED for e in examples if base[e.key] == "test"}
+    for e in pool:
+      out[e.key] = "test" if fold_of[e.group] == fold else "train"
+    rest = [e for e in pool if out[e.key] == "train"]
+    members, classes = _groups_by_class(rest)
+    val_rng = np.random.default_rng([seed, FOLD_STREAM, fold])
+    for label in sorted(classes):
+      groups = [classes[label][i] for i in val_rng.permutation(len(classes[label]))]
+      target, taken = share * sum(len(members[g]) for g in groups), 0
+      while len(groups) > 1 and (taken == 0 or taken + len(members[groups[0]]) / 2 <= target):
+        g = groups.pop(0)
+        taken += len(members[g])
+        for m in members[g]:
+          out[m.key] = "val"
+    assignments.append(out)
+  return assignments
+
+
+def assignment_csv(examples: Sequence[Example], assignment: Dict[str, str]) -> str:
+  """splits.csv text of an assignment made before decoding (a --split_file to build from)."""
+  buffer = io.StringIO()
+  writer = csv.writer(buffer, lineterminator="\n")
+  writer.writerow(COLUMNS)
+  for e in examples:
+    writer.writerow((e.key, e.label, e.group, assignment[e.key]))
+  return buffer.getvalue()
+
+
 SUBSAMPLE_STREAM = 1  # subsample_train's draws are independent of the split's (same seed).
 
 

@@ -73,6 +73,8 @@ def run(config: BuildConfig, options: RunOptions, log: Optional[Callable[[str], 
   """
   log = log or Log()
   task, strategy, options, log = _join_cluster(config, options, log)
+  if not task or task.is_chief:  # Other tasks write to a scratch folder inside the chief's.
+    _claim_output_dir(options)
   progress = state_lib.Progress(config, options)  # Checks --resume before anything changes.
   _prepare(config, options, flags_text)
   started = datetime.datetime.now().isoformat(timespec="seconds")
@@ -109,6 +111,38 @@ def run(config: BuildConfig, options: RunOptions, log: Optional[Callable[[str], 
   if options.stop_after == STAGES[-1]:
     state.log(f"done: reports in {state.path('report.md')}")
   return report
+
+
+# Files that mark a folder as a build's output directory.
+_BUILD_MARKERS = (state_lib.PROGRESS_FILE, CONFIG_FILE, "report.json")
+
+
+def _claim_output_dir(options: RunOptions) -> None:
+  """A fresh build writes into an empty or new folder, or replaces a build with --overwrite.
+
+  Raises:
+    PipelineError: the folder holds another build (without --resume, --rerun_from or
+      --overwrite), or files that are not a build's.
+  """
+  out = options.output_dir
+  # Hidden entries: the scratch folders of multi-worker tasks, which may already be there.
+  entries = [n for n in os.listdir(out) if not n.startswith(".")] if os.path.isdir(out) else []
+  if options.resume or not entries:
+    return
+  is_build = any(os.path.exists(os.path.join(out, m)) for m in _BUILD_MARKERS)
+  if not is_build:
+    raise PipelineError(f"--output_dir={out} is not empty and holds no build; give a new or "
+                        "empty folder, so the build's files are not mixed with others")
+  if not options.overwrite:
+    raise PipelineError(f"--output_dir={out} holds another build; give --resume to continue "
+                        "it, --rerun_from=STAGE to redo part of it, --overwrite to replace it, "
+                        "or another --output_dir")
+  for name in entries:
+    path = os.path.join(out, name)
+    if os.path.isdir(path) and not os.path.islink(path):
+      shutil.rmtree(path)
+    else:
+      os.remove(path)
 
 
 def _join_cluster(config: BuildConfig, options: RunOptions, log: Callable[[str], None]):

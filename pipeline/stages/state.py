@@ -78,16 +78,22 @@ class Progress:
       if options.rerun_from:
         self._keep_before(options.rerun_from, saved, current, options.output_dir)
       elif saved:
-        changed = [path for path in readers.changed_settings(saved, current)
-                   if path.split(".")[0] in ("data", "model", "train")]
-        if changed:
-          raise PipelineError(
-              f"--resume: the {changed[0].split('.')[0]} settings differ from the interrupted "
-              f"build in {options.output_dir}: {changed[0]} was "
-              f"{_setting(saved, changed[0])!r}, now {_setting(current, changed[0])!r}; "
-              f"resume with the same flags "
-              f"(--flagfile={os.path.join(options.output_dir, 'flags.txt')})")
+        self._check_resume(saved, current, options.output_dir)
     self.data["config"] = config.to_dict()
+
+  def _check_resume(self, saved: dict, current: dict, output_dir: str) -> None:
+    """--resume: no setting a finished stage read, nor any training setting (the interrupted
+    phase continues from its checkpoint), may differ from the interrupted build."""
+    completed = set(self.data.get("completed", []))
+    for path in readers.changed_settings(saved, current):
+      reader = readers.first_reader(path)
+      if reader in completed or path.split(".")[0] in ("data", "model", "train"):
+        raise PipelineError(
+            f"--resume: {path} was {_setting(saved, path)!r} in the interrupted build in "
+            f"{output_dir}, now {_setting(current, path)!r}, and its {reader} stage "
+            f"{'already read it' if reader in completed else 'is under way'}; resume with the "
+            f"same flags (--flagfile={os.path.join(output_dir, 'flags.txt')}), or give "
+            f"--rerun_from={reader} to redo that stage and the later ones")
 
   def _keep_before(self, stage: str, saved: dict, current: dict, output_dir: str) -> None:
     """--rerun_from=stage: forgets `stage` and the later ones; the settings the earlier
