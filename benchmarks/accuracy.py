@@ -128,7 +128,7 @@ def measure_from_flags() -> dict:
   dataset = common.dataset_from_flags(FLAGS)
   models, reference = FLAGS.model, FLAGS.float_reference
   if FLAGS.build_dir:  # Default: the build's int8 variants and float16 against its float32.
-    models = models or common.build_models(FLAGS.build_dir)
+    models = models or common.exported_models(FLAGS.build_dir)
     reference = reference or next(iter(common.build_models(FLAGS.build_dir, ("float32",))), "")
   if not models:
     raise PipelineError("give at least one --model=PATH.tflite, or --build_dir")

@@ -81,6 +81,22 @@ def build_models(build_dir: str,
   return [p for p in paths if os.path.isfile(p)]
 
 
+def exported_models(build_dir: str, variants=("int8", "int8_tta8", "int8_ptq", "float16")
+                    ) -> List[str]:
+  """`build_models`, refusing a build that has exported none of them yet.
+
+  Raises:
+    PipelineError: no model of `variants` in the build directory.
+  """
+  from pipeline.errors import PipelineError  # pylint: disable=g-import-not-at-top
+  paths = build_models(build_dir, variants)
+  if not paths:
+    raise PipelineError(f"--build_dir={build_dir}: the build has no exported model yet; give a "
+                        "build that got past its export stage, or finish this one "
+                        "(pipeline.build --resume)")
+  return paths
+
+
 def work_folder(work_root: str, build_dir: str) -> str:
   """A build's folder under a benchmark's --work_dir: one per build, wherever the build is
   given from."""
@@ -114,6 +130,9 @@ def main(prog: str, argv: List[str], measure: Callable[[], dict],
   from absl import logging  # pylint: disable=g-import-not-at-top
   from pipeline.errors import PipelineError  # pylint: disable=g-import-not-at-top
   logging.set_verbosity(logging.WARNING)  # TensorFlow's checkpoint INFO lines drown progress.
+  # TensorFlow (which tflite-support's metadata reader imports too) prints a dozen CUDA and
+  # XLA registration lines on import: import it once here, quietly, as the build does.
+  from pipeline import tf_compat  # noqa: F401  pylint: disable=g-import-not-at-top,unused-import
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
   try:

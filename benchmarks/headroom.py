@@ -224,7 +224,7 @@ def markdown(payload: dict) -> List[str]:
 def measure_from_flags() -> dict:
   from pipeline.errors import PipelineError  # pylint: disable=g-import-not-at-top
   dataset = common.dataset_from_flags(FLAGS)
-  models = FLAGS.model or (common.build_models(FLAGS.build_dir, ("int8", "float32"))
+  models = FLAGS.model or (common.exported_models(FLAGS.build_dir, ("int8", "float32"))
                            if FLAGS.build_dir else [])
   if not models:
     raise PipelineError("give at least one --model=PATH (.tflite or a build's .keras), or "

@@ -44,15 +44,32 @@ def _load_images(folder: str, size: int, limit: int = 32):
               if n.lower().endswith(images_lib.IMAGE_SUFFIXES)]
   if not paths:
     raise PipelineError(f"{folder}: no images found; check --images_dir")
-  return np.stack([images_lib.load_rgb(p, size)[0] for p in sorted(paths)[:limit]])
+  pixels = []
+  for path in sorted(paths)[:limit]:
+    try:
+      pixels.append(images_lib.load_rgb(path, size)[0])
+    except images_lib.ImageError as e:
+      raise PipelineError(f"{path}: {e}; remove it from --images_dir") from None
+  return np.stack(pixels)
 
 
 def _input_size(path: str) -> int:
-  """The model's input height in pixels."""
+  """The model's input height in pixels.
+
+  Raises:
+    PipelineError: no such file, or not a TFLite model.
+  """
   from ai_edge_litert.interpreter import Interpreter  # pylint: disable=g-import-not-at-top
   from pipeline import quiet  # pylint: disable=g-import-not-at-top
-  with quiet.native_stderr():
-    return int(Interpreter(model_path=path).get_input_details()[0]["shape"][1])
+  from pipeline.errors import PipelineError  # pylint: disable=g-import-not-at-top
+  if not os.path.isfile(path):
+    raise PipelineError(f"{path}: model file not found")
+  try:
+    with quiet.native_stderr():
+      return int(Interpreter(model_path=path).get_input_details()[0]["shape"][1])
+  except (ValueError, RuntimeError) as e:
+    raise PipelineError(f"{path}: not a loadable TFLite model ({str(e).splitlines()[0]}); "
+                        "give a .tflite file") from None
 
 
 def _normalization(path: str):
@@ -77,13 +94,10 @@ def run(models: List[str], threads: List[int], runs: int, warmup_runs: int,
   """
   from pipeline import latency  # pylint: disable=g-import-not-at-top
   from pipeline.errors import PipelineError  # pylint: disable=g-import-not-at-top
-  for path in models + ([reference] if reference else []):
-    if not os.path.isfile(path):
-      raise PipelineError(f"{path}: model file not found")
   all_models = list(dict.fromkeys(models + ([reference] if reference else [])))
+  sizes = [_input_size(p) for p in all_models]  # Checks every file before any is timed.
   # Decoded once at the largest input size; a smaller model's input is resized down from it.
-  images = (_load_images(images_dir, max(_input_size(p) for p in all_models)) if images_dir
-            else None)
+  images = _load_images(images_dir, max(sizes)) if images_dir else None
   results = latency.measure(all_models, threads, runs=runs, warmup_runs=warmup_runs,
                             warmup_seconds=warmup_seconds, images=images, seed=seed,
                             normalizations={p: _normalization(p) for p in all_models})

@@ -42,7 +42,11 @@ def refit(build_dir: str) -> dict:
   from pipeline.errors import PipelineError  # pylint: disable=g-import-not-at-top
   from pipeline.labels import read_labels  # pylint: disable=g-import-not-at-top
   report_path, labels_path = build_files(build_dir, ["report.json", "labels.txt"], EVALUATE)
-  shipped = atomic.read_json(report_path, "the build's report").get("referral")
+  report = atomic.read_json(report_path, "the build's report")
+  shipped = report.get("referral")
+  if "models" not in report:
+    raise PipelineError(f"--build_dir={build_dir}: the build has not finished its evaluate "
+                        "stage; finish it (pipeline.build --resume) first")
   if not shipped:
     raise PipelineError(f"--build_dir={build_dir}: the build fit no referral threshold (it had "
                         "no serious classes; see --malignant_classes)")

@@ -10,7 +10,7 @@ import numpy as np
 
 from pipeline import images as images_lib
 from pipeline import referral as referral_lib
-from pipeline.runner import load_model_file
+from pipeline.runner import RunnerPool, load_model_file
 
 
 class Classifier:
@@ -24,9 +24,15 @@ class Classifier:
     image_size: the model's input height and width.
   """
 
-  def __init__(self, model_path: str):
-    """Raises PipelineError when the model cannot be read."""
+  def __init__(self, model_path: str, concurrency: int = 1):
+    """Loads the model with `concurrency` interpreters, one per thread that may classify at
+    the same time (a web server's worker threads).
+
+    Raises:
+      PipelineError: the model cannot be read.
+    """
     self.runner, self.meta = load_model_file(model_path)
+    self._pool = RunnerPool(self.runner, concurrency)
     self.labels: List[str] = list(self.meta["labels"])
     self.names: List[str] = list(self.meta["display_names"] or self.labels)
     self.referral: Optional[dict] = (referral_lib.load_for_model(model_path, self.meta["sha256"])
@@ -34,8 +40,8 @@ class Classifier:
     self.image_size: int = self.runner.image_size
 
   def probabilities(self, pixels: np.ndarray) -> np.ndarray:
-    """Class probabilities [N, classes] for uint8 pixels [N, size, size, 3]."""
-    return self.runner.predict(pixels)
+    """Class probabilities [N, classes] for uint8 pixels [N, size, size, 3]; thread-safe."""
+    return self._pool.predict(pixels)
 
   def classify(self, pixels: np.ndarray, top_k: int) -> dict:
     """One image's top-k and referral decision.

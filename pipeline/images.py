@@ -1,15 +1,20 @@
 """Decodes any image file a user may bring into an RGB uint8 array, or says why it can't."""
 
-import warnings
 from typing import BinaryIO, Tuple, Union
 
 import numpy as np
 from PIL import Image
+from PIL import ImageOps
 
 from pipeline.errors import PipelineError
 
-# Images above this are refused rather than decoded: a 100-megapixel RGB image is 300 MB.
+# The most pixels decoded at once: 100 megapixels of RGB is 300 MB. A large JPEG is decoded at
+# reduced scale (draft mode) first, so only its reduced size counts.
 MAX_PIXELS = 100_000_000
+# Pillow's own decompression-bomb limit would refuse a 108-megapixel phone photo before draft
+# mode could shrink it; MAX_PIXELS is checked on what is really decoded instead.
+Image.MAX_IMAGE_PIXELS = None
+MIN_SIDE = 32  # Smaller images hold too little to classify (or to train on).
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 
 
@@ -18,10 +23,11 @@ class ImageError(PipelineError):
 
 
 def load_rgb(path: Union[str, BinaryIO], size: int) -> Tuple[np.ndarray, str]:
-  """Decodes `path`, converts it to 8-bit RGB and resizes it to size x size.
+  """Decodes `path` upright, converts it to 8-bit RGB and resizes it to size x size.
 
-  Resizing squashes the whole image (no crop), as TFLite Task Library and MediaPipe do
-  on the phone, so training sees what the app will feed.
+  The EXIF orientation a phone writes is applied, so the model sees the photo the right way
+  up. Resizing squashes the whole image (no crop), as TFLite Task Library and MediaPipe do on
+  the phone, so training sees what the app will feed.
 
   Args:
     path: an image file, or an open binary file (an upload).
@@ -31,25 +37,27 @@ def load_rgb(path: Union[str, BinaryIO], size: int) -> Tuple[np.ndarray, str]:
     (uint8 array [size, size, 3], note) where note says what was converted, or "".
 
   Raises:
-    ImageError: the file is empty, truncated, corrupt, not an image, or too large.
+    ImageError: the file is empty, truncated, corrupt, not an image, too small, too large to
+      decode within memory, or in a mode with no faithful 8-bit RGB form.
   """
   try:
-    with warnings.catch_warnings():
-      warnings.simplefilter("error", Image.DecompressionBombWarning)
-      with Image.open(path) as img:
-        width, height = img.size
-        if width * height > MAX_PIXELS:
-          raise ImageError(f"{width}x{height} pixels exceeds the {MAX_PIXELS:,} limit")
-        if img.format == "JPEG" and max(width, height) > 4 * size:
-          img.draft("RGB", (2 * size, 2 * size))  # Decode large JPEGs at reduced scale.
-        img.load()
-        rgb, note = _to_rgb(img)
+    with Image.open(path) as img:
+      width, height = img.size
+      if min(width, height) < MIN_SIDE:
+        raise ImageError(f"{width}x{height} pixels is too small; at least {MIN_SIDE}x{MIN_SIDE} "
+                         "is needed")
+      if img.format == "JPEG" and max(width, height) > 4 * size:
+        img.draft("RGB", (2 * size, 2 * size))  # Decode large JPEGs at reduced scale.
+      if img.size[0] * img.size[1] > MAX_PIXELS:
+        raise ImageError(f"{width}x{height} pixels is too large to decode within memory (at "
+                         f"most {MAX_PIXELS // 1_000_000} megapixels, or any size as JPEG); "
+                         "save it smaller")
+      img.load()
+      rgb, note = _to_rgb(ImageOps.exif_transpose(img))
   except ImageError:
     raise
   except FileNotFoundError as e:
     raise ImageError("file not found") from e
-  except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
-    raise ImageError(f"too large to decode safely ({e})") from e
   except (OSError, SyntaxError, ValueError, Image.UnidentifiedImageError) as e:
     if _is_empty(path):
       raise ImageError("zero-byte file") from e
@@ -63,6 +71,9 @@ def _to_rgb(img: Image.Image) -> Tuple[Image.Image, str]:
   mode = img.mode
   if mode == "RGB":
     return img, ""
+  if mode == "F":  # Floating-point samples have no one range: any mapping to 0-255 is a guess.
+    raise ImageError("a 32-bit floating-point image has no faithful 8-bit RGB form; save it "
+                     "as an 8-bit or 16-bit image")
   if mode in ("I;16", "I;16B", "I;16L", "I"):
     # PIL's own I -> L conversion clips at 255; scale the 16-bit range down instead.
     arr = np.asarray(img, dtype=np.float64)

@@ -67,6 +67,7 @@ class LiteRunner:
         raise PipelineError(f"{model_path_or_bytes}: model file not found")
       kwargs = {"model_path": model_path_or_bytes}
       self.name = model_path_or_bytes
+    self._source, self._num_threads = model_path_or_bytes, num_threads
     try:
       with quiet.native_stderr():  # "INFO: Created TensorFlow Lite XNNPACK delegate for CPU."
         self.interpreter = Interpreter(num_threads=num_threads, **kwargs)
@@ -78,6 +79,11 @@ class LiteRunner:
     self.output = self.interpreter.get_output_details()[0]
     self.batch_size = int(self.input["shape"][0])
     self.image_size = int(self.input["shape"][1])
+
+  def copy(self) -> "LiteRunner":
+    """Another runner of the same model with an interpreter of its own. An interpreter is
+    not thread-safe: concurrent callers each need one (see RunnerPool)."""
+    return LiteRunner(self._source, self.normalization, self._num_threads)
 
   def prepare(self, pixels: np.ndarray) -> np.ndarray:
     """Turns uint8 pixels [N, H, W, 3] into the input tensor's dtype and encoding."""
@@ -100,6 +106,27 @@ class LiteRunner:
     for i in range(0, len(pixels), self.batch_size):
       outputs.append(self.invoke_prepared(self.prepare(pixels[i:i + self.batch_size])))
     return np.concatenate(outputs, axis=0)
+
+
+class RunnerPool:
+  """Runners of one model shared by threads: each call borrows a runner no other thread is
+  using (waiting for one when all are busy), so no interpreter is ever run by two threads."""
+
+  def __init__(self, runner, size: int):
+    """`runner` and size - 1 copies of it (a runner without `copy`, e.g. KerasRunner, is
+    one runner whose calls take turns)."""
+    import queue  # pylint: disable=g-import-not-at-top
+    self._free = queue.Queue()
+    self._free.put(runner)
+    for _ in range(size - 1 if hasattr(runner, "copy") else 0):
+      self._free.put(runner.copy())
+
+  def predict(self, pixels: np.ndarray) -> np.ndarray:
+    runner = self._free.get()
+    try:
+      return runner.predict(pixels)
+    finally:
+      self._free.put(runner)
 
 
 def keras_predict(model, pixels: np.ndarray, normalization: Normalization,

@@ -27,16 +27,27 @@ flags.DEFINE_string("host", "127.0.0.1", "Address to listen on; 0.0.0.0 exposes 
 flags.DEFINE_integer("port", 8000, "Port (0: any free one; the address is printed).",
                      lower_bound=0, upper_bound=65535)
 flags.DEFINE_float("max_upload_mb", 20, "Largest upload request accepted.", lower_bound=0.01)
+flags.DEFINE_integer("threads", 4, "Requests served at once, each with its own interpreter "
+                     "(more use more memory; the cores bound the throughput).", lower_bound=1,
+                     upper_bound=64)
 FLAGS = flags.FLAGS
 
 
-def make_server(model: str, build_dir: str, host: str, port: int, max_upload_mb: float):
-  """The WSGI server for one model (and build), bound and ready to serve.
+def make_server(model: str, build_dir: str, host: str, port: int, max_upload_mb: float,
+                threads: int = 4):
+  """The WSGI server (waitress) for one model (and build), bound and ready to serve.
+
+  Args:
+    model: the .tflite the Try page runs ("" for the build's int8 model).
+    build_dir: a build's output directory, for the Review page ("" for none).
+    host, port: where to listen (port 0: any free one).
+    max_upload_mb: the largest request accepted.
+    threads: requests served at once; the model gets one interpreter per thread.
 
   Raises:
     PipelineError: no model given, an unreadable model or build, or the port is taken.
   """
-  from werkzeug import serving  # pylint: disable=g-import-not-at-top
+  import waitress  # pylint: disable=g-import-not-at-top
   from pipeline.classifier import Classifier  # pylint: disable=g-import-not-at-top
   from pipeline.config import model_file_name  # pylint: disable=g-import-not-at-top
   from pipeline.web import app as web_app  # pylint: disable=g-import-not-at-top
@@ -46,14 +57,21 @@ def make_server(model: str, build_dir: str, host: str, port: int, max_upload_mb:
                         "directory)")
   if build_dir and not os.path.isdir(build_dir):
     raise PipelineError(f"--build_dir={build_dir}: no such directory")
+  _check_can_listen(host, port)  # Before minutes of scoring the test split.
   review = None
   if build_dir:
     print(f"serve: scoring the test split of {build_dir} with int8 and float32 ...", flush=True)
     review = review_lib.load(build_dir)
-  classifier = Classifier(model or os.path.join(build_dir, model_file_name("int8")))
+  classifier = Classifier(model or os.path.join(build_dir, model_file_name("int8")),
+                          concurrency=threads)
   application = web_app.create_app(classifier, review, max_upload_mb)
-  _check_can_listen(host, port)  # Werkzeug would print its own text and exit.
-  return serving.make_server(host, port, application, threaded=True)
+  try:
+    # The request body limit is Flask's (MAX_CONTENT_LENGTH): one 413 with our message.
+    return waitress.create_server(application, host=host, port=port, threads=threads,
+                                  max_request_body_size=2 ** 40, ident="pipeline.serve")
+  except OSError as e:
+    raise PipelineError(f"cannot listen on {host}:{port} ({e.strerror or e}); pick another "
+                        "--port (0 takes any free one) or --host") from None
 
 
 def _check_can_listen(host: str, port: int) -> None:
@@ -74,22 +92,20 @@ def main(argv: List[str]) -> None:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
   # tflite-support's metadata reader imports TensorFlow only to open files: block it.
   sys.modules.setdefault("tensorflow", None)
-  import logging as std_logging  # pylint: disable=g-import-not-at-top
-  std_logging.getLogger("werkzeug").setLevel(std_logging.WARNING)  # No line per request.
   try:
     server = make_server(FLAGS.model, FLAGS.build_dir, FLAGS.host, FLAGS.port,
-                         FLAGS.max_upload_mb)
+                         FLAGS.max_upload_mb, FLAGS.threads)
   except PipelineError as e:
     sys.exit(f"pipeline.serve: error: {e}")
-  url = f"http://{FLAGS.host}:{server.server_port}/"
+  url = f"http://{FLAGS.host}:{server.effective_port}/"
   pages = "Try: " + url + (f", Review: {url}review" if FLAGS.build_dir else "")
   print(f"serve: {pages} (Ctrl-C to stop)", flush=True)
   try:
-    server.serve_forever()
+    server.run()
   except KeyboardInterrupt:
     pass
   finally:
-    server.server_close()
+    server.close()
 
 
 def entry_point() -> None:

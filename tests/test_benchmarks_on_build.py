@@ -201,3 +201,18 @@ def test_qat_error_benchmark_follows_the_error_from_calibration_to_the_int8_file
   # The trained QAT weights were loaded: QAT moved the model away from its calibrated start.
   assert by_step[steps[0]["model"], "float model"]["mean"] != by_step[
       ("QAT model as trained", "float model")]["mean"]
+
+
+def test_accuracy_scores_every_image_of_a_new_labeled_set(built, tmp_path):
+  # QA's main use: a shipped model on labeled photos it never saw, with no split file.
+  from benchmarks import accuracy, common
+  from pipeline.config import DataConfig
+  _, run, _ = built
+  data_dir = os.path.join(run.output_dir, "synthetic_data")
+  files = sum(len(f) for _, _, f in os.walk(data_dir))
+  dataset = common.Dataset(DataConfig(data_format="folders", data_dir=data_dir), "", "")
+  int8 = os.path.join(run.output_dir, "model_int8.tflite")
+  payload = accuracy.run([int8], "", dataset, "test", bootstrap_rounds=0, seed=0,
+                         plot_dir=str(tmp_path))
+  assert payload["n"] == files and payload["split"] == "all"
+  assert payload["results"][0]["balanced_accuracy"] > 0.9

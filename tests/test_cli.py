@@ -5,6 +5,7 @@ import json
 
 import pytest
 
+from pipeline.config import BuildConfig
 from pipeline.errors import PipelineError
 
 from tests.conftest import run_cli
@@ -73,6 +74,16 @@ _OFFLINE = {"KERAS_HOME": "{tmp}/keras", "HTTPS_PROXY": "http://127.0.0.1:9",
     (_BUILD, ["--finetune_weight_decay=-1", "--output_dir={tmp}/o"],
      "--finetune_weight_decay=-1.0 must be >= 0", None),
     ("pipeline.serve", [], "give --model=M.tflite or --build_dir=BUILD", None),
+    ("benchmarks.latency", ["--model={tmp}/notes.txt"], "notes.txt: not a loadable TFLite model",
+     None),
+    ("benchmarks.accuracy", ["--build_dir={tmp}/unfinished"],
+     "unfinished: the build has no exported model yet", None),
+    ("benchmarks.headroom", ["--build_dir={tmp}/unfinished"],
+     "unfinished: the build has no exported model yet", None),
+    ("benchmarks.referral", ["--build_dir={tmp}/unfinished"],
+     "the build has not finished its evaluate stage", None),
+    (_BUILD, ["--data_format=folders", "--data_dir={tmp}/notes.txt", "--output_dir={tmp}/o"],
+     "notes.txt: is a file; --data_dir takes a folder", None),
     ("pipeline.serve", ["--build_dir={tmp}/empty"], "no config.json, splits.csv", None),
     ("pipeline.serve", ["--model={tmp}/notes.txt", "--port=0"], "not a TFLite model", None),
 ])
@@ -80,6 +91,11 @@ def test_bad_invocation_is_one_clear_line(tmp_path, module, args, needle, env):
   (tmp_path / "empty").mkdir()
   (tmp_path / "notes.txt").write_text("not a model\n")
   (tmp_path / "names.json").write_text('{"mel": "Melanoma", "nv": ["Nevus"]}')
+  unfinished = tmp_path / "unfinished"  # A build stopped after its data stage.
+  unfinished.mkdir()
+  BuildConfig().save(str(unfinished / "config.json"))
+  (unfinished / "report.json").write_text('{"name": "unfinished"}')
+  (unfinished / "labels.txt").write_text("a\nb\n")
   for cls in ("a", "b"):  # Files named .jpg that are not images.
     (tmp_path / "fake" / cls).mkdir(parents=True)
     for i in range(2):
@@ -90,6 +106,8 @@ def test_bad_invocation_is_one_clear_line(tmp_path, module, args, needle, env):
   last = proc.stderr.strip().splitlines()[-1]
   assert last.startswith(f"{module}: error: ") and needle in last, proc.stderr[-3000:]
   assert "Traceback" not in proc.stderr
+  if module.startswith("benchmarks."):  # Nothing else: no TensorFlow or CUDA start-up lines.
+    assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
 
 
 def test_a_bad_display_names_file_stops_the_build_before_it_writes_anything(tmp_path):

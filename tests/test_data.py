@@ -197,13 +197,6 @@ def test_16bit_png_keeps_its_dynamic_range(tmp_path):
   assert arr.min() <= 2 and arr.max() >= 253
 
 
-def test_very_large_image_is_refused_cleanly(tmp_path, monkeypatch):
-  path = imagefiles.write(str(tmp_path / "big.png"), array=np.zeros((300, 400, 3), np.uint8))
-  monkeypatch.setattr(images_lib, "MAX_PIXELS", 100_000)
-  with pytest.raises(images_lib.ImageError, match="exceeds"):
-    images_lib.load_rgb(path, SIZE)
-
-
 def test_large_jpeg_is_decoded_at_reduced_scale(tmp_path):
   big = np.tile(np.linspace(0, 255, 2000, dtype=np.uint8)[None, :, None], (1500, 1, 3))
   path = imagefiles.write(str(tmp_path / "big.jpg"), array=big, fmt="JPEG")
@@ -306,3 +299,28 @@ def test_oversampling_balances_classes():
   labels = np.array([0] * 10 + [1] * 3 + [2])
   idx = inputs.oversample_indices(labels, seed=0)
   np.testing.assert_array_equal(np.bincount(labels[idx]), [10, 10, 10])
+
+
+def _folders(root, layout):
+  """ROOT/SPLIT/CLASS/i.jpg for {split: {class: n}}."""
+  colours = {"nv": (200, 80, 80), "mel": (80, 200, 80), "bkl": (80, 80, 200)}
+  for split, classes in layout.items():
+    for cls, n in classes.items():
+      for i in range(n):
+        imagefiles.write(str(root / split / cls / f"{i}.jpg"), colour=colours[cls], seed=i,
+                         fmt="JPEG")
+
+
+def test_a_class_with_no_training_image_is_refused(tmp_path):
+  root = tmp_path / "d"
+  _folders(root, {"train": {"nv": 8, "mel": 8}, "test": {"nv": 3, "bkl": 12}})
+  with pytest.raises(PipelineError, match="class 'bkl' has no training image \\(12 in test\\)"):
+    _run(DataConfig(data_format="folders", data_dir=str(root), image_size=SIZE), tmp_path / "o")
+
+
+def test_a_class_missing_from_the_test_split_is_a_reported_warning(tmp_path):
+  root = tmp_path / "d"
+  _folders(root, {"train": {"nv": 8, "mel": 8, "bkl": 8}, "test": {"nv": 3, "bkl": 3}})
+  _run(DataConfig(data_format="folders", data_dir=str(root), image_size=SIZE), tmp_path / "o")
+  warnings = json.load(open(tmp_path / "o" / "data_report.json"))["warnings"]
+  assert any("class 'mel' has no image in the test split" in w for w in warnings), warnings

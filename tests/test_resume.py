@@ -172,3 +172,53 @@ def test_resume_reads_an_older_version_s_build_as_it_was(tmp_path):
   saved(lambda old: old["train"].update(from_the_future=1))
   with pytest.raises(PipelineError, match="unknown field.*from_the_future"):
     Progress(config, resume)
+
+
+def _finished_data_stage(out, config):
+  """An output directory whose build finished its data stage under `config`."""
+  from pipeline import atomic
+  from pipeline.stages import state as state_lib
+  os.makedirs(out, exist_ok=True)
+  config.save(os.path.join(out, "config.json"))
+  atomic.write_json(os.path.join(out, state_lib.PROGRESS_FILE),
+                    {"completed": ["data"], "stage_seconds": {"data": 1.0},
+                     "config": config.to_dict()})
+
+
+def test_resume_refuses_a_setting_a_finished_stage_read(tmp_path):
+  import dataclasses
+  import pytest
+  from pipeline import config as config_lib
+  from pipeline.errors import PipelineError
+  from pipeline.stages import state as state_lib
+  out = str(tmp_path / "b")
+  config = config_lib.smoke_config()
+  _finished_data_stage(out, config)
+  options = config_lib.RunOptions(output_dir=out, resume=True)
+  with pytest.raises(PipelineError, match="seed was 42 .* now 7, and its data stage already"):
+    state_lib.Progress(dataclasses.replace(config, seed=7), options)
+  # A setting only later stages read may change on --resume.
+  later = dataclasses.replace(config, gate=dataclasses.replace(config.gate, mcnemar_alpha=0.05))
+  state_lib.Progress(later, options)
+
+
+def test_a_fresh_build_refuses_a_folder_holding_another_build(tmp_path):
+  import pytest
+  from pipeline import config as config_lib
+  from pipeline import stages
+  from pipeline.errors import PipelineError
+  out = tmp_path / "b"
+  _finished_data_stage(str(out), config_lib.smoke_config())
+  (out / "model_int8.tflite").write_bytes(b"old")
+  (out / ".worker-1").mkdir()  # A multi-worker task's scratch folder.
+  with pytest.raises(PipelineError, match="holds another build; give --resume"):
+    stages._claim_output_dir(config_lib.RunOptions(output_dir=str(out)))
+  stages._claim_output_dir(config_lib.RunOptions(output_dir=str(out), overwrite=True))
+  assert os.listdir(out) == [".worker-1"]  # The old build's files are gone.
+  (tmp_path / "notes").mkdir()
+  (tmp_path / "notes" / "todo.txt").write_text("mine")
+  with pytest.raises(PipelineError, match="is not empty and holds no build"):
+    stages._claim_output_dir(config_lib.RunOptions(output_dir=str(tmp_path / "notes"),
+                                                   overwrite=True))
+  with pytest.raises(PipelineError, match="cannot go with --resume"):
+    config_lib.RunOptions(output_dir=str(out), overwrite=True, resume=True).validate()

@@ -46,7 +46,7 @@ def load(config: DataConfig, seed: int, split_file: str = "", synthetic_root: st
   examples = _dedupe_keys(examples, notes)
   own_split = bool(split_file)
   split_file = split_file or config.split_file
-  partial = tuple(only_splits) != SPLITS
+  partial = tuple(only_splits) != SPLITS and not unsplit
   if partial:
     if not split_file:
       raise PipelineError("loading only some splits needs the build's splits.csv")
@@ -81,10 +81,31 @@ def load(config: DataConfig, seed: int, split_file: str = "", synthetic_root: st
         groups=[examples[i].group for i in chosen],
         images=None if streamed else pixels[chosen],
         image_size=config.image_size)
+  if "train" in bundle_splits:
+    _check_class_coverage(bundle_splits, labels, notes)
   unused = tuple((e.key, e.label, e.group) for e in examples
                  if assignment.get(e.key) == splits_lib.UNUSED)
   return DataBundle(labels=tuple(labels), splits=bundle_splits, image_size=config.image_size,
                     notes=notes, streamed=streamed, unused=unused)
+
+
+def _check_class_coverage(splits, labels: Sequence[str], notes: InputNotes) -> None:
+  """A class needs training images; one missing from validation or test is a warning (its
+  figures there are missing), noted in the data report.
+
+  Raises:
+    PipelineError: a class with no training image.
+  """
+  for i, label in enumerate(labels):
+    present = {name: int((split.labels == i).sum()) for name, split in splits.items()}
+    if not present["train"]:
+      where = ", ".join(f"{n} in {name}" for name, n in present.items() if n)
+      raise PipelineError(f"class {label!r} has no training image ({where}); add training images "
+                          "of it, or remove its images from the other splits")
+    for name, n in present.items():
+      if not n:
+        notes.warn(f"class {label!r} has no image in the {name} split: its {name} figures are "
+                   "missing; add images of it")
 
 
 def _dedupe_keys(examples: List[Example], notes: InputNotes) -> List[Example]:

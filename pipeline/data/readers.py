@@ -77,12 +77,20 @@ def _index_images(roots: Sequence[str]) -> Dict[str, str]:
   return found
 
 
+def check_directory(path: str, missing: str, hint: str = "") -> None:
+  """Raises PipelineError when `path` is missing ("{path}: {missing}; check --data_dir") or
+  a file rather than a folder."""
+  if os.path.isfile(path):
+    raise PipelineError(f"{path}: is a file; --data_dir takes a folder{hint}")
+  if not os.path.isdir(path):
+    raise PipelineError(f"{path}: {missing}; check --data_dir{hint}")
+
+
 def read_ham10000(data_dir: str, metadata_csv: str, notes: InputNotes) -> List[Example]:
   roots = [d for d in data_dir.split(",") if d]
   for root in roots:
-    if not os.path.isdir(root):
-      raise PipelineError(f"{root}: image directory not found; check --data_dir (several "
-                          "folders may be given, comma-separated)")
+    check_directory(root, "image directory not found",
+                    " (several folders may be given, comma-separated)")
   rows, header = read_csv(metadata_csv, ("image_id", "dx"))
   if "lesion_id" not in header:
     notes.warn("metadata has no lesion_id column: splitting by image, so images of one "
@@ -112,8 +120,7 @@ def read_ham10000(data_dir: str, metadata_csv: str, notes: InputNotes) -> List[E
 
 
 def read_folders(root: str, notes: InputNotes) -> Tuple[List[Example], List[str]]:
-  if not os.path.isdir(root):
-    raise PipelineError(f"{root}: directory not found; check --data_dir")
+  check_directory(root, "directory not found", " (it holds one folder per class)")
   layouts: List[Tuple[str, str]] = [(root, "")]
   if os.path.isdir(os.path.join(root, "train")) and os.path.isdir(os.path.join(root, "test")):
     layouts = [(os.path.join(root, "train"), ""), (os.path.join(root, "test"), "test")]

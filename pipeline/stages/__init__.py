@@ -24,6 +24,7 @@ from pipeline import atomic
 from pipeline import provenance
 from pipeline import report as report_lib
 from pipeline.config import CONFIG_FILE, STAGES, BuildConfig, RunOptions
+from pipeline.errors import PipelineError
 from pipeline.stages import assets, data, evaluate, export, gate, metadata, training
 from pipeline.stages import state as state_lib
 from pipeline.tf_compat import keras, tf

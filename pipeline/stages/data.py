@@ -59,6 +59,8 @@ def run(config: BuildConfig, state: BuildState) -> BuildState:
   state.log(f"data: {sum(len(s) for s in bundle.splits.values())} images ({counts}{unused}), "
             f"{len(bundle.labels)} labels, {bundle.notes.skipped_summary()}, "
             f"{len(bundle.notes.converted)} converted")
+  for warning in bundle.notes.warnings:
+    state.log(f"data: warning: {warning}")
   return dataclasses.replace(state, bundle=bundle, data_report=data_report)
 
 

@@ -25,6 +25,7 @@ from pipeline.web.review import Review
 
 TOP_K = 5
 MAX_FILES = 32
+MAX_FORM_PARTS = 4 * MAX_FILES  # Werkzeug refuses a form with more parts (413).
 GALLERY_LIMIT = 60  # Cards per gallery unless ?all=1.
 
 
@@ -39,6 +40,7 @@ def create_app(classifier: Classifier, review: Optional[Review] = None,
   """
   app = flask.Flask(__name__, static_folder=None)
   app.config["MAX_CONTENT_LENGTH"] = int(max_upload_mb * 1024 * 1024)
+  app.config["MAX_FORM_PARTS"] = MAX_FORM_PARTS
   model = {"name": classifier.meta.get("name") or "model",
            "version": classifier.meta.get("version") or "unknown",
            "demo": (classifier.meta.get("name") or "").startswith("Pipeline demo classifier"),
@@ -91,8 +93,13 @@ def create_app(classifier: Classifier, review: Optional[Review] = None,
   def http_error(e: exceptions.HTTPException):
     message = e.description
     if isinstance(e, exceptions.RequestEntityTooLarge):
-      message = (f"The upload is larger than {max_upload_mb:g} MB; send fewer or smaller "
-                 "photos (the server's --max_upload_mb).")
+      size = flask.request.content_length
+      if size is not None and size <= app.config["MAX_CONTENT_LENGTH"]:
+        message = (f"The form has more than {MAX_FORM_PARTS} parts; send at most {MAX_FILES} "
+                   "photos in one request.")
+      else:
+        message = (f"The upload is larger than {max_upload_mb:g} MB; send fewer or smaller "
+                   "photos (the server's --max_upload_mb).")
     if flask.request.path.startswith("/api/"):
       return flask.jsonify({"error": message, "disclaimer": DISCLAIMER}), e.code
     return page("message.html", e.code, title=f"{e.code} {e.name}", message=message)
