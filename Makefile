@@ -1,4 +1,4 @@
-# make demo | make test | make bench | make ham10000 | make demo-seeds | make clean
+# make demo | make test | make test-fast | make bench | make ham10000 | make crossval | make clean
 PY ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 PYTHON := $(VENV)/bin/python
@@ -11,7 +11,7 @@ SHARED ?= ../shared
 BUILD_DIR ?= $(shell ls -td build/*/ 2>/dev/null | while read d; do [ -f "$$d/model_int8.tflite" ] && echo "$${d%/}" && break; done)
 ANCHOR := $(SHARED)/anchors/tf2_mobilenet_v2_1.0_224_ptq.tflite
 
-.PHONY: venv venv-mediapipe demo demo-seeds test bench ham10000 clean
+.PHONY: venv venv-mediapipe demo test test-fast bench ham10000 crossval clean
 
 $(STAMP): requirements.txt requirements-nodeps.txt pyproject.toml
 	test -x $(PYTHON) || $(PY) -m venv $(VENV)
@@ -32,19 +32,21 @@ venv-mediapipe: $(MP_STAMP)
 demo: venv venv-mediapipe
 	$(PYTHON) -m pipeline.build --flagfile=configs/demo.flags
 
-# The demo build under five seeds: its parity gate must pass every time.
-demo-seeds: venv
-	$(PYTHON) -m benchmarks.gate_seeds --build_flagfile=configs/demo.flags --seeds=1,2,3,4,5 \
-	  --output_dir=build/gate_seeds
-
 # Two workers: alone, the suite keeps about one of the two cores busy (conversions and small-batch
 # training are mostly single-threaded). The shared smoke build's tests stay on one worker.
 TEST_WORKERS ?= 2
 test: venv venv-mediapipe
 	$(PYTHON) -m pytest -q -n $(TEST_WORKERS) --dist=loadgroup tests
 
+# Extra build flags, e.g. make ham10000 BUILD_FLAGS=--overwrite (or --resume).
+BUILD_FLAGS ?=
 ham10000: venv venv-mediapipe
-	$(PYTHON) -m pipeline.build --flagfile=configs/ham10000.flags
+	$(PYTHON) -m pipeline.build --flagfile=configs/ham10000.flags $(BUILD_FLAGS)
+
+# The default recipe's 5-fold cross-validation on the training lesions (5 whole builds).
+crossval: venv venv-mediapipe
+	$(PYTHON) -m benchmarks.crossval --build_flagfile=configs/ham10000.flags --folds=5 \
+	  --work_dir=build/crossval
 
 bench: venv
 	@test -n "$(BUILD_DIR)" || { echo "make bench: no build found under build/; run make demo or make ham10000 first" >&2; exit 1; }

@@ -93,7 +93,6 @@ def run(models: List[str], threads: List[int], runs: int, warmup_runs: int,
     {"results": [...], "reference": path or None, "settings": {...}}.
   """
   from pipeline import latency  # pylint: disable=g-import-not-at-top
-  from pipeline.errors import PipelineError  # pylint: disable=g-import-not-at-top
   all_models = list(dict.fromkeys(models + ([reference] if reference else [])))
   sizes = [_input_size(p) for p in all_models]  # Checks every file before any is timed.
   # Decoded once at the largest input size; a smaller model's input is resized down from it.

@@ -50,9 +50,6 @@ def training_summary(training: Dict[str, dict], crt: Optional[dict] = None) -> s
     if name not in training:
       continue
     mode = training[name].get("mode")
-    runs = training[name].get("soup", {}).get("runs")
-    if runs:
-      mode = f"{mode}; {runs} runs from the transfer weights, their weights averaged"
     parts.append(f"{_PHASE_NAMES[name]} ({mode})" if mode else _PHASE_NAMES[name])
     if name == "finetune" and crt:
       parts.append(f"the classifier re-fit on the frozen features with every class weighted "

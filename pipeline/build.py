@@ -14,227 +14,169 @@ OUTPUT_DIR/config.json and, as flags, to OUTPUT_DIR/flags.txt so that
 `--flagfile=OUTPUT_DIR/flags.txt` repeats the build.
 """
 
+import json
 import os
 import sys
-from typing import List, Tuple
+from typing import Any, Dict, List, Tuple
 
 from absl import app
 from absl import logging
 from absl import flags
 
-from pipeline import config as config_lib
-from pipeline.config import (BuildConfig, DataConfig, ExportConfig, GateConfig, MetadataConfig,
-                             ModelConfig, PhaseConfig, ReferralConfig, RunOptions,
-                             TrainConfig)
+from pipeline.config import BuildConfig, RunOptions
+from pipeline.config import fields
 from pipeline.errors import PipelineError
 
-_D = BuildConfig()
-_R = RunOptions(output_dir="")
-_DEFINED: List[str] = []
+# The flags are generated from the config dataclasses' fields (pipeline/config/fields.py):
+# the recipe's (BuildConfig) and the run's (RunOptions). Every other recipe field is set by its
+# dotted path with --set.
+RECIPE_FLAGS = tuple(fields.flag_fields(BuildConfig))
+RUN_FLAGS = tuple(fields.flag_fields(RunOptions))
+_PER_INVOCATION = ("resume", "rerun_from", "overwrite")  # Not written to flags.txt.
 
 
-def _define(kind: str, name: str, default, *args, **kwargs) -> None:
-  """flags.DEFINE_<kind>, remembering the name so flags.txt lists only the build's flags."""
-  getattr(flags, f"DEFINE_{kind}")(name, default, *args, **kwargs)
-  _DEFINED.append(name)
+def _define(f: fields.FlagField) -> None:
+  help_text = f"[{f.group}] {f.help}"
+  if f.choices:
+    flags.DEFINE_enum(f.name, f.default or None, f.choices, help_text)
+  elif isinstance(f.default, bool):
+    flags.DEFINE_bool(f.name, f.default, help_text)
+  elif isinstance(f.default, int):
+    flags.DEFINE_integer(f.name, f.default, help_text)
+  elif isinstance(f.default, float):
+    flags.DEFINE_float(f.name, f.default, help_text)
+  elif f.default is None or isinstance(f.default, tuple):
+    flags.DEFINE_list(f.name, None if f.default is None else list(f.default), help_text)
+  else:
+    flags.DEFINE_string(f.name, f.default, help_text)
 
 
-# Data.
-_define("enum", "data_format", "synthetic", config_lib.DATA_FORMATS,
-        "Input layout: ham10000 (metadata CSV + images in one or more folders), folders "
-        "(ROOT/CLASS/*.jpg, or ROOT/train|test/CLASS), hmnist_csv (28x28 pixel CSV), synthetic "
-        "(generated demo set).")
-_define("string", "data_dir", "", "Image root. For ham10000, several folders may be given "
-        "comma-separated (e.g. HAM10000_images_part_1,HAM10000_images_part_2).")
-_define("string", "metadata_csv", "", "HAM10000_metadata.csv (ham10000) or "
-        "hmnist_28_28_RGB.csv (hmnist_csv).")
-_define("integer", "image_size", _D.data.image_size, "Model input height and width in pixels.")
-_define("float", "val_fraction", _D.data.val_fraction, "Share of each class for validation.")
-_define("float", "test_fraction", _D.data.test_fraction,
-        "Share of each class for test (unless the dataset ships a test split).")
-_define("float", "train_fraction", _D.data.train_fraction, "Train on this share of each "
-        "class's training lesions (at least one), drawn with --seed; validation and test stay "
-        "whole, the rest is 'unused' in splits.csv. For learning curves "
-        "(benchmarks.learning_curve): what would more data give?")
-_define("string", "split_file", "", "Reuse a saved splits.csv instead of splitting anew.")
-_define("bool", "strict", _D.data.strict, "Fail on any bad input instead of skipping it.")
-_define("string", "hmnist_labels", "", "hmnist_csv label table CODE:NAME,... (default: "
-        "0:akiec,1:bcc,2:bkl,3:df,4:nv,5:vasc,6:mel).")
-_define("enum", "class_weight", _D.train.class_weight, config_lib.CLASS_WEIGHTS,
-        "How training balances classes: balanced = loss weights n / (classes * n_class); "
-        "logit_adjusted = no weights, the loss adds log class priors to the logits (the "
-        "model's outputs then favour no class by its frequency); none (the default) = neither: "
-        "the crt stage balances the classifier (with --nocrt, give balanced here and to "
-        "--finetune_class_weight); sqrt = loss weights proportional to 1 / sqrt(n_class), "
-        "averaging 1 over the images. Transfer and QAT use it; fine-tuning has its own.")
-_define("string", "finetune_class_weight", _D.train.finetune_class_weight,
-        "The fine-tune phase's class balance: one of --class_weight's choices, or empty "
-        "(--finetune_class_weight=) for --class_weight's. sqrt (the default) beat none on "
-        "paired fine-tune re-runs and whole builds (BUILD.md).")
-_define("bool", "oversample", _D.train.oversample,
-        "Oversample rare classes to the largest class's count (replaces class weights).")
-_define("bool", "augment", _D.train.augment,
-        "Random flips, rotations, zoom, brightness and contrast while training.")
-_define("float", "cache_max_gb", _D.data.cache_max_gb,
-        "Keep decoded images in memory up to this size; stream from disk beyond it.")
-_define("integer", "synthetic_classes", _D.data.synthetic_classes, "Classes of the synthetic set.")
-_define("integer", "synthetic_per_class", _D.data.synthetic_per_class,
-        "Images per class of the synthetic set.")
-# Model.
-_define("string", "weights", _D.model.weights, "Backbone weights: imagenet (downloads), none "
-        "(random init), or the path of a MobileNetV2 no-top .h5.")
-_define("float", "alpha", _D.model.alpha, "MobileNetV2 width multiplier.")
-_define("float", "dropout", _D.model.dropout, "Dropout before the classifier.")
-# Training.
-_define("integer", "transfer_epochs", _D.train.transfer.epochs, "Head-only epochs.")
-_define("float", "transfer_lr", _D.train.transfer.learning_rate, "Head-only learning rate.")
-_define("enum", "transfer_mode", _D.train.transfer_mode, config_lib.TRANSFER_MODES,
-        "cached_features: run the frozen backbone once per image and train the head on the "
-        "features; end_to_end: train through the backbone with augmentation.")
-_define("integer", "finetune_epochs", _D.train.finetune.epochs, "Fine-tuning epochs.")
-_define("float", "finetune_lr", _D.train.finetune.learning_rate, "Fine-tuning peak learning rate.")
-_define("float", "finetune_weight_decay", _D.train.finetune.weight_decay,
-        "Decoupled weight decay in fine-tuning (AdamW; 0 = Adam): every step shrinks each "
-        "kernel by learning rate x this.")
-_define("integer", "finetune_layers", _D.train.finetune_layers,
-        "Top backbone layers to unfreeze; block boundaries: 100 = from block_6, 56 = block_11, "
-        "47 = block_12, 38 = block_13.")
-_define("float", "warmup_epochs", _D.train.finetune.warmup_epochs,
-        "Linear warm-up before cosine decay in fine-tuning.")
-_define("float", "label_smoothing", _D.train.finetune.label_smoothing,
-        "Label smoothing in fine-tuning and QAT.")
-_define("enum", "finetune_keep", _D.train.finetune_keep, config_lib.KEEP_EPOCHS,
-        "Fine-tune epoch the model keeps: last (the schedule's end) or best_val (highest "
-        "validation balanced accuracy).")
-_define("integer", "finetune_runs", _D.train.finetune_runs,
-        "Fine-tune this many times from the transfer weights, each with its own data order, "
-        "and keep the mean of their weights (a model soup; each run costs a whole fine-tune).")
-_define("bool", "crt", _D.train.crt, "After fine-tuning, re-train the classifier on the frozen "
-        "backbone's features, class-balanced (cRT).")
-_define("float", "crt_c", _D.train.crt_c, "Inverse L2 strength of the cRT classifier.")
-_define("integer", "qat_epochs", _D.train.qat.epochs, "Quantization-aware training epochs.")
-_define("float", "qat_lr", _D.train.qat.learning_rate, "QAT learning rate.")
-_define("enum", "qat_target", _D.train.qat_target, config_lib.QAT_TARGETS,
-        "What QAT learns: float_model = the fine-tuned float model's probabilities on the "
-        "same augmented images (distillation, for int8-vs-float parity); labels = the labels.")
-_define("integer", "batch_size", _D.train.batch_size, "Global batch size.")
-_define("enum", "strategy", _D.train.strategy, config_lib.STRATEGIES,
-        "tf.distribute strategy; multi_worker reads the cluster from TF_CONFIG.")
-# Export and metadata.
-_define("enum", "io_dtype", _D.export.io_dtype, config_lib.IO_DTYPES,
-        "Input/output type of the int8 variants; phone APIs take uint8.")
-_define("list", "variants", list(_D.export.variants),
-        "TFLite variants to write: int8 (QAT, shipped), int8_ptq, float16, float32.")
-_define("integer", "calibration_images", _D.export.calibration_images,
-        "Real training images for int8 calibration.")
-_define("string", "model_name", "", "Metadata name (default from metadata/defaults.json).")
-_define("string", "model_description", "", "Metadata description (default from "
-        "metadata/defaults.json; always ends with 'Not a diagnostic device.').")
-_define("string", "model_version", "", "Metadata version.")
-_define("string", "model_author", "", "Metadata author.")
-_define("string", "model_license", "", "Metadata license.")
-_define("string", "display_names", "", "JSON file {label: {display_name: ...}}; default: "
-        "metadata/classes_*.json, else the label itself.")
-# Gate and run control.
-_define("bool", "gate", _D.gate.enabled, "Refuse to ship an int8 model that fails the parity gate.")
-_define("float", "gate_min_agreement", _D.gate.min_top1_agreement,
-        "Fail when int8-vs-float32 top-1 agreement on the test split is below this floor "
-        "(good models agree on 94-98% of HAM10000 test images; a broken one far less).")
-_define("float", "gate_max_bacc_drop", _D.gate.max_balanced_accuracy_drop,
-        "Fail when even the low end of the paired bootstrap 95% interval of int8's "
-        "balanced-accuracy drop is above this (0.01 = one point).")
-_define("float", "gate_mcnemar_alpha", _D.gate.mcnemar_alpha,
-        "Fail when an exact McNemar test finds int8 wrong alone significantly more often than "
-        "float32 (one-sided p below this).")
-_define("float", "gate_max_flip_margin", _D.gate.max_flip_margin,
-        "Fail when int8 turns a right float32 prediction with at least this top-1 margin "
-        "(top-1 minus top-2 probability) into a wrong one it is sure of (--gate_min_wrong_lead).")
-_define("float", "gate_min_wrong_lead", _D.gate.min_wrong_lead,
-        "With --gate_max_flip_margin: int8 is sure of its wrong answer when its top-1 is at "
-        "least this above its score of the true class (a flip to a near-tie is rounding).")
-_define("integer", "gate_bootstrap_rounds", _D.gate.bootstrap_rounds,
-        "Bootstrap rounds for the gate's intervals and the referral figures.")
-_define("list", "malignant_classes", None,
-        "Serious classes for the referral threshold (refer when their summed probability "
-        "reaches it). Default: mel,bcc,akiec for ham10000 and hmnist_csv, none otherwise; "
-        "--malignant_classes= turns it off.")
-_define("float", "referral_sensitivity", _D.referral.sensitivity,
-        "Probability that the referral threshold refers a new serious case (fit on the "
-        "validation split's serious cases at their split-conformal rank).")
-_define("string", "output_dir", "", "Where the build writes everything.")
-_define("string", "assets_dir", _R.assets_dir, "Where the drop-in app assets go (default "
-        "OUTPUT_DIR/android_assets; make ham10000 writes the repository's android_assets/).")
-_define("integer", "seed", _D.seed, "Seed for splits, shuffling and initialization.")
-_define("bool", "deterministic", _D.deterministic,
-        "Enable TensorFlow op determinism: two builds with the same seed train bit-identical "
-        "models (for comparing changes); without it only the split and labels repeat.")
-_define("enum", "stop_after", _R.stop_after, config_lib.STAGES,
-        "Run the stages up to and including this one.")
-_define("bool", "resume", _R.resume, "Continue a killed build: finished stages are reused, "
-        "the interrupted phase continues from its last epoch.")
-_define("enum", "rerun_from", None, config_lib.STAGES,
-        "Redo this stage and every later one of the build in --output_dir, reusing the earlier "
-        "stages (implies --resume); settings only this stage or later ones read may change, "
-        "e.g. --rerun_from=qat --qat_epochs=3. Copy the directory first to keep the original.")
-_define("bool", "overwrite", _R.overwrite, "Replace the build already in --output_dir (its "
-        "files are deleted first); without it a fresh build refuses a folder that holds one.")
-
+for _field in sorted(RECIPE_FLAGS + RUN_FLAGS, key=lambda f: fields.GROUPS.index(f.group)):
+  _define(_field)
+flags.DEFINE_multi_string(
+    "set", [], "[run] Any other recipe field by its dotted path in config.json, e.g. "
+    "--set=train.crt_c=0.02 or --set=gate.mcnemar_alpha=0.05 (repeatable; values in JSON or "
+    "plain text).")
 # Per invocation, so not in flags.txt.
-flags.DEFINE_bool("verbose", False, "Show TensorFlow's and the TFLite converter's own log lines "
-                  "(hidden by default unless the call they come from fails).")
+flags.DEFINE_bool("verbose", False, "[run] Show TensorFlow's and the TFLite converter's own log "
+                  "lines (hidden unless the call they come from fails).")
 
 FLAGS = flags.FLAGS
 
+# Flags of earlier versions: the recipe field a --set now reaches, or None where the option
+# was measured and removed (BUILD.md, "What we measured").
+_FORMER_FLAGS = {
+    "val_fraction": "data.val_fraction", "test_fraction": "data.test_fraction",
+    "train_fraction": "data.train_fraction", "hmnist_labels": "data.hmnist_labels",
+    "cache_max_gb": "data.cache_max_gb", "synthetic_classes": "data.synthetic_classes",
+    "synthetic_per_class": "data.synthetic_per_class", "dropout": "model.dropout",
+    "transfer_lr": "train.transfer.learning_rate", "qat_lr": "train.qat.learning_rate",
+    "warmup_epochs": "train.finetune.warmup_epochs",
+    "label_smoothing": "train.finetune.label_smoothing", "crt": "train.crt",
+    "crt_c": "train.crt_c", "class_weight": "train.class_weight",
+    "finetune_class_weight": "train.finetune_class_weight", "augment": "train.augment",
+    "io_dtype": "export.io_dtype", "calibration_images": "export.calibration_images",
+    "model_description": "metadata.description", "model_version": "metadata.version",
+    "model_author": "metadata.author", "model_license": "metadata.license",
+    "deterministic": "deterministic", "gate_min_agreement": "gate.min_top1_agreement",
+    "gate_max_bacc_drop": "gate.max_balanced_accuracy_drop",
+    "gate_mcnemar_alpha": "gate.mcnemar_alpha", "gate_max_flip_margin": "gate.max_flip_margin",
+    "gate_min_wrong_lead": "gate.min_wrong_lead",
+    "gate_bootstrap_rounds": "gate.bootstrap_rounds",
+    "finetune_runs": None, "finetune_weight_decay": None, "finetune_keep": None,
+    "oversample": None, "qat_target": None, "transfer_mode": None}
+
+
+def parse_flags(argv: List[str]) -> List[str]:
+  """absl's flag parsing, with a bad or former flag as one line (what, and what to give)."""
+  try:
+    return FLAGS(argv)
+  except flags.Error as e:
+    message = str(e)
+    for name, field in _FORMER_FLAGS.items():
+      if f"'{name}'" in message or f"'no{name}'" in message:
+        message = (f"--{name} is now --set={field}=VALUE" if field else
+                   f"--{name} was removed: measured and not kept (BUILD.md, \"What we "
+                   "measured\")")
+        break
+    sys.exit(f"pipeline.build: error: {message}; see --helpfull")
+
+
+def _assign(d: dict, path: str, value: Any) -> None:
+  *parents, leaf = path.split(".")
+  for key in parents:
+    d = d[key]
+  d[leaf] = value
+
+
+def _settings(items: List[str], flag_paths: Dict[str, str]) -> List[Tuple[str, Any]]:
+  """(path, value) of each --set=PATH=VALUE.
+
+  Raises:
+    PipelineError: not PATH=VALUE, a path that is not a recipe field, or one with a flag.
+  """
+  known = dict(_leaves(BuildConfig().to_dict()))
+  out = []
+  for item in items:
+    path, sep, text = item.partition("=")
+    path = path.strip()
+    if not sep or path not in known:
+      raise PipelineError(f"--set={item}: not a recipe field; use --set=PATH=VALUE with a "
+                          "dotted path of config.json, e.g. --set=train.crt_c=0.02")
+    if path in flag_paths:
+      raise PipelineError(f"--set={item}: {path} has its own flag; give --{flag_paths[path]}")
+    try:
+      value = json.loads(text)
+    except ValueError:
+      value = text  # A plain string.
+    if isinstance(known[path], float) and isinstance(value, int) and not isinstance(value, bool):
+      value = float(value)
+    if known[path] is not None and type(value) is not type(known[path]) and not (
+        isinstance(known[path], list) and isinstance(value, list)):
+      raise PipelineError(f"--set={item}: {path} takes a {type(known[path]).__name__}, "
+                          f"e.g. --set={path}={json.dumps(known[path])}")
+    out.append((path, value))
+  return out
+
+
+def _leaves(d: dict, prefix: str = "") -> List[Tuple[str, Any]]:
+  out = []
+  for key, value in d.items():
+    if isinstance(value, dict):
+      out += _leaves(value, f"{prefix}{key}.")
+    else:
+      out.append((prefix + key, value))
+  return out
+
+
+def _flag_value(f: fields.FlagField, values: flags.FlagValues) -> Any:
+  value = values[f.name].value
+  if f.choices and value is None:
+    return ""
+  return list(value) if isinstance(value, (list, tuple)) else value
+
 
 def config_from_flags(f: flags.FlagValues) -> Tuple[BuildConfig, RunOptions]:
-  """The validated recipe and run options of parsed flags."""
-  smoothing = f.label_smoothing
-  config = BuildConfig(
-      seed=f.seed, deterministic=f.deterministic,
-      data=DataConfig(
-          data_format=f.data_format, data_dir=f.data_dir, metadata_csv=f.metadata_csv,
-          image_size=f.image_size, val_fraction=f.val_fraction, test_fraction=f.test_fraction,
-          train_fraction=f.train_fraction, split_file=f.split_file, strict=f.strict,
-          hmnist_labels=f.hmnist_labels,
-          cache_max_gb=f.cache_max_gb, synthetic_classes=f.synthetic_classes,
-          synthetic_per_class=f.synthetic_per_class),
-      model=ModelConfig(weights=f.weights, alpha=f.alpha, dropout=f.dropout),
-      train=TrainConfig(
-          transfer=PhaseConfig(epochs=f.transfer_epochs, learning_rate=f.transfer_lr),
-          finetune=PhaseConfig(epochs=f.finetune_epochs, learning_rate=f.finetune_lr,
-                               warmup_epochs=f.warmup_epochs, label_smoothing=smoothing,
-                               weight_decay=f.finetune_weight_decay),
-          qat=PhaseConfig(epochs=f.qat_epochs, learning_rate=f.qat_lr, label_smoothing=smoothing),
-          transfer_mode=f.transfer_mode, qat_target=f.qat_target,
-          finetune_layers=f.finetune_layers, finetune_keep=f.finetune_keep,
-          finetune_runs=f.finetune_runs, crt=f.crt,
-          crt_c=f.crt_c, batch_size=f.batch_size, strategy=f.strategy,
-          class_weight=f.class_weight, finetune_class_weight=f.finetune_class_weight,
-          oversample=f.oversample, augment=f.augment),
-      export=ExportConfig(io_dtype=f.io_dtype, variants=tuple(f.variants),
-                          calibration_images=f.calibration_images),
-      metadata=MetadataConfig(name=f.model_name, description=f.model_description,
-                              version=f.model_version, author=f.model_author,
-                              license=f.model_license, display_names=f.display_names),
-      gate=GateConfig(min_top1_agreement=f.gate_min_agreement,
-                      max_balanced_accuracy_drop=f.gate_max_bacc_drop,
-                      mcnemar_alpha=f.gate_mcnemar_alpha, max_flip_margin=f.gate_max_flip_margin,
-                      min_wrong_lead=f.gate_min_wrong_lead,
-                      bootstrap_rounds=f.gate_bootstrap_rounds, enabled=f.gate),
-      referral=ReferralConfig(
-          malignant_classes=None if f.malignant_classes is None else tuple(f.malignant_classes),
-          sensitivity=f.referral_sensitivity),
-  )
-  options = RunOptions(output_dir=f.output_dir, assets_dir=f.assets_dir, stop_after=f.stop_after,
-                       resume=f.resume, rerun_from=f.rerun_from or "", overwrite=f.overwrite)
+  """The validated recipe and run options of parsed flags.
+
+  Raises:
+    PipelineError: an invalid value or --set.
+  """
+  recipe = BuildConfig().to_dict()
+  for field in RECIPE_FLAGS:
+    _assign(recipe, field.path, _flag_value(field, f))
+  for path, value in _settings(f.set, {x.path: x.name for x in RECIPE_FLAGS}):
+    _assign(recipe, path, value)
+  config = BuildConfig.from_dict(recipe, where="the flags")
+  options = RunOptions(**{x.path: _flag_value(x, f) for x in RUN_FLAGS})
   return config.validate(), options.validate()
 
 
 def flagfile_text(f: flags.FlagValues) -> str:
   """The build's flags in --flagfile form (without --resume, --rerun_from and --overwrite,
   which are per invocation)."""
-  lines = [f[name].serialize() for name in _DEFINED 
-           if name not in ("resume", "rerun_from", "overwrite")]
+  names = [x.name for x in RECIPE_FLAGS + RUN_FLAGS if x.name not in _PER_INVOCATION] + ["set"]
+  lines = [f[name].serialize() for name in names]
   # A list flag left to its dataset-dependent default (None) serializes as "".
   return "\n".join(line for line in lines if line) + "\n"
 
@@ -261,7 +203,7 @@ def main(argv: List[str]) -> None:
 
 def entry_point() -> None:
   """Console script `tflite-build`."""
-  app.run(main)
+  app.run(main, flags_parser=parse_flags)
 
 
 if __name__ == "__main__":

@@ -82,38 +82,6 @@ def disagreement_margins(reference_probs: np.ndarray, y_pred: np.ndarray) -> dic
               float(np.median(margin)) if margin.size else None}
 
 
-def fit_class_offsets(y_true: np.ndarray, log_probs: np.ndarray, rounds: int = 3,
-                      grid: Sequence[float] = tuple(np.linspace(-3.0, 3.0, 61))) -> np.ndarray:
-  """Per-class additive offsets to log-probabilities that maximize balanced accuracy.
-
-  Moving a class's offset moves its decision threshold: this is the best operating point of
-  a model on `y_true`'s items. Coordinate ascent over `grid`, class by class, `rounds` times;
-  an offset changes only when it strictly helps, so the result never scores below zeros.
-
-  Args:
-    y_true: true class indices [N].
-    log_probs: [N, K] log-probabilities (or logits).
-    rounds: passes over the classes.
-    grid: candidate offsets.
-
-  Returns:
-    float offsets [K]; argmax(log_probs + offsets) is the tuned prediction.
-  """
-  k = log_probs.shape[1]
-  offsets = np.zeros(k)
-  score = lambda o: argmax_balanced_accuracy(y_true, log_probs + o)
-  best = score(offsets)
-  for _ in range(rounds):
-    for c in range(k):
-      for value in grid:
-        trial = offsets.copy()
-        trial[c] = value
-        s = score(trial)
-        if s > best + 1e-12:
-          best, offsets = s, trial
-  return offsets
-
-
 def bootstrap_ci(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int,
                  rounds: int = 1000, seed: int = 0) -> Dict[str, list]:
   """95% percentile-bootstrap intervals for accuracy and balanced accuracy."""

@@ -102,18 +102,10 @@ def feature_extractor(model: keras.Model) -> keras.Model:
   return keras.Model(model.input, model.get_layer("avg_pool").output)
 
 
-def at_input_size(model: keras.Model, image_size: int) -> keras.Model:
-  """`model` on square inputs of another size, sharing its layers and weights (the backbone is
-  fully convolutional, then global pooling): progressive resizing trains it at a lower
-  resolution first."""
-  image = keras.Input((image_size, image_size) + model.input_shape[3:], name="image")
-  return keras.models.clone_model(model, input_tensors=image, clone_function=lambda l: l)
-
-
 def dihedral_tta_model(model: keras.Model) -> keras.Model:
   """`model` averaged over the 8 dihedral views of each input image, in one graph: one
   image in, one probability vector out, 8 images' worth of compute inside (the shipped
-  model_int8_tta8.tflite, and distillation's teacher)."""
+  model_int8_tta8.tflite)."""
   image = keras.Input(model.input_shape[1:], name="image")
   views = keras.layers.Lambda(preprocessing.dihedral_stack_tf, name="dihedral_views")(image)
   probs = keras.layers.Lambda(preprocessing.dihedral_mean_tf, name="dihedral_mean")(model(views))

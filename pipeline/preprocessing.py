@@ -68,47 +68,14 @@ def dihedral_mean_tf(outputs):
   return tf.reduce_mean(tf.reshape(outputs, [len(DIHEDRAL), -1, outputs.shape[-1]]), axis=0)
 
 
-# RGB -> YIQ (NTSC): Y is luma; I and Q carry the colour. Grey pixels have I = Q = 0.
-_RGB_TO_YIQ = np.array([[0.299, 0.587, 0.114],
-                        [0.595716, -0.274453, -0.321263],
-                        [0.211456, -0.522591, 0.311135]], np.float32)
-
-
-def color_matrices(saturation, hue_turns):
-  """[N, 3, 3] RGB colour matrices (TensorFlow): each scales the chroma (I and Q of YIQ) by
-  `saturation` [N] and turns it by `hue_turns` [N] of a full turn, leaving luma alone. A
-  pixel row vector p maps to p @ M^T; a grey pixel stays as it is."""
-  from pipeline.tf_compat import tf  # pylint: disable=g-import-not-at-top
-  angle = 2.0 * np.pi * hue_turns
-  one, zero = tf.ones_like(saturation), tf.zeros_like(saturation)
-  cos, sin = saturation * tf.cos(angle), saturation * tf.sin(angle)
-  chroma = tf.reshape(tf.stack([one, zero, zero, zero, cos, -sin, zero, sin, cos], axis=1),
-                      [-1, 3, 3])
-  return (tf.constant(np.linalg.inv(_RGB_TO_YIQ).astype(np.float32))[None] @ chroma
-          @ tf.constant(_RGB_TO_YIQ)[None])
-
-
-def random_color(images, strength: float, seed: int):
-  """Colour jitter of a batch [N, H, W, 3] in [0, 255]: per image, saturation times
-  U(1 - strength, 1 + strength) and hue turned by U(-strength, strength) x 30 degrees, as one
-  `color_matrices` matrix per image."""
-  from pipeline.tf_compat import tf  # pylint: disable=g-import-not-at-top
-  n = tf.shape(images)[0]
-  saturation = tf.random.uniform([n], 1.0 - strength, 1.0 + strength, seed=seed)
-  hue_turns = tf.random.uniform([n], -strength, strength, seed=seed + 1) / 12.0
-  return tf.einsum("nhwc,ndc->nhwd", images, color_matrices(saturation, hue_turns))
-
-
-def augment_layers(seed: int, color_jitter: float = 0.0):
+def augment_layers(seed: int):
   """Augmentation for dermoscopy, which has no canonical orientation.
 
-  Both flips, any rotation, zoom, brightness and contrast, and with `color_jitter` > 0 a colour
-  jitter (`random_color`). Runs on uint8-range floats before normalization, so brightness is
-  in pixel units.
+  Both flips, any rotation, zoom, brightness and contrast. Runs on uint8-range floats before
+  normalization, so brightness is in pixel units.
 
   Args:
     seed: makes the random stream repeatable.
-    color_jitter: colour jitter strength (0: none).
 
   Returns:
     A Keras Sequential to map over batches of images in [0, 255].
@@ -122,6 +89,4 @@ def augment_layers(seed: int, color_jitter: float = 0.0):
       layers.RandomBrightness(0.1, value_range=(0.0, 255.0), seed=seed + 3),
       layers.RandomContrast(0.15, seed=seed + 4),
   ]
-  if color_jitter > 0:
-    stack.append(layers.Lambda(lambda x: random_color(x, color_jitter, seed + 5), name="color"))
   return keras.Sequential(stack, name="augment")

@@ -57,16 +57,11 @@ def flips_table(paired: Optional[dict], most: int = 10) -> List[str]:
 
 def _balance_lines(data: dict) -> List[str]:
   """How the data report's phases balanced the classes: one line, or one per phase when
-  fine-tuning had its own --finetune_class_weight."""
-  if data.get("oversample"):
-    return ["", f"Class balance: {BALANCE_NAMES['oversample']}."]
-
+  fine-tuning had its own train.finetune_class_weight."""
   def describe(balance: str, weights: Optional[dict]) -> str:
     listed = lambda values: ", ".join(f"{k} {v:.3f}" for k, v in values.items())
     if weights:
       return f"{BALANCE_NAMES[balance]} {listed(weights)}"
-    if balance == "logit_adjusted":
-      return f"{BALANCE_NAMES[balance]}, training priors {listed(data['class_priors'])}"
     return BALANCE_NAMES[balance]
 
   transfer = (data.get("class_balance"), data.get("class_weights"))

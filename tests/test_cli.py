@@ -31,7 +31,7 @@ _OFFLINE = {"KERAS_HOME": "{tmp}/keras", "HTTPS_PROXY": "http://127.0.0.1:9",
      "no usable image: 4 skipped (4 x not a readable image", None),
     (_BUILD, ["--weights=/no/such.h5", "--output_dir={tmp}/o"],
      "--weights='/no/such.h5': no such file", None),
-    (_BUILD, ["--weights=imagenet", "--synthetic_per_class=10", "--image_size=32",
+    (_BUILD, ["--weights=imagenet", "--set=data.synthetic_per_class=10", "--image_size=32",
               "--alpha=0.35", "--output_dir={tmp}/o"],
      "--weights=imagenet: the ImageNet weights could not be downloaded", _OFFLINE),
     (_BUILD, ["--output_dir=/proc/x"], "/proc/x", None),
@@ -39,49 +39,44 @@ _OFFLINE = {"KERAS_HOME": "{tmp}/keras", "HTTPS_PROXY": "http://127.0.0.1:9",
     (_BUILD, ["--alpha=0.6", "--output_dir={tmp}/o"], "not a MobileNetV2 width", None),
     (_BUILD, ["--variants=float32", "--output_dir={tmp}/o"], "must include int8", None),
     # Caught right after the data stage, before any training.
-    (_BUILD, ["--malignant_classes=mel", "--synthetic_per_class=10", "--image_size=32",
+    (_BUILD, ["--malignant_classes=mel", "--set=data.synthetic_per_class=10", "--image_size=32",
               "--output_dir={tmp}/o"], "--malignant_classes: mel not among the dataset's labels",
      None),
     (_BUILD, ["--referral_sensitivity=1.0", "--output_dir={tmp}/o"], "--referral_sensitivity=1.0",
      None),
-    (_BUILD, ["--gate_max_flip_margin=0", "--output_dir={tmp}/o"], "--gate_max_flip_margin", None),
-    (_BUILD, ["--gate_min_wrong_lead=1.5", "--output_dir={tmp}/o"], "--gate_min_wrong_lead", None),
+    (_BUILD, ["--set=gate.max_flip_margin=0", "--output_dir={tmp}/o"], "gate.max_flip_margin",
+     None),
+    (_BUILD, ["--set=gate.min_wrong_lead=1.5", "--output_dir={tmp}/o"], "gate.min_wrong_lead",
+     None),
+    # --set: a recipe field by its path, type-checked; a field with a flag takes the flag.
+    (_BUILD, ["--set=train.crt_cc=1", "--output_dir={tmp}/o"],
+     "--set=train.crt_cc=1: not a recipe field", None),
+    (_BUILD, ["--set=train.crt_c=high", "--output_dir={tmp}/o"],
+     "--set=train.crt_c=high: train.crt_c takes a float", None),
+    (_BUILD, ["--set=data.image_size=64", "--output_dir={tmp}/o"],
+     "data.image_size has its own flag; give --image_size", None),
+    # An option that was measured and removed is named, not silently ignored.
+    (_BUILD, ["--finetune_runs=2", "--output_dir={tmp}/o"], "--finetune_runs was removed", None),
+    (_BUILD, ["--qat_lr=0.1", "--output_dir={tmp}/o"],
+     "--qat_lr is now --set=train.qat.learning_rate=VALUE", None),
     ("pipeline.predict", ["--model={tmp}/notes.txt", "{tmp}/notes.txt"],
      "notes.txt: not a TFLite model", None),
     ("benchmarks.latency", ["--model={tmp}/notes.txt", "--threads=0"], "--threads=0", None),
-    ("benchmarks.distill", ["--build_dir={tmp}/empty", "--reweight_epochs=2"],
-     "--reweight_epochs needs --reweight=balanced or --reweight=sqrt", None),
-    ("benchmarks.distill", ["--build_dir={tmp}/empty", "--reweight=sqrt", "--reweight_epochs=20",
-                            "--epochs=10"], "--reweight_epochs=20 is more than --epochs=10", None),
-    ("benchmarks.readout", ["--build_dir={tmp}/empty"],
-     "no config.json, splits.csv, model_float.keras", None),
-    ("benchmarks.compare", ["--baseline={tmp}/empty", "--candidate={tmp}/empty"],
-     "empty/report.json: cannot read a build report", None),
-    ("benchmarks.compare", ["--baseline={tmp}/empty", "--candidate={tmp}/empty",
-                            "--candidate={tmp}/empty", "--paired"],
-     "--paired needs as many candidates as baselines", None),
-    ("benchmarks.compare", ["--candidate={tmp}/empty"], "give at least one --baseline=BUILD",
+    (_BUILD, ["--set=train.crt_c=0", "--output_dir={tmp}/o"], "train.crt_c=0.0 must be > 0",
      None),
-    (_BUILD, ["--crt_c=0", "--output_dir={tmp}/o"], "--crt_c=0.0 must be > 0", None),
-    (_BUILD, ["--finetune_class_weight=sqrtt", "--output_dir={tmp}/o"],
-     "finetune_class_weight='sqrtt' is not valid; use one of: balanced, none, logit_adjusted, sqrt",
+    (_BUILD, ["--set=train.finetune_class_weight=sqrtt", "--output_dir={tmp}/o"],
+     "train.finetune_class_weight='sqrtt' is not valid; use one of: balanced, none, sqrt",
      None),
     # A display-names file that the metadata stage could not read is refused before training.
     (_BUILD, ["--display_names={tmp}/notes.txt", "--output_dir={tmp}/o"],
      "notes.txt: cannot read display names: it must be JSON", None),
     (_BUILD, ["--display_names={tmp}/names.json", "--output_dir={tmp}/o"],
      "names.json: label 'nv': display names must be JSON", None),
-    (_BUILD, ["--finetune_weight_decay=-1", "--output_dir={tmp}/o"],
-     "--finetune_weight_decay=-1.0 must be >= 0", None),
     ("pipeline.serve", [], "give --model=M.tflite or --build_dir=BUILD", None),
     ("benchmarks.latency", ["--model={tmp}/notes.txt"], "notes.txt: not a loadable TFLite model",
      None),
     ("benchmarks.accuracy", ["--build_dir={tmp}/unfinished"],
      "unfinished: the build has no exported model yet", None),
-    ("benchmarks.headroom", ["--build_dir={tmp}/unfinished"],
-     "unfinished: the build has no exported model yet", None),
-    ("benchmarks.referral", ["--build_dir={tmp}/unfinished"],
-     "the build has not finished its evaluate stage", None),
     (_BUILD, ["--data_format=folders", "--data_dir={tmp}/notes.txt", "--output_dir={tmp}/o"],
      "notes.txt: is a file; --data_dir takes a folder", None),
     ("pipeline.serve", ["--build_dir={tmp}/empty"], "no config.json, splits.csv", None),
@@ -114,7 +109,7 @@ def test_a_bad_display_names_file_stops_the_build_before_it_writes_anything(tmp_
   """The metadata stage reads --display_names after training: the build reads it first."""
   (tmp_path / "names.json").write_text("[1, 2]")
   proc = run_cli(["-m", "pipeline.build", f"--display_names={tmp_path / 'names.json'}",
-                  f"--output_dir={tmp_path / 'o'}", "--synthetic_per_class=10",
+                  f"--output_dir={tmp_path / 'o'}", "--set=data.synthetic_per_class=10",
                   "--image_size=32", "--alpha=0.35", "--weights=none"])
   assert proc.returncode == 1 and "not a JSON list" in proc.stderr.strip().splitlines()[-1]
   assert not (tmp_path / "o").exists(), proc.stdout
@@ -126,22 +121,30 @@ def test_enum_flags_name_valid_values():
   assert "ham10000" in proc.stderr and "hmnist_csv" in proc.stderr
 
 
-def test_helpfull_lists_the_build_flags():
+def test_helpfull_lists_at_most_30_grouped_flags_of_the_build():
   proc = run_cli(["-m", "pipeline.build", "--helpfull"])
   assert proc.returncode == 1, proc.stderr  # absl exits 1 after printing --helpfull.
-  for flag in ("--data_format", "--stop_after", "--finetune_layers", "--io_dtype",
-               "--[no]resume", "--strategy", "--gate_min_agreement", "--gate_mcnemar_alpha",
-               "--gate_max_flip_margin", "--gate_min_wrong_lead", "--malignant_classes",
-               "--referral_sensitivity"):
-    assert flag in proc.stdout, flag
+  ours = proc.stdout.split("pipeline/build.py:")[1].split("\nabsl.")[0]
+  flags = [line.split(":")[0].strip() for line in ours.splitlines() if line.startswith("  --")]
+  assert len(flags) <= 30, flags
+  for flag in ("--data_format", "--stop_after", "--finetune_layers", "--[no]resume",
+               "--strategy", "--malignant_classes", "--referral_sensitivity", "--set",
+               "--[no]overwrite"):
+    assert flag in flags, flag
+  # Each help line names its group; absl adds the default.
+  assert all(f"--{n}" in ours for n in ("image_size", "qat_epochs"))
+  for group in ("[data]", "[training]", "[export]", "[quality]", "[run]"):
+    assert group in ours, group
 
 
 def test_flags_txt_and_config_json_both_reproduce_the_config(tmp_path):
   from pipeline.config import CONFIG_FILE, BuildConfig
-  flags = ["--image_size=40", "--synthetic_classes=3", "--synthetic_per_class=12", "--noaugment",
-           "--malignant_classes=red", "--label_smoothing=0.05", "--variants=int8,float32",
-           "--class_weight=logit_adjusted", "--gate_max_flip_margin=0.3",
-           "--gate_min_wrong_lead=0.15", "--finetune_weight_decay=0.2", "--stop_after=data"]
+  flags = ["--image_size=40", "--set=data.synthetic_classes=3",
+           "--set=data.synthetic_per_class=12", "--set=train.augment=false",
+           "--malignant_classes=red", "--set=train.finetune.label_smoothing=0.05",
+           "--variants=int8,float32", "--set=train.class_weight=balanced",
+           "--set=gate.max_flip_margin=0.3", "--set=gate.min_wrong_lead=0.15",
+           "--stop_after=data"]
   first = run_cli(["-m", "pipeline.build", *flags, f"--output_dir={tmp_path}/a"])
   assert first.returncode == 0, first.stderr[-2000:]
   # TensorFlow's CUDA/XLA registration lines stay off the terminal (--verbose shows them).
@@ -153,21 +156,27 @@ def test_flags_txt_and_config_json_both_reproduce_the_config(tmp_path):
   a = BuildConfig.load(str(tmp_path / "a" / CONFIG_FILE))
   assert a == BuildConfig.load(str(tmp_path / "b" / CONFIG_FILE))
   # The flags reached the recipe (each phase has its own label smoothing).
-  assert (a.data.image_size, a.train.augment, a.referral.malignant_classes,
-          a.train.finetune.label_smoothing, a.train.qat.label_smoothing, a.export.variants,
-          a.train.class_balance, a.gate.max_flip_margin, a.gate.min_wrong_lead,
-          a.train.finetune.weight_decay, a.train.qat.weight_decay) == (
-              40, False, ("red",), 0.05, 0.05, ("int8", "float32"), "logit_adjusted", 0.3, 0.15,
-              0.2, 0.0)
+  assert (a.data.image_size, a.data.synthetic_classes, a.train.augment,
+          a.referral.malignant_classes, a.train.finetune.label_smoothing,
+          a.train.qat.label_smoothing, a.export.variants, a.train.class_balance,
+          a.gate.max_flip_margin, a.gate.min_wrong_lead) == (
+              40, 3, False, ("red",), 0.05, 0.1, ("int8", "float32"), "balanced", 0.3, 0.15)
   assert "--resume" not in open(tmp_path / "a" / "flags.txt").read()
   # config.json is exactly the recipe, and a field this version does not know is an error.
   saved = json.load(open(tmp_path / "a" / CONFIG_FILE))
   assert BuildConfig.from_dict(saved) == a
-  # A record saved before a field whose default changed reads as that build ran: the
-  # benchmarks' re-runs of such a build (benchmarks.distill) train what it trained.
-  del saved["train"]["finetune_class_weight"]  # Before session 21; the default is now sqrt.
+  # A record saved before a field whose default changed reads as that build ran.
+  del saved["train"]["finetune_class_weight"]  # Older builds; the default is now sqrt.
   assert BuildConfig.from_dict(saved).train.finetune_class_weight == ""
   assert "finetune_class_weight" not in saved["train"]  # The caller's record is left as it was.
   saved["train"]["augmentation"] = True
   with pytest.raises(PipelineError, match="unknown field.*augmentation"):
+    BuildConfig.from_dict(saved)
+  # A removed option reads as today's recipe at the value builds ran with, else one line.
+  del saved["train"]["augmentation"]
+  saved["train"]["finetune_runs"] = 1
+  assert BuildConfig.from_dict(saved).train == BuildConfig.from_dict(
+      {**saved, "train": {k: v for k, v in saved["train"].items() if k != "finetune_runs"}}).train
+  saved["train"]["finetune_runs"] = 3
+  with pytest.raises(PipelineError, match="train.finetune_runs = 3, an option this version"):
     BuildConfig.from_dict(saved)

@@ -294,13 +294,6 @@ def test_streaming_when_cache_budget_is_exceeded(tmp_path):
   assert bundle.streamed
 
 
-def test_oversampling_balances_classes():
-  from pipeline.train import inputs
-  labels = np.array([0] * 10 + [1] * 3 + [2])
-  idx = inputs.oversample_indices(labels, seed=0)
-  np.testing.assert_array_equal(np.bincount(labels[idx]), [10, 10, 10])
-
-
 def _folders(root, layout):
   """ROOT/SPLIT/CLASS/i.jpg for {split: {class: n}}."""
   colours = {"nv": (200, 80, 80), "mel": (80, 200, 80), "bkl": (80, 80, 200)}

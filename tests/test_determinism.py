@@ -1,4 +1,4 @@
-"""--deterministic: two builds with the same seed train bit-identical models."""
+"""deterministic=true: two builds with the same seed train bit-identical models."""
 
 import json
 import os
@@ -10,9 +10,10 @@ from tests.conftest import run_cli
 
 # Augmentation on, so the random augmentation stream is covered too. Each build runs in its
 # own process: op determinism is process-wide and cannot be switched off again.
-_FLAGS = ["--data_format=synthetic", "--synthetic_classes=3", "--synthetic_per_class=30",
+_FLAGS = ["--data_format=synthetic", "--set=data.synthetic_classes=3",
+          "--set=data.synthetic_per_class=30",
           "--image_size=32", "--alpha=0.35", "--weights=none", "--transfer_epochs=2",
-          "--finetune_epochs=2", "--finetune_layers=154", "--batch_size=16", "--augment",
+          "--finetune_epochs=2", "--finetune_layers=154", "--batch_size=16",
           "--stop_after=finetune", "--seed=7"]
 
 
@@ -24,8 +25,8 @@ def _build(out: str, *extra: str) -> list:
 
 
 def test_deterministic_builds_train_identical_weights(tmp_path):
-  first = _build(str(tmp_path / "a"), "--deterministic")
-  second = _build(str(tmp_path / "b"), "--deterministic")
+  first = _build(str(tmp_path / "a"), "--set=deterministic=true")
+  second = _build(str(tmp_path / "b"), "--set=deterministic=true")
   for a, b in zip(first, second):
     np.testing.assert_array_equal(a, b)
   with open(tmp_path / "a" / "config.json", encoding="utf-8") as f:

@@ -14,12 +14,11 @@ def test_mirrored_training_and_qat(tmp_path):
       data_format="synthetic", image_size=32, synthetic_classes=3, synthetic_per_class=30))
   cfg = config_lib.replace(
       cfg, train=config_lib.replace(cfg.train, strategy="mirrored",
-                                    transfer_mode="end_to_end",
                                     transfer=config_lib.PhaseConfig(1, 1e-3),
                                     finetune=config_lib.PhaseConfig(2, 3e-4)))
   report = stages.run(cfg.validate(), config_lib.smoke_run(str(tmp_path), stop_after="qat"))
   assert set(report["training"]) == {"transfer", "finetune", "qat"}
-  assert report["training"]["transfer"]["mode"] == "end_to_end"
+  assert report["training"]["transfer"]["mode"] == "cached_features"
   assert report["training"]["qat"]["mode"] == "distilled from the float model"
   for phase in report["training"].values():
     assert phase["history"]["loss"] and all(math.isfinite(v) for v in phase["history"]["loss"])

@@ -84,25 +84,6 @@ def test_disagreement_margins_report_how_sure_the_reference_was_where_top1_flips
                   "disagreement_median_reference_margin": None}
 
 
-def test_fit_class_offsets_finds_the_threshold_a_minority_class_needs():
-  # Class 1 (10 items) always scores 1.0 below where it should: its items have
-  # log p1 = log p0 - 0.5, class 0's items have log p1 = log p0 - 2. Plain argmax never
-  # predicts class 1 (balanced accuracy 0.5); an offset in (0.5, 2] for class 1 (or the
-  # opposite for class 0) separates them perfectly.
-  y = np.array([0] * 90 + [1] * 10)
-  log_probs = np.zeros((100, 2))
-  log_probs[:90, 1] = -2.0
-  log_probs[90:, 1] = -0.5
-  plain = metrics.balanced_accuracy(metrics.confusion_matrix(y, log_probs.argmax(1), 2))
-  offsets = metrics.fit_class_offsets(y, log_probs)
-  tuned = metrics.balanced_accuracy(metrics.confusion_matrix(y, (log_probs + offsets).argmax(1), 2))
-  assert plain == pytest.approx(0.5)
-  assert tuned == pytest.approx(1.0)
-  assert 0.5 < offsets[1] - offsets[0] <= 2.0  # At 2.0 class 0 wins the tie (argmax: first).
-  # Already perfect: nothing moves.
-  np.testing.assert_array_equal(metrics.fit_class_offsets(y, np.eye(2)[y] * 5.0), [0.0, 0.0])
-
-
 def test_metrics_match_scikit_learn_on_random_data():
   from sklearn import metrics as sk
   rng = np.random.default_rng(0)

@@ -10,11 +10,12 @@ import time
 from pipeline import labels as labels_lib
 from tests.conftest import REPO
 
-FLAGS = ["--data_format=synthetic", "--synthetic_classes=3", "--synthetic_per_class=30",
+FLAGS = ["--data_format=synthetic", "--set=data.synthetic_classes=3",
+         "--set=data.synthetic_per_class=30",
          "--image_size=32", "--alpha=0.35", "--weights=none", "--transfer_epochs=2",
          "--finetune_epochs=6", "--finetune_layers=154", "--finetune_lr=0.0003",
-         "--qat_epochs=1", "--qat_lr=0.00001", "--batch_size=16", "--noaugment",
-         "--calibration_images=32", "--stop_after=qat"]
+         "--qat_epochs=1", "--set=train.qat.learning_rate=0.00001", "--batch_size=16",
+         "--set=train.augment=false", "--set=export.calibration_images=32", "--stop_after=qat"]
 
 
 def _start(out, *extra):
@@ -152,20 +153,20 @@ def test_resume_reads_an_older_version_s_build_as_it_was(tmp_path):
       json.dump({"completed": ["data", "transfer"], "stage_seconds": {}, "config": old}, f)
 
   def older(old):  # Fields added in later versions, missing from an older build's record.
-    del old["train"]["finetune_runs"], old["train"]["finetune"]["weight_decay"]
+    del old["train"]["crt_c"], old["data"]["train_fraction"]
 
   saved(older)
   resume = RunOptions(output_dir=out, resume=True).validate()
   assert Progress(config, resume).done("transfer")
   rerun = RunOptions(output_dir=out, rerun_from="finetune").validate()
-  assert Progress(replace(config, train=replace(config.train, finetune_runs=2)),
+  assert Progress(replace(config, train=replace(config.train, crt_c=0.1)),
                   rerun).data["completed"] == ["data", "transfer"]
-  with pytest.raises(PipelineError, match="the train settings differ .*: train.finetune_runs "
-                     "was 1, now 2; resume with the same flags"):
-    Progress(replace(config, train=replace(config.train, finetune_runs=2)), resume)
+  with pytest.raises(PipelineError, match="--resume: train.crt_c was 0.01 .*, now 0.1, and its "
+                     "crt stage is under way; resume with the same flags"):
+    Progress(replace(config, train=replace(config.train, crt_c=0.1)), resume)
   # A field whose default changed since: a record without it ran with its first default.
-  saved(lambda old: old["train"].pop("finetune_class_weight"))  # Before session 21.
-  with pytest.raises(PipelineError, match="train.finetune_class_weight was '', now 'sqrt'"):
+  saved(lambda old: old["train"].pop("finetune_class_weight"))  # Older builds.
+  with pytest.raises(PipelineError, match="train.finetune_class_weight was '' .*, now 'sqrt'"):
     Progress(config, resume)
   as_it_was = replace(config, train=replace(config.train, finetune_class_weight=""))
   assert Progress(as_it_was, resume).done("transfer")

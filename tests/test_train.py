@@ -10,7 +10,7 @@ from pipeline import metrics
 from pipeline.config import PhaseConfig
 from pipeline.errors import PipelineError
 from pipeline.train import crt as crt_lib
-from pipeline.train import fit, losses
+from pipeline.train import fit
 from pipeline.train import qat as qat_lib
 from pipeline.tf_compat import keras, tf
 
@@ -43,30 +43,6 @@ def test_distillation_learns_the_teacher_and_ignores_the_labels():
     np.testing.assert_array_equal(kept, now)
 
 
-def test_logit_adjusted_loss_is_cross_entropy_of_prior_shifted_logits():
-  priors = np.array([0.7, 0.2, 0.1])
-  logits = np.array([[1.0, 2.0, 0.5], [3.0, -1.0, 0.0]], np.float32)
-  y = np.array([[0, 0, 1], [1, 0, 0]], np.float32)
-  loss = losses.LogitAdjustedCrossentropy(priors, tau=1.0)
-  shifted = logits + np.log(priors).astype(np.float32)
-  want = -(y * (shifted - np.log(np.exp(shifted).sum(1, keepdims=True)))).sum(1).mean()
-  got = float(loss(y, keras.activations.softmax(keras.backend.constant(logits))))
-  np.testing.assert_allclose(got, want, rtol=1e-5)
-  # A rare class's correct answer costs more than a frequent class's at equal confidence.
-  even = keras.backend.constant(np.full((1, 3), 1 / 3, np.float32))
-  assert float(loss(np.array([[0, 0, 1]], np.float32), even)) > float(
-      loss(np.array([[1, 0, 0]], np.float32), even))
-
-
-def test_a_model_compiled_with_the_logit_adjusted_loss_saves_and_loads(tmp_path):
-  model = _dense(3, 0.1)
-  model.compile("adam", losses.LogitAdjustedCrossentropy([0.5, 0.3, 0.2], label_smoothing=0.1))
-  path = str(tmp_path / "m.keras")
-  model.save(path)
-  loaded = keras.models.load_model(path)
-  assert loaded.loss.priors == [0.5, 0.3, 0.2] and loaded.loss.label_smoothing == 0.1
-
-
 def test_crt_classifier_is_the_class_balanced_regressions_softmax():
   from sklearn.linear_model import LogisticRegression  # pylint: disable=g-import-not-at-top
   from sklearn.metrics import balanced_accuracy_score  # pylint: disable=g-import-not-at-top
@@ -94,32 +70,8 @@ def test_crt_classifier_is_the_class_balanced_regressions_softmax():
 
 def test_crt_refuses_a_class_without_training_images():
   x = np.random.default_rng(0).normal(size=(20, 4))
-  with pytest.raises(PipelineError, match="class index 2 has no training image.*--nocrt"):
+  with pytest.raises(PipelineError, match="class index 2 has no training image.*train.crt=false"):
     crt_lib.fit_classifier(x, np.arange(20) % 2, 3, c=0.1)
-
-
-@pytest.mark.parametrize("weight_decay", [0.0, 0.5])
-def test_weight_decay_shrinks_kernels_alone_by_learning_rate_times_decay(weight_decay):
-  """With zero gradients Adam moves nothing, so what changes is the decoupled decay alone:
-  each step multiplies a kernel by (1 - learning rate x weight decay); biases and
-  BatchNorm's gamma and beta keep their values."""
-  keras.utils.set_random_seed(0)
-  model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3),
-                            keras.layers.BatchNormalization()])
-  for layer in model.layers:  # Non-zero values everywhere, so a decay would show.
-    layer.set_weights([w + 1.0 for w in layer.get_weights()])
-  before = {v.name: v.numpy() for v in model.trainable_variables}
-  phase = PhaseConfig(epochs=2, learning_rate=0.05, weight_decay=weight_decay)
-  optimizer = fit.make_optimizer(phase, steps_per_epoch=5)
-  factor = 1.0
-  for _ in range(10):
-    optimizer.apply_gradients((tf.zeros_like(v), v) for v in model.trainable_variables)
-    factor *= 1.0 - float(optimizer.learning_rate) * weight_decay  # The step's scheduled rate.
-  assert factor < 0.9 or weight_decay == 0
-  for v in model.trainable_variables:
-    decayed = "kernel" in v.name
-    np.testing.assert_allclose(v.numpy(), before[v.name] * (factor if decayed else 1.0),
-                               rtol=1e-5, err_msg=v.name)
 
 
 @pytest.mark.parametrize("keep", ["last", "best_val"])
@@ -193,7 +145,7 @@ def test_finetune_class_weight_balances_the_fine_tune_alone(tmp_path, monkeypatc
       report["training"])
   assert readers.first_reader("train.finetune_class_weight") == "finetune"
   with pytest.raises(PipelineError, match="finetune_class_weight=.sqrtt. is not valid; use one "
-                     "of: balanced, none, logit_adjusted, sqrt"):
+                     "of: balanced, none, sqrt"):
     dataclasses.replace(base.train, finetune_class_weight="sqrtt").validate()
 
 
@@ -210,5 +162,5 @@ def test_nocrt_says_how_the_classifier_it_keeps_was_trained(tmp_path, balance, s
   lines = []
   state = BuildState(options=RunOptions(output_dir=str(tmp_path)), log=lines.append, started="")
   assert training.crt_stage(config, state).crt is None
-  assert lines[0].startswith("crt: skipped (--nocrt); the fine-tuned classifier stays")
+  assert lines[0].startswith("crt: skipped (train.crt is false); the fine-tuned classifier stays")
   assert (says in lines[0]) if says else lines[0].endswith("stays")

@@ -7,6 +7,7 @@ from typing import Any
 from pipeline.config.choices import STAGES, check_choice
 from pipeline.config.data import DataConfig
 from pipeline.config.export import ExportConfig, MetadataConfig
+from pipeline.config.fields import flag
 from pipeline.config.quality import GateConfig, ReferralConfig
 from pipeline.config.train import ModelConfig, PhaseConfig, TrainConfig
 from pipeline.errors import PipelineError
@@ -15,6 +16,13 @@ CONFIG_FILE = "config.json"
 # Settings whose default changed after they were added -> the value a record saved before
 # they existed ran with (it lacks them; the new default would misread it).
 _FIRST_DEFAULTS = {("train", "finetune_class_weight"): ""}
+# Options measured and removed -> the value every build ran with unless it asked otherwise
+# (BUILD.md, "What we measured"). A record at that value reads as today's recipe.
+_REMOVED = {("train", "finetune_runs"): 1, ("train", "finetune_keep"): "last",
+            ("train", "oversample"): False, ("train", "qat_target"): "float_model",
+            ("train", "transfer_mode"): "cached_features",
+            ("train", "transfer", "weight_decay"): 0.0, ("train", "finetune", "weight_decay"): 0.0,
+            ("train", "qat", "weight_decay"): 0.0}
 
 
 def build_files(build_dir: str, names, finished: str) -> list:
@@ -36,7 +44,7 @@ def build_files(build_dir: str, names, finished: str) -> list:
 class BuildConfig:
   """The recipe: everything that decides what a build produces. Where it writes and how far
   it runs are RunOptions; the same recipe always gives the same kind of model."""
-  seed: int = 42
+  seed: int = flag(42, "run", "Seed of the split, the data order and the initialization.")
   # TensorFlow op determinism: the same seed then gives bit-identical weights (without it the
   # split and labels repeat but CPU training does not).
   deterministic: bool = False
@@ -79,6 +87,7 @@ class BuildConfig:
       d = {**d, **{section: {name: value, **d[section]}
                    for (section, name), value in _FIRST_DEFAULTS.items()
                    if isinstance(d.get(section), dict)}}
+      d = _without_removed(d, where)
     return _from_dict(cls, d, where)
 
   @classmethod
@@ -95,16 +104,20 @@ class BuildConfig:
 @dataclasses.dataclass(frozen=True)
 class RunOptions:
   """How one invocation runs a recipe: where it writes, how far, and whether it resumes."""
-  output_dir: str
-  # Empty: OUTPUT_DIR/android_assets, so an experiment never overwrites the app's assets.
-  assets_dir: str = ""
-  stop_after: str = "assets"
-  resume: bool = False
-  # Redo this stage and every later one of the build in output_dir, keeping the earlier
-  # stages' results (implies resume): e.g. another QAT schedule on the same fine-tuned model.
-  rerun_from: str = ""
-  # Replace a build already in output_dir (deleted first) instead of refusing the folder.
-  overwrite: bool = False
+  output_dir: str = flag("", "run", "Where the build writes everything (a new or empty "
+                         "folder, or a build's with --resume, --rerun_from or --overwrite).")
+  assets_dir: str = flag("", "run", "Where the drop-in app folder goes (default: "
+                         "OUTPUT_DIR/android_assets).")
+  stop_after: str = flag("assets", "run", "Run the stages up to and including this one.",
+                         choices=STAGES)
+  resume: bool = flag(False, "run", "Continue a killed build with the same flags: finished "
+                      "stages are reused, the interrupted phase goes on from its last epoch.")
+  rerun_from: str = flag("", "run", "Redo this stage and the later ones of the build in "
+                         "--output_dir, keeping the earlier ones (e.g. --rerun_from=qat "
+                         "--qat_epochs=5); settings earlier stages read must not change.",
+                         choices=STAGES)
+  overwrite: bool = flag(False, "run", "Replace the build already in --output_dir (its files "
+                         "are deleted first).")
 
   def validate(self) -> "RunOptions":
     """Checks the options; returns them with the assets directory resolved (and resume set
@@ -124,6 +137,29 @@ class RunOptions:
       options = dataclasses.replace(options, resume=True)
     return options if options.assets_dir else dataclasses.replace(
         options, assets_dir=os.path.join(options.output_dir, "android_assets"))
+
+
+def _without_removed(d: dict, where: str) -> dict:
+  """`d` without the removed options it holds at the value builds ran with.
+
+  Raises:
+    PipelineError: a removed option at another value: this version cannot run that recipe.
+  """
+  import copy  # pylint: disable=g-import-not-at-top
+  d = copy.deepcopy(d)
+  for path, default in _REMOVED.items():
+    parent = d
+    for key in path[:-1]:
+      parent = parent.get(key) if isinstance(parent, dict) else None
+    if not isinstance(parent, dict) or path[-1] not in parent:
+      continue
+    value = parent.pop(path[-1])
+    if value != default and not (isinstance(default, float) and value == 0):
+      raise PipelineError(f"{where}: {'.'.join(path)} = {value!r}, an option this version of "
+                          "the pipeline no longer has (BUILD.md, \"What we measured\"); "
+                          "continue that build with the version that made it, or start a "
+                          "fresh one")
+  return d
 
 
 def _from_dict(cls: Any, d: Any, where: str) -> Any:

@@ -10,18 +10,11 @@ STAGES = ("data", "transfer", "finetune", "crt", "qat", "export", "metadata", "e
 STRATEGIES = ("default", "mirrored", "multi_worker")
 IO_DTYPES = ("uint8", "int8", "float32")
 VARIANTS = ("int8", "int8_tta8", "int8_ptq", "float16", "float32")
-CLASS_WEIGHTS = ("balanced", "none", "logit_adjusted", "sqrt")
-# What each class balance (CLASS_WEIGHTS and --oversample) is called in the report, the
-# model card and the logs: one wording.
+CLASS_WEIGHTS = ("balanced", "none", "sqrt")
+# What each class balance is called in the report, the model card and the logs: one wording.
 BALANCE_NAMES = {"none": "the plain loss, no class weights",
                  "balanced": "inverse-frequency class weights",
-                 "sqrt": "square-root inverse-frequency class weights",
-                 "logit_adjusted": "logit-adjusted loss (no class weights)",
-                 "oversample": "rare classes oversampled to the largest class's count (no "
-                               "class weights)"}
-TRANSFER_MODES = ("cached_features", "end_to_end")
-QAT_TARGETS = ("float_model", "labels")
-KEEP_EPOCHS = ("last", "best_val")
+                 "sqrt": "square-root inverse-frequency class weights"}
 
 
 def check_choice(name: str, value: str, choices: Tuple[str, ...]) -> str:

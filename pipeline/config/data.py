@@ -3,21 +3,32 @@
 import dataclasses
 
 from pipeline.config.choices import DATA_FORMATS, check_choice
+from pipeline.config.fields import flag
 from pipeline.errors import PipelineError
 
 
 @dataclasses.dataclass(frozen=True)
 class DataConfig:
   """Where the images come from and how they are split and decoded."""
-  data_format: str = "synthetic"
-  data_dir: str = ""
-  metadata_csv: str = ""
-  image_size: int = 224
+  data_format: str = flag(
+      "synthetic", "data", "Input layout: ham10000 (metadata CSV + images in one or more "
+      "folders), folders (ROOT/CLASS/*.jpg, or ROOT/train|test/CLASS), hmnist_csv (28x28 pixel "
+      "CSV), synthetic (the generated demo set).", choices=DATA_FORMATS)
+  data_dir: str = flag("", "data", "Image root; for ham10000 several folders, comma-separated "
+                       "(e.g. HAM10000_images_part_1,HAM10000_images_part_2).")
+  metadata_csv: str = flag("", "data", "HAM10000_metadata.csv (ham10000) or "
+                           "hmnist_28_28_RGB.csv (hmnist_csv).")
+  image_size: int = flag(224, "data", "Model input height and width in pixels; smaller is "
+                         "faster on the phone and usually less accurate.")
   val_fraction: float = 0.1
   test_fraction: float = 0.2
-  train_fraction: float = 1.0  # Share of each class's training lesions used (learning curves).
-  split_file: str = ""
-  strict: bool = False
+  # Share of each class's training lesions used, drawn with the seed (a learning curve:
+  # benchmarks.crossval --build_flag=--set=data.train_fraction=0.5).
+  train_fraction: float = 1.0
+  split_file: str = flag("", "data", "A splits.csv to use instead of splitting anew (another "
+                         "build's, to compare recipes on the same images).")
+  strict: bool = flag(False, "data", "Fail on any unusable input instead of skipping it (and "
+                      "listing it in data_report.json).")
   hmnist_labels: str = ""  # "0:akiec,1:bcc,..." overrides the documented default table.
   cache_max_gb: float = 8.0  # Decoded images are kept in memory up to this size.
   synthetic_classes: int = 4
@@ -42,9 +53,10 @@ class DataConfig:
     for name in ("val_fraction", "test_fraction"):
       value = getattr(self, name)
       if not 0.0 < value < 0.5:
-        raise PipelineError(f"--{name}={value} is out of range; use a value in (0, 0.5)")
+        raise PipelineError(f"data.{name}={value} is out of range; use a value in (0, 0.5)")
     if not 0.0 < self.train_fraction <= 1.0:
-      raise PipelineError(f"--train_fraction={self.train_fraction} is out of range; use a "
+      raise PipelineError(f"data.train_fraction={self.train_fraction} is out of range; use a "
                           "value in (0, 1]")
     if self.synthetic_classes < 2 or self.synthetic_per_class < 10:
-      raise PipelineError("--synthetic_classes must be >= 2 and --synthetic_per_class >= 10")
+      raise PipelineError("data.synthetic_classes must be >= 2 and data.synthetic_per_class "
+                          ">= 10")

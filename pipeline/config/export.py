@@ -6,6 +6,7 @@ from typing import Tuple
 
 from pipeline import labels as labels_lib
 from pipeline.config.choices import IO_DTYPES, VARIANTS, check_choice
+from pipeline.config.fields import flag
 from pipeline.errors import PipelineError
 
 
@@ -18,29 +19,33 @@ def model_file_name(variant: str) -> str:
 class ExportConfig:
   """TFLite variants and their I/O types."""
   io_dtype: str = "uint8"
-  variants: Tuple[str, ...] = VARIANTS
+  variants: Tuple[str, ...] = flag(
+      VARIANTS, "export", "TFLite variants written: int8 (QAT, shipped) and float32 (the "
+      "parity reference) always; int8_tta8 (8 views in one invoke), int8_ptq, float16.")
   calibration_images: int = 300
 
   def validate(self) -> None:
-    check_choice("io_dtype", self.io_dtype, IO_DTYPES)
+    check_choice("export.io_dtype", self.io_dtype, IO_DTYPES)
     for v in self.variants:
       check_choice("variants", v, VARIANTS)
     if "int8" not in self.variants or "float32" not in self.variants:
       raise PipelineError("--variants must include int8 (the shipped model) and float32 "
                           "(the parity reference)")
     if self.calibration_images < 1:
-      raise PipelineError("--calibration_images must be >= 1")
+      raise PipelineError("export.calibration_images must be >= 1")
 
 
 @dataclasses.dataclass(frozen=True)
 class MetadataConfig:
   """What the .tflite says about itself. Empty fields fall back to metadata/defaults.json."""
-  name: str = ""
+  name: str = flag("", "export", "Model name in the metadata (default: metadata/defaults.json).",
+                   name="model_name")
   description: str = ""
   version: str = ""
   author: str = ""
   license: str = ""
-  display_names: str = ""  # JSON {label: display name}; empty: metadata/<dataset>.json if any.
+  display_names: str = flag("", "export", "JSON file {label: {display_name: ...}}; default: "
+                            "metadata/classes_*.json of the dataset, else the label itself.")
 
   def validate(self) -> None:
     if self.display_names and not os.path.isfile(self.display_names):

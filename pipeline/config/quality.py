@@ -3,6 +3,7 @@
 import dataclasses
 from typing import Optional, Tuple
 
+from pipeline.config.fields import flag
 from pipeline.errors import PipelineError
 from pipeline.metrics import MALIGNANT
 
@@ -30,21 +31,22 @@ class GateConfig:
   max_flip_margin: float = 0.4
   min_wrong_lead: float = 0.2
   bootstrap_rounds: int = 2000
-  enabled: bool = True
+  enabled: bool = flag(True, "quality", "Refuse to ship an int8 model that fails the parity "
+                       "gate (--nogate ships it, with the verdict in the report).", name="gate")
 
   def validate(self) -> None:
     if not 0.0 <= self.min_top1_agreement <= 1.0:
-      raise PipelineError("--gate_min_agreement must be in [0, 1]")
+      raise PipelineError("gate.min_top1_agreement must be in [0, 1]")
     if not 0.0 <= self.max_balanced_accuracy_drop <= 1.0:
-      raise PipelineError("--gate_max_bacc_drop must be in [0, 1]")
+      raise PipelineError("gate.max_balanced_accuracy_drop must be in [0, 1]")
     if not 0.0 < self.mcnemar_alpha < 1.0:
-      raise PipelineError("--gate_mcnemar_alpha must be in (0, 1)")
+      raise PipelineError("gate.mcnemar_alpha must be in (0, 1)")
     if not 0.0 < self.max_flip_margin <= 1.0:
-      raise PipelineError("--gate_max_flip_margin must be in (0, 1]")
+      raise PipelineError("gate.max_flip_margin must be in (0, 1]")
     if not 0.0 <= self.min_wrong_lead <= 1.0:
-      raise PipelineError("--gate_min_wrong_lead must be in [0, 1]")
+      raise PipelineError("gate.min_wrong_lead must be in [0, 1]")
     if self.bootstrap_rounds < 100:
-      raise PipelineError("--gate_bootstrap_rounds must be >= 100")
+      raise PipelineError("gate.bootstrap_rounds must be >= 100")
 
 
 # The serious classes of each dataset whose labels are known in advance (hmnist_csv is
@@ -58,8 +60,12 @@ class ReferralConfig:
   on the validation split to catch `sensitivity` of new serious cases (referral.conformal_rank)."""
   # None: the data format's default (DEFAULT_MALIGNANT_CLASSES; none for other formats).
   # An empty tuple turns the referral threshold off.
-  malignant_classes: Optional[Tuple[str, ...]] = None
-  sensitivity: float = 0.90
+  malignant_classes: Optional[Tuple[str, ...]] = flag(
+      None, "quality", "Serious classes of the referral threshold (refer when their summed "
+      "probability reaches it). Default: mel,bcc,akiec for ham10000 and hmnist_csv, none "
+      "otherwise; --malignant_classes= turns it off.")
+  sensitivity: float = flag(0.90, "quality", "Share of new serious cases the referral "
+                            "threshold refers, on average.", name="referral_sensitivity")
 
   def classes(self, data_format: str, labels) -> Tuple[str, ...]:
     """The serious classes in force for a dataset with `labels`.

@@ -14,12 +14,11 @@ from pipeline.config.choices import STAGES, stage_index
 FIRST_READER = {
     "seed": "data", "deterministic": "data", "data": "data",
     "model": "transfer",
-    "train": "transfer",  # batch_size, class_weight, oversample, augment, strategy, transfer*
+    "train": "transfer",  # batch_size, class_weight, augment, strategy, transfer*
     "train.finetune": "finetune", "train.finetune_layers": "finetune",
-    "train.finetune_keep": "finetune", "train.finetune_runs": "finetune",
     "train.finetune_class_weight": "finetune",
     "train.crt": "crt", "train.crt_c": "crt",
-    "train.qat": "qat", "train.qat_target": "qat",
+    "train.qat": "qat",
     "export": "export", "export.calibration_images": "qat",  # QAT calibrates its ranges on them.
     "metadata": "metadata",
     "referral": "evaluate",

@@ -28,7 +28,7 @@ from pipeline.errors import PipelineError
 from pipeline.stages import assets, data, evaluate, export, gate, metadata, training
 from pipeline.stages import state as state_lib
 from pipeline.tf_compat import keras, tf
-from pipeline.train import cluster, phases
+from pipeline.train import cluster
 
 
 class Stage(NamedTuple):
@@ -173,11 +173,8 @@ def _prepare(config: BuildConfig, options: RunOptions, flags_text: Optional[str]
     stale = ["cache", "checkpoints"]
   elif options.rerun_from:  # The phases it redoes start over, not from their last epoch.
     redone = STAGES[STAGES.index(options.rerun_from):]
-    checkpoints = os.path.join(options.output_dir, "checkpoints")
-    phase = lambda name: "finetune" if name.startswith(phases.FINETUNE_RUN_PREFIX) else name
-    stale = [os.path.join("checkpoints", name)
-             for name in (os.listdir(checkpoints) if os.path.isdir(checkpoints) else [])
-             if phase(name) in ("transfer", "finetune", "qat") and phase(name) in redone]
+    stale = [os.path.join("checkpoints", phase) for phase in ("transfer", "finetune", "qat")
+             if phase in redone]
     stale += ["cache"] if "transfer" in redone else []
   for name in stale:
     shutil.rmtree(os.path.join(options.output_dir, name), ignore_errors=True)

@@ -77,7 +77,6 @@ def summary(data_format: str, bundle: data_lib.DataBundle, train: TrainConfig) -
       "counts": bundle.counts(),
       "totals": {name: len(split) for name, split in bundle.splits.items()},
       "unused": len(bundle.unused),  # Training images left out (--train_fraction).
-      "oversample": train.oversample,
       "class_balance": train.class_balance,  # The transfer and QAT phases.
       "class_weights": named(inputs.class_weights(counts, train.class_balance)),
       "finetune_class_balance": train.finetune_class_balance,

@@ -107,7 +107,7 @@ class Progress:
           f"value (--flagfile={os.path.join(output_dir, 'flags.txt')} repeats it)")
     if (stage == "crt" and saved.get("train", {}).get("crt")
         and not current["train"]["crt"]):
-      raise PipelineError(f"--rerun_from=crt with --nocrt: the fine-tuned classifier was "
+      raise PipelineError(f"--rerun_from=crt with train.crt false: the fine-tuned classifier was "
                           f"replaced by cRT's in {output_dir}; give --rerun_from=finetune")
     before = STAGES[:STAGES.index(stage)]
     self.data["completed"] = [s for s in self.data["completed"] if s in before]

@@ -16,7 +16,7 @@ from pipeline import report as report_lib
 from pipeline.config import BALANCE_NAMES, BuildConfig
 from pipeline.stages.state import BuildState
 from pipeline.tf_compat import keras, tf
-from pipeline.train import crt, fit, phases, qat, soup
+from pipeline.train import crt, fit, phases, qat
 
 FLOAT_MODEL = "model_float.keras"  # Written by finetune, rewritten by crt with its classifier.
 CRT_REPORT = "crt.json"
@@ -52,8 +52,7 @@ def transfer(config: BuildConfig, state: BuildState) -> BuildState:
     model_lib.init_batchnorm_statistics(
         model, config.model.normalization.apply_np(train.pixels(sample)))
   with state.strategy.scope():
-    result = phases.run_transfer(model, config.train.transfer, config.train.transfer_mode,
-                                 _context(config, state))
+    result = phases.run_transfer(model, config.train.transfer, _context(config, state))
   model.save_weights(state.path(TRANSFER_WEIGHTS))
   return dataclasses.replace(state, training={**state.training, "transfer": vars(result)})
 
@@ -65,23 +64,16 @@ def restore_transfer(config: BuildConfig, state: BuildState) -> BuildState:
 
 
 def finetune(config: BuildConfig, state: BuildState) -> BuildState:
-  """Fine-tunes the top backbone layers (with --finetune_runs, several times, averaged);
-  saves model_float.keras."""
+  """Fine-tunes the top backbone layers; saves model_float.keras."""
   train = config.train
   ctx = dataclasses.replace(_context(config, state), class_balance=train.finetune_class_balance)
   with state.strategy.scope():
-    results, soup_val = soup.run_finetunes(state.float_model, train.finetune,
-                                           train.finetune_layers, train.finetune_keep, ctx,
-                                           train.finetune_runs)
+    result = phases.run_finetune(state.float_model, train.finetune, train.finetune_layers, ctx)
   atomic.write_with(state.path(FLOAT_MODEL), state.float_model.save)
-  ran = {r.name: vars(r) for r in results}
-  if soup_val is not None:
-    ran["finetune"]["soup"] = {"runs": len(results), "val_balanced_accuracy": soup_val}
-  # In phase order, without a re-run build's earlier fine-tune runs (or their number).
-  other = {name: result for name, result in state.training.items()
-           if name != "finetune" and not name.startswith(phases.FINETUNE_RUN_PREFIX)}
-  before = {name: result for name, result in other.items() if name == "transfer"}
-  return dataclasses.replace(state, training={**before, **ran, **other})
+  # In phase order: a re-run's later phases come after it.
+  before = {name: r for name, r in state.training.items() if name == "transfer"}
+  after = {name: r for name, r in state.training.items() if name not in ("transfer", "finetune")}
+  return dataclasses.replace(state, training={**before, "finetune": vars(result), **after})
 
 
 def restore_finetune(config: BuildConfig, state: BuildState) -> BuildState:
@@ -96,9 +88,9 @@ def crt_stage(config: BuildConfig, state: BuildState) -> BuildState:
   features; model_float.keras then holds the new classifier."""
   if not config.train.crt:
     balance = config.train.finetune_class_balance
-    state.log("crt: skipped (--nocrt); the fine-tuned classifier stays"
+    state.log("crt: skipped (train.crt is false); the fine-tuned classifier stays"
               + (f", trained with {BALANCE_NAMES[balance]}: it favours the frequent classes; "
-                 "give --finetune_class_weight=balanced for a balanced one"
+                 "give --set=train.finetune_class_weight=balanced for a balanced one"
                  if balance in ("none", "sqrt") else ""))
     if os.path.exists(state.path(CRT_REPORT)):  # An earlier build's, in the same directory.
       os.remove(state.path(CRT_REPORT))
@@ -141,8 +133,8 @@ def qat_stage(config: BuildConfig, state: BuildState) -> BuildState:
   """Quantization-aware training of the fine-tuned model."""
   state = _qat_model(config, state)
   with state.strategy.scope():
-    result = qat.run_qat(state.qat_model, config.train.qat, config.train.qat_target,
-                         state.float_model, _context(config, state))
+    result = qat.run_qat(state.qat_model, config.train.qat, state.float_model,
+                         _context(config, state))
   state.qat_model.save_weights(state.path(QAT_WEIGHTS))
   state = dataclasses.replace(state, training={**state.training, "qat": vars(result)})
   report_lib.plot_training_curves(state.training, state.path("training_curves.png"))

@@ -46,7 +46,7 @@ def fit_classifier(features: np.ndarray, labels: np.ndarray, num_classes: int, c
   missing = sorted(set(range(num_classes)) - set(np.unique(labels).tolist()))
   if missing:
     raise PipelineError(f"cRT: class index {missing[0]} has no training image; give it "
-                        "images or build with --nocrt")
+                        "images or build with --set=train.crt=false")
   regression = LogisticRegression(C=c, class_weight="balanced", max_iter=5000)
   regression.fit(features.astype(np.float64), labels)
   return (regression.coef_.T.astype(np.float32), regression.intercept_.astype(np.float32))

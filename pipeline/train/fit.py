@@ -5,7 +5,7 @@ import json
 import os
 import sys
 import time
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, List
 
 import numpy as np
 
@@ -41,8 +41,6 @@ class Context:
   work_dir: str  # The build's output directory (checkpoints/, tensorboard/, cache/).
   resume: bool  # Continue each phase from its last checkpoint.
   log: Callable[[str], None]
-  # Colour jitter of the augmentation (augment_layers); only benchmarks.distill sets it.
-  color_jitter: float = 0.0
 
   def checkpoint_dir(self, phase: str) -> str:
     return checkpoint_dir(self.work_dir, phase)
@@ -170,8 +168,7 @@ def duration(seconds: float) -> str:
 
 def fit_phase(name: str, model: keras.Model, phase: PhaseConfig, ctx: Context, loss,
               train_data, steps_per_epoch: int, val_inputs, val_labels: np.ndarray,
-              mode: str = "", keep: str = "best_val",
-              optimizer: Optional[keras.optimizers.Optimizer] = None) -> PhaseResult:
+              mode: str = "", keep: str = "best_val") -> PhaseResult:
   """Compiles and fits one phase with checkpoints and resume; keeps the best or last epoch.
 
   Args:
@@ -187,9 +184,6 @@ def fit_phase(name: str, model: keras.Model, phase: PhaseConfig, ctx: Context, l
     mode: how the phase ran, for the report.
     keep: "best_val" (the epoch with the best validation balanced accuracy) or "last" (the
       schedule's end; validation is still measured and reported).
-    optimizer: continue this optimizer (its step count, so its learning-rate schedule, and
-      its moments) instead of a new one for `phase`: one schedule over consecutive phases
-      of the same weights, e.g. progressive resizing's low- and full-resolution epochs.
 
   Returns:
     The phase result; the model holds the kept epoch's weights.
@@ -199,7 +193,7 @@ def fit_phase(name: str, model: keras.Model, phase: PhaseConfig, ctx: Context, l
   state_path = os.path.join(ckpt_dir, "state.json")
   state = {"phase": name, "epochs_done": 0, "best_epoch": 0,
            "best_val_balanced_accuracy": -1.0, "history": {}}
-  model.compile(optimizer=optimizer or make_optimizer(phase, steps_per_epoch), loss=loss,
+  model.compile(optimizer=make_optimizer(phase, steps_per_epoch), loss=loss,
                 weighted_metrics=[])
   start_epoch = 0
   if resume and os.path.exists(state_path):
@@ -240,8 +234,7 @@ def fit_phase(name: str, model: keras.Model, phase: PhaseConfig, ctx: Context, l
 
 
 def make_optimizer(phase: PhaseConfig, steps_per_epoch: int) -> keras.optimizers.Optimizer:
-  """Adam (AdamW with the phase's weight decay) with cosine decay and linear warm-up (built
-  fresh per compile)."""
+  """Adam with cosine decay and linear warm-up (built fresh per compile)."""
   total = max(phase.epochs * steps_per_epoch, 1)
   warmup = int(phase.warmup_epochs * steps_per_epoch)
   if warmup > 0:
@@ -250,8 +243,4 @@ def make_optimizer(phase: PhaseConfig, steps_per_epoch: int) -> keras.optimizers
         warmup_target=phase.learning_rate, warmup_steps=warmup, alpha=0.01)
   else:
     schedule = keras.optimizers.schedules.CosineDecay(phase.learning_rate, total, alpha=0.01)
-  if not phase.weight_decay:
-    return keras.optimizers.Adam(schedule)
-  optimizer = keras.optimizers.AdamW(schedule, weight_decay=phase.weight_decay)
-  optimizer.exclude_from_weight_decay(var_names=["bias", "gamma", "beta"])
-  return optimizer
+  return keras.optimizers.Adam(schedule)

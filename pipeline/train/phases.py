@@ -16,18 +16,13 @@ from pipeline.train.losses import classification_loss
 from pipeline.tf_compat import keras, tf
 
 
-def run_transfer(model: keras.Model, phase: PhaseConfig, mode: str,
-                 ctx: Context) -> PhaseResult:
-  """Trains the new head on the frozen backbone.
-
-  With mode="cached_features" the frozen backbone runs once per image and the head trains
-  on the pooled features (epochs take seconds; no augmentation). With "end_to_end" every
-  batch goes through the backbone, with augmentation.
+def run_transfer(model: keras.Model, phase: PhaseConfig, ctx: Context) -> PhaseResult:
+  """Trains the new head on the frozen backbone's pooled features, computed once per image
+  (epochs take seconds; no augmentation).
 
   Args:
     model: the float classifier (trained in place).
     phase: epochs and learning rate.
-    mode: "cached_features" or "end_to_end" (TrainConfig.transfer_mode).
     ctx: what the phases share.
 
   Returns:
@@ -37,15 +32,7 @@ def run_transfer(model: keras.Model, phase: PhaseConfig, mode: str,
   bundle = ctx.bundle
   val = bundle.splits["val"]
   k = len(bundle.labels)
-  loss = classification_loss(inputs.class_priors(bundle.train_counts()), ctx.class_balance,
-                             phase.label_smoothing)
-  if mode == "end_to_end":
-    ds, steps = inputs.training_dataset(bundle, ctx.normalization, ctx.batch_size, ctx.seed,
-                                        ctx.augment, ctx.class_balance)
-    return fit_phase("transfer", model, phase, ctx, loss, ds.repeat(), steps,
-                     inputs.eval_dataset(val, ctx.normalization, ctx.batch_size), val.labels,
-                     mode="end_to_end")
-
+  loss = classification_loss(phase.label_smoothing)
   t0 = time.time()
   train_x = _cached_features(model, "train", ctx)
   val_x = _cached_features(model, "val", ctx)
@@ -82,44 +69,28 @@ def _cached_features(model: keras.Model, split_name: str, ctx: Context) -> np.nd
   return feats
 
 
-FINETUNE_SEED_STRIDE = 1000  # Fine-tune run r draws its data order from seed + 1 + r x this.
-FINETUNE_RUN_PREFIX = "finetune_run"  # The second and later fine-tune runs' names.
-
-
-def finetune_phase_name(run: int) -> str:
-  """The checkpoint and TensorBoard name of fine-tune run `run` (0-based): "finetune", then
-  "finetune_run2", "finetune_run3", ..."""
-  return "finetune" if run == 0 else f"{FINETUNE_RUN_PREFIX}{run + 1}"
-
-
-def run_finetune(model: keras.Model, phase: PhaseConfig, layers: int, keep: str,
-                 ctx: Context, run: int = 0) -> PhaseResult:
+def run_finetune(model: keras.Model, phase: PhaseConfig, layers: int,
+                 ctx: Context) -> PhaseResult:
   """Unfreezes the top `layers` of the backbone (BN stays in inference mode) and trains at a
-  lower learning rate with warm-up and cosine decay, keeping the last epoch or the one with
-  the best validation balanced accuracy.
+  lower learning rate with warm-up and cosine decay, keeping the last epoch.
 
   Args:
     model: the float classifier after transfer (trained in place).
     phase: epochs, learning rate, warm-up, label smoothing.
     layers: how many top backbone layers to train (TrainConfig.finetune_layers).
-    keep: "last" or "best_val" (TrainConfig.finetune_keep).
     ctx: what the phases share.
-    run: which of several independent fine-tunes this is (`pipeline.train.soup`): its own
-      data order and augmentation draws, and its own checkpoints (finetune_phase_name).
 
   Returns:
     The phase result.
   """
   model_lib.set_trainable(model, layers)
   bundle = ctx.bundle
-  ds, steps = inputs.training_dataset(bundle, ctx.normalization, ctx.batch_size,
-                                      ctx.seed + 1 + FINETUNE_SEED_STRIDE * run, ctx.augment,
-                                      ctx.class_balance)
+  ds, steps = inputs.training_dataset(bundle, ctx.normalization, ctx.batch_size, ctx.seed + 1,
+                                      ctx.augment, ctx.class_balance)
   val = bundle.splits["val"]
-  loss = classification_loss(inputs.class_priors(bundle.train_counts()), ctx.class_balance,
-                             phase.label_smoothing)
-  return fit_phase(finetune_phase_name(run), model, phase, ctx, loss, ds.repeat(), steps,
+  return fit_phase("finetune", model, phase, ctx, classification_loss(phase.label_smoothing),
+                   ds.repeat(), steps,
                    inputs.eval_dataset(val, ctx.normalization, ctx.batch_size), val.labels,
                    mode=f"top {layers} backbone layers"  # The model card's training line.
                    + ("" if ctx.class_balance == "none" else
-                      f"; {BALANCE_NAMES[ctx.class_balance]}"), keep=keep)
+                      f"; {BALANCE_NAMES[ctx.class_balance]}"), keep="last")

@@ -11,7 +11,6 @@ from pipeline.preprocessing import Normalization
 from pipeline.tf_compat import keras, tf
 from pipeline.train import inputs
 from pipeline.train.fit import Context, PhaseResult, fit_phase
-from pipeline.train.losses import classification_loss
 
 
 RANGE_KINDS = ("output", "post_activation", "pre_activation")
@@ -241,16 +240,15 @@ class Distillation(keras.Model):
     return {m.name: m.result() for m in self.metrics}
 
 
-def run_qat(qat_model: keras.Model, phase: PhaseConfig, target: str, float_model: keras.Model,
+def run_qat(qat_model: keras.Model, phase: PhaseConfig, float_model: keras.Model,
             ctx: Context) -> PhaseResult:
   """A short, low learning rate quantization-aware training run from the fine-tuned weights.
 
   Args:
     qat_model: from `quantize_model` (trained in place).
-    phase: epochs, learning rate, label smoothing (for target "labels").
-    target: "float_model" (learn the fine-tuned float model's probabilities on the same
-      augmented batch) or "labels" (TrainConfig.qat_target).
-    float_model: the fine-tuned float classifier, the teacher of "float_model".
+    phase: epochs and learning rate.
+    float_model: the fine-tuned float classifier, whose probabilities on the same augmented
+      batch the QAT model learns (self-distillation: int8 learns to agree with float).
     ctx: what the phases share.
 
   Returns:
@@ -260,17 +258,12 @@ def run_qat(qat_model: keras.Model, phase: PhaseConfig, target: str, float_model
   ds, steps = inputs.training_dataset(bundle, ctx.normalization, ctx.batch_size, ctx.seed + 2,
                                       ctx.augment, ctx.class_balance)
   val = bundle.splits["val"]
-  if target == "float_model":
-    model, mode = Distillation(qat_model, float_model), "distilled from the float model"
-    loss = keras.losses.CategoricalCrossentropy()
-  else:
-    model, mode = qat_model, "labels"
-    loss = classification_loss(inputs.class_priors(bundle.train_counts()), ctx.class_balance,
-                               phase.label_smoothing)
-  # Distillation keeps the schedule's end: its aim is agreement with the teacher, which the
-  # validation split's balanced accuracy (11 df + vasc images) cannot choose an epoch for.
-  result = fit_phase("qat", model, phase, ctx, loss, ds.repeat(), steps,
+  model = Distillation(qat_model, float_model)
+  # The schedule's end is kept: the aim is agreement with the float model, which validation
+  # balanced accuracy (a few images of the rare classes) cannot choose an epoch for.
+  result = fit_phase("qat", model, phase, ctx, keras.losses.CategoricalCrossentropy(),
+                     ds.repeat(), steps,
                      inputs.eval_dataset(val, ctx.normalization, ctx.batch_size), val.labels,
-                     mode=mode, keep="last" if target == "float_model" else "best_val")
+                     mode="distilled from the float model", keep="last")
   pin_input_range(qat_model, ctx.normalization)
   return result
