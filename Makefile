@@ -38,6 +38,10 @@ TEST_WORKERS ?= 2
 test: venv venv-mediapipe
 	$(PYTHON) -m pytest -q -n $(TEST_WORKERS) --dist=loadgroup tests
 
+# The tests that train and convert nothing, without TensorFlow: under a minute.
+test-fast: venv
+	PIPELINE_FAST_TESTS=1 $(PYTHON) -m pytest -q -m fast tests
+
 # Extra build flags, e.g. make ham10000 BUILD_FLAGS=--overwrite (or --resume).
 BUILD_FLAGS ?=
 ham10000: venv venv-mediapipe

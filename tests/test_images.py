@@ -9,6 +9,8 @@ from PIL import Image
 
 from pipeline import images as images_lib
 
+pytestmark = pytest.mark.fast
+
 ORIENTATION = 0x0112  # The EXIF tag a camera writes instead of rotating the pixels.
 
 

@@ -7,6 +7,8 @@ import pytest
 
 from pipeline import metrics
 
+pytestmark = pytest.mark.fast
+
 
 def _probs(pred, k):
   return np.eye(k)[pred]

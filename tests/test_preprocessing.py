@@ -5,6 +5,7 @@ import math
 import numpy as np
 
 from pipeline import export as export_lib
+from pipeline import preprocessing
 from pipeline.data import DataBundle, InputNotes, Split
 from pipeline.train import inputs
 from pipeline.preprocessing import MOBILENET_V2, augment_layers
@@ -80,3 +81,31 @@ def test_training_dataset_augments_within_pixel_range_and_weights_classes():
   np.testing.assert_allclose(w.numpy(), np.where(y.numpy()[:, 1] == 1, 2.0, 2 / 3), rtol=1e-6)
   aug = augment_layers(0)(tf.constant(split.images, tf.float32), training=True).numpy()
   assert not np.allclose(aug, split.images)  # It does change the images.
+
+
+def _views(images):
+  return [preprocessing.dihedral_view_np(images, k, mirrored)
+          for k, mirrored in preprocessing.DIHEDRAL]
+
+
+def test_dihedral_views_are_the_eight_symmetries_of_the_square():
+  image = np.arange(4 * 4 * 3, dtype=np.uint8).reshape(1, 4, 4, 3)  # No symmetry of its own.
+  views = _views(image)
+  assert len(views) == 8
+  np.testing.assert_array_equal(views[0], image)  # The first view is the image as shipped.
+  assert len({v.tobytes() for v in views}) == 8
+  for v in views:  # Each moves whole pixels (channels intact) and keeps the batch shape.
+    assert v.shape == image.shape
+    assert sorted(map(tuple, v.reshape(-1, 3))) == sorted(map(tuple, image.reshape(-1, 3)))
+  # A group: any view of any view is one of the eight.
+  for view in views:
+    assert all(w.tobytes() in {v.tobytes() for v in views} for w in _views(view))
+
+
+def test_the_graph_builds_the_same_eight_views_as_numpy():
+  images = np.random.default_rng(1).integers(0, 256, (2, 5, 5, 3)).astype(np.float32)
+  stacked = preprocessing.dihedral_stack_tf(tf.constant(images)).numpy()
+  np.testing.assert_array_equal(stacked, np.concatenate(_views(images)))
+  # The mean over views is per image (view-major batch), not mixed across images.
+  mean = preprocessing.dihedral_mean_tf(tf.reduce_sum(stacked, axis=[1, 2])).numpy()
+  np.testing.assert_allclose(mean, images.sum(axis=(1, 2)), rtol=1e-6)
