@@ -38,6 +38,9 @@ def define_flags() -> None:
   flags.DEFINE_string("build_flagfile", "", "The recipe: a pipeline.build flagfile (its "
                       "--output_dir is replaced by one folder per fold).")
   flags.DEFINE_integer("folds", 5, "Number of folds (k).", lower_bound=2)
+  flags.DEFINE_multi_string("build_flag", [], "A pipeline.build flag added to every fold's "
+                            "build, after the flagfile (repeatable): the recipe change under "
+                            "test, e.g. --build_flag=--set=data.train_fraction=0.5.")
   flags.DEFINE_string("work_dir", "build/cv", "Where the fold builds go (fold_0, fold_1, ...).")
   flags.DEFINE_bool("run", True, "Run the folds that have not finished; --norun only "
                     "summarises the finished ones.")
@@ -85,9 +88,9 @@ def _build(args: List[str], out: str) -> None:
     raise PipelineError(f"the build of {out} failed (exit {code}); see {log_path}")
 
 
-def run_fold(flagfile: str, split_file: str, out: str) -> None:
-  """Runs (or resumes) one fold's build."""
-  args = [f"--flagfile={flagfile}", f"--split_file={split_file}", f"--output_dir={out}",
+def run_fold(flagfile: str, extra: List[str], split_file: str, out: str) -> None:
+  """Runs (or resumes) one fold's build: the flagfile, then `extra` flags."""
+  args = [f"--flagfile={flagfile}", *extra, f"--split_file={split_file}", f"--output_dir={out}",
           f"--assets_dir={os.path.join(out, 'android_assets')}"]
   if os.path.exists(os.path.join(out, "build_state.json")):
     args.append("--resume")
@@ -226,7 +229,7 @@ def measure_from_flags() -> dict:
       if finished(out):
         continue
       common.progress(f"fold {i + 1}/{FLAGS.folds}: building {out} (log: {out}.log)")
-      run_fold(FLAGS.build_flagfile, split_file, out)
+      run_fold(FLAGS.build_flagfile, FLAGS.build_flag, split_file, out)
       done += 1
       left = sum(not finished(os.path.join(FLAGS.work_dir, f"fold_{j}"))
                  for j in range(FLAGS.folds))

@@ -8,14 +8,8 @@ from pipeline import labels as labels_lib
 from pipeline import report as report_lib
 from pipeline.config.export import model_file_name
 
-DISCLAIMER = ("This model is a triage aid, never a diagnosis. It is not a diagnostic device: "
-              "it must not be used to rule out disease or to replace a clinician's examination.")
-
-# The shipped file of each variant that can ship. int8_tta8: the same network over 8 views.
-SHIPPED_FILES = {"int8": "model.tflite", "int8_tta8": "model_tta8.tflite"}
-MODEL_FILE, TTA_MODEL_FILE = SHIPPED_FILES["int8"], SHIPPED_FILES["int8_tta8"]
-LABELS_FILE = labels_lib.FILE_NAME
-REFERRAL_FILE = "referral.json"
+from pipeline.shipped import (DISCLAIMER, LABELS_FILE, MODEL_FILE, REFERRAL_FILE,  # noqa: F401
+                              SHIPPED_FILES, TTA_MODEL_FILE)
 
 
 def write_assets(assets_dir: str, model_bytes: bytes, labels: Sequence[str],
@@ -97,7 +91,7 @@ def model_card(info: Dict[str, str], report: dict, display_names: Sequence[str],
     lines += ["", f"Malignant-group sensitivity (mel, bcc, akiec predicted as any of them): "
               f"float32 {ref['malignant_sensitivity']:.3f}, "
               f"int8 {int8['malignant_sensitivity']:.3f}."]
-  lines += referral_section(report.get("referral"))
+  lines += report_lib.referral_section(report.get("referral"))
   gate = report.get("gate")
   if gate:
     lines += ["", "## Parity gate (int8 against float32)", "", gate["message"]]
@@ -154,31 +148,6 @@ def tta_summary(report: dict, latency: Optional[list]) -> Optional[dict]:
           "allows (a photo taken and then classified once, not a live camera feed). The "
           f"referral threshold (`{REFERRAL_FILE}`) was fit for `{MODEL_FILE}` only.")
   return {"single": single, "tta": tta, "latency_ratio": ratio, "text": text}
-
-
-def referral_section(referral: Optional[dict]) -> list:
-  """The model card's referral paragraph and table (empty without a referral threshold)."""
-  if not referral:
-    return []
-  ci = lambda r, k: (f" ({100 * r['ci95'][k][0]:.1f}-{100 * r['ci95'][k][1]:.1f})"
-                     if r.get("ci95") else "")
-  lines = ["", "## Referral threshold", "",
-           f"Refer the person to a clinician when the {referral['score']} is at least "
-           f"**{referral['threshold']:.4f}** (`{REFERRAL_FILE}`). The threshold was fit on the "
-           f"{referral['fit_on']} to refer {referral['target_sensitivity']:.0%} of new serious "
-           f"cases like them (it referred {referral['validation']['sensitivity']:.1%} of its "
-           f"{referral['validation']['positives']}: the split-conformal rank)"
-           + ("" if referral.get("guaranteed", True) else
-              ", though they are too few for that guarantee, so it refers all of them")
-           + ". On the test split (95% intervals):", "",
-           "| model | sensitivity | specificity | ROC AUC |", "|---|---:|---:|---:|"]
-  for name, r in referral["test"].items():
-    auc = f"{r['roc_auc']:.3f}" if r["roc_auc"] is not None else "n/a"
-    lines.append(f"| {name} | {100 * r['sensitivity']:.1f}%{ci(r, 'sensitivity')} | "
-                 f"{100 * r['specificity']:.1f}%{ci(r, 'specificity')} | {auc} |")
-  lines += ["", "A referral is a prompt to seek care, never a diagnosis; a photo that is not "
-            "referred can still be serious."]
-  return lines
 
 
 def readme(tensors: dict, labels: Sequence[str], referral: Optional[dict] = None,

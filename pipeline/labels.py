@@ -6,8 +6,9 @@ from typing import Dict, Sequence, Tuple
 
 from pipeline import atomic
 from pipeline.errors import PipelineError
+from pipeline.shipped import LABELS_FILE
 
-FILE_NAME = "labels.txt"
+FILE_NAME = LABELS_FILE
 METADATA_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                             "metadata")
 

@@ -6,6 +6,7 @@ from typing import List, Optional, Sequence
 
 import numpy as np
 
+from pipeline import metrics
 from pipeline.errors import PipelineError
 
 
@@ -28,15 +29,13 @@ def paired_bootstrap_drop(y_true: np.ndarray, ref_correct: np.ndarray,
   Returns:
     [2.5th, 97.5th] percentile of the drop.
   """
-  rng = np.random.default_rng(seed)
+  y_true = np.asarray(y_true)
   diff = ref_correct.astype(np.float64) - cand_correct.astype(np.float64)
+  draws = metrics.resamples(y_true, rounds, seed)
   classes = np.unique(y_true)
-  drops = np.zeros(rounds)
-  for c in classes:
-    idx = np.flatnonzero(y_true == c)
-    drops += diff[idx[rng.integers(0, len(idx), (rounds, len(idx)))]].mean(axis=1)
-  drops /= len(classes)
-  return [float(np.percentile(drops, 2.5)), float(np.percentile(drops, 97.5))]
+  # Each class keeps its size in every resample, so its mean is taken over its own columns.
+  drops = np.mean([diff[draws[:, y_true == c]].mean(axis=1) for c in classes], axis=0)
+  return metrics.interval(drops)
 
 
 def mcnemar(ref_correct: np.ndarray, cand_correct: np.ndarray) -> dict:
@@ -86,7 +85,6 @@ def paired_comparison(y_true: np.ndarray, ref_probs: np.ndarray, cand_probs: np.
     margin and the candidate's lead: its top-1 minus its score of the true class, 0 when it is
     right), the most confident reference first.
   """
-  from pipeline import metrics  # pylint: disable=g-import-not-at-top
   y_true = np.asarray(y_true)
   ref_pred, cand_pred = ref_probs.argmax(axis=1), cand_probs.argmax(axis=1)
   ref_correct, cand_correct = ref_pred == y_true, cand_pred == y_true

@@ -67,7 +67,7 @@ def main(argv: List[str]) -> None:
     # tflite-support's metadata reader imports TensorFlow only to open files, and falls back
     # to open() without it: seconds of start-up and its log lines saved.
     sys.modules["tensorflow"] = None
-  from pipeline.assets import DISCLAIMER  # pylint: disable=g-import-not-at-top
+  from pipeline.shipped import DISCLAIMER  # pylint: disable=g-import-not-at-top
   try:
     meta, results = predict(FLAGS.model, argv[1:], FLAGS.top_k)
   except PipelineError as e:

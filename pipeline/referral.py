@@ -9,8 +9,9 @@ from typing import Dict, Sequence
 import numpy as np
 
 from pipeline.errors import PipelineError
+from pipeline.shipped import REFERRAL_FILE
 
-FILE_NAME = "referral.json"
+FILE_NAME = REFERRAL_FILE
 
 
 def serious_score(probs: np.ndarray, labels: Sequence[str], classes: Sequence[str]) -> np.ndarray:
@@ -60,15 +61,14 @@ def _bootstrap(scores: np.ndarray, positive: np.ndarray, threshold: float, round
   """95% intervals of sensitivity, specificity and ROC AUC, resampling positives and
   negatives separately (their counts are fixed by the split)."""
   from scipy import stats  # pylint: disable=g-import-not-at-top
-  rng = np.random.default_rng(seed)
-  pos, neg = scores[positive], scores[~positive]
-  p = pos[rng.integers(0, len(pos), (rounds, len(pos)))]
-  n = neg[rng.integers(0, len(neg), (rounds, len(neg)))]
+  from pipeline import metrics  # pylint: disable=g-import-not-at-top
+  draws = scores[metrics.resamples(positive, rounds, seed)]
+  p, n = draws[:, positive], draws[:, ~positive]  # Each side keeps its size.
   # ROC AUC is the Mann-Whitney U of positives against negatives over the pairs (ties half).
-  auc = stats.mannwhitneyu(p, n, axis=1, method="asymptotic").statistic / (len(pos) * len(neg))
-  ci = lambda v: [float(np.percentile(v, 2.5)), float(np.percentile(v, 97.5))]
-  return {"sensitivity": ci((p >= threshold).mean(axis=1)),
-          "specificity": ci((n < threshold).mean(axis=1)), "roc_auc": ci(auc)}
+  auc = stats.mannwhitneyu(p, n, axis=1, method="asymptotic").statistic / (p.shape[1] * n.shape[1])
+  return {"sensitivity": metrics.interval((p >= threshold).mean(axis=1)),
+          "specificity": metrics.interval((n < threshold).mean(axis=1)),
+          "roc_auc": metrics.interval(auc)}
 
 
 def evaluate(val_probs: Dict[str, np.ndarray], val_true: np.ndarray,

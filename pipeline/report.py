@@ -7,6 +7,7 @@ import numpy as np
 from pipeline import atomic
 from pipeline import parity
 from pipeline.config import BALANCE_NAMES
+from pipeline.shipped import REFERRAL_FILE
 
 
 def _pct(x: Optional[float]) -> str:
@@ -138,8 +139,7 @@ def write_report(path_json: str, path_md: str, report: dict) -> None:
           f"{name} {'passes' if ok else 'FAILS'}" for name, ok in others.items()) + "."]
     lines += flips_table(report.get("models", {}).get("int8", {}).get("paired"))
   if report.get("referral"):
-    from pipeline import assets  # pylint: disable=g-import-not-at-top
-    lines += assets.referral_section(report["referral"])
+    lines += referral_section(report["referral"])
     lines += ["", "ROC of the serious-class score: `referral_roc.png`."]
   if report.get("app_runtimes"):
     lines += ["", "## App runtimes (the shipped model, as an app loads it)", ""]
@@ -209,3 +209,28 @@ def plot_confusion_matrices(matrices: Dict[str, list], labels: Sequence[str], pa
     ax.set_yticklabels(labels, fontsize=8)
   save_figure(fig, path)
   plt.close(fig)
+
+
+def referral_section(referral: Optional[dict]) -> list:
+  """The model card's referral paragraph and table (empty without a referral threshold)."""
+  if not referral:
+    return []
+  ci = lambda r, k: (f" ({100 * r['ci95'][k][0]:.1f}-{100 * r['ci95'][k][1]:.1f})"
+                     if r.get("ci95") else "")
+  lines = ["", "## Referral threshold", "",
+           f"Refer the person to a clinician when the {referral['score']} is at least "
+           f"**{referral['threshold']:.4f}** (`{REFERRAL_FILE}`). The threshold was fit on the "
+           f"{referral['fit_on']} to refer {referral['target_sensitivity']:.0%} of new serious "
+           f"cases like them (it referred {referral['validation']['sensitivity']:.1%} of its "
+           f"{referral['validation']['positives']}: the split-conformal rank)"
+           + ("" if referral.get("guaranteed", True) else
+              ", though they are too few for that guarantee, so it refers all of them")
+           + ". On the test split (95% intervals):", "",
+           "| model | sensitivity | specificity | ROC AUC |", "|---|---:|---:|---:|"]
+  for name, r in referral["test"].items():
+    auc = f"{r['roc_auc']:.3f}" if r["roc_auc"] is not None else "n/a"
+    lines.append(f"| {name} | {100 * r['sensitivity']:.1f}%{ci(r, 'sensitivity')} | "
+                 f"{100 * r['specificity']:.1f}%{ci(r, 'specificity')} | {auc} |")
+  lines += ["", "A referral is a prompt to seek care, never a diagnosis; a photo that is not "
+            "referred can still be serious."]
+  return lines

@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 
 from benchmarks import serve_load
-from pipeline.assets import DISCLAIMER
+from pipeline.shipped import DISCLAIMER
 from pipeline.runner import load_model_file
 from tests.conftest import REPO
 

@@ -19,7 +19,7 @@ from PIL import Image
 from werkzeug import exceptions
 
 from pipeline import images as images_lib
-from pipeline.assets import DISCLAIMER
+from pipeline.shipped import DISCLAIMER
 from pipeline.classifier import Classifier
 from pipeline.web.review import Review
 

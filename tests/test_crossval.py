@@ -1,0 +1,67 @@
+"""benchmarks.crossval: the folds come from the recipe's own data stage and never touch its
+test split; the summary and the cross-fit referral threshold on hand-made folds."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+from benchmarks import crossval
+from pipeline.data import splits as splits_lib
+from pipeline.data.readers import read_csv
+
+
+def test_folds_leave_the_recipes_test_split_out(tmp_path):
+  flagfile = tmp_path / "recipe.flags"
+  flagfile.write_text("--data_format=synthetic\n--set=data.synthetic_classes=3\n"
+                      "--set=data.synthetic_per_class=20\n--image_size=32\n")
+  paths = crossval.write_fold_splits(str(flagfile), 3, str(tmp_path / "cv"), print)
+  recipe, _ = read_csv(str(tmp_path / "cv" / "split" / "splits.csv"), ("key", "split"))
+  test = {r["key"] for r in recipe if r["split"] == "test"}
+  held_out = []
+  for path in paths:
+    rows, _ = read_csv(path, splits_lib.COLUMNS)
+    assert {r["key"] for r in rows if r["split"] == "unused"} == test
+    held_out += [r["key"] for r in rows if r["split"] == "test"]
+  assert sorted(held_out) == sorted({r["key"] for r in recipe} - test)  # Each once.
+
+
+def _fold(work, i, bacc, gate=True):
+  os.makedirs(work / f"fold_{i}")
+  models = {v: {"balanced_accuracy": b, "accuracy": b + 0.1}
+            for v, b in zip(("float32", "int8", "int8_tta8"), bacc)}
+  (work / f"fold_{i}" / "report.json").write_text(json.dumps({
+      "models": models, "gate": {"passed": gate}, "data": {"totals": {"test": 100 + i}},
+      "stage_seconds": {"data": 6.0, "finetune": 54.0}}))
+
+
+def test_summary_of_the_finished_folds(tmp_path):
+  for i, bacc in enumerate([(0.70, 0.71, 0.73), (0.72, 0.72, 0.75), (0.68, 0.69, 0.72)]):
+    _fold(tmp_path, i, bacc, gate=i != 2)
+  payload = crossval.summarise(str(tmp_path), 5)
+  assert payload["finished"] == [0, 1, 2]
+  int8 = payload["variants"]["int8"]["balanced_accuracy"]
+  assert int8["mean"] == pytest.approx(0.7067, abs=1e-4) and (int8["min"], int8["max"]) == (
+      0.69, 0.72)
+  assert int8["ci95"][0] < int8["mean"] < int8["ci95"][1]
+  assert [p["gate_passed"] for p in payload["per_fold"]] == [True, True, False]
+  assert payload["per_fold"][0]["minutes"] == 1.0
+  text = "\n".join(crossval.markdown(payload))
+  assert "3 of 5 folds" in text and "70.7%" in text and "FAILED" in text
+
+
+def test_the_cross_fit_threshold_comes_from_the_other_folds():
+  rng = np.random.default_rng(0)
+  oof = {}
+  for fold in range(4):
+    serious = rng.random(400) < 0.2
+    scores = np.where(serious, rng.beta(5, 2, 400), rng.beta(2, 5, 400))
+    oof[fold] = {"scores": scores, "serious": serious}
+  rows = crossval.cross_fit_referral(oof, 0.9)
+  assert [r["fold"] for r in rows] == [0, 1, 2, 3]
+  for r in rows:
+    others = [o for f, o in oof.items() if f != r["fold"]]
+    assert r["fit_on_serious"] == sum(int(o["serious"].sum()) for o in others)
+  # Exchangeable folds: the share referred is near the target on average.
+  assert np.mean([r["sensitivity"] for r in rows]) == pytest.approx(0.9, abs=0.05)
