@@ -9,8 +9,8 @@ from pipeline.errors import PipelineError
 from pipeline.shipped import LABELS_FILE
 
 FILE_NAME = LABELS_FILE
-METADATA_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                            "metadata")
+# Package data: found in a non-editable install too.
+METADATA_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "metadata")
 
 
 def check_label(label: str) -> None:
@@ -39,7 +39,7 @@ def read_labels(path: str) -> Tuple[str, ...]:
 
 
 def metadata_defaults(data_format: str) -> Dict[str, str]:
-  """metadata/defaults.json: the model-info and model-card texts, with a data format's own
+  """pipeline/metadata/defaults.json: the model-info and model-card texts, with a data format's own
   overrides (the synthetic demo is not a skin model)."""
   with open(os.path.join(METADATA_DIR, "defaults.json"), encoding="utf-8") as f:
     defaults = json.load(f)
@@ -55,7 +55,7 @@ def load_class_info(path: str = "") -> Dict[str, dict]:
   """Loads {label: {"display_name": ..., "description": ...}} from a JSON file.
 
   Args:
-    path: a JSON file; empty reads every metadata/classes_*.json shipped with the tool.
+    path: a JSON file; empty reads every pipeline/metadata/classes_*.json shipped with the tool.
 
   Returns:
     The merged table (missing labels simply are not in it).

@@ -37,15 +37,16 @@ class ExportConfig:
 
 @dataclasses.dataclass(frozen=True)
 class MetadataConfig:
-  """What the .tflite says about itself. Empty fields fall back to metadata/defaults.json."""
-  name: str = flag("", "export", "Model name in the metadata (default: metadata/defaults.json).",
-                   name="model_name")
+  """What the .tflite says about itself. Empty fields fall back to the tool's defaults
+  (pipeline/metadata/defaults.json)."""
+  name: str = flag("", "export", "Model name in the metadata (default: the tool's, by data "
+                   "format).", name="model_name")
   description: str = ""
   version: str = ""
   author: str = ""
   license: str = ""
   display_names: str = flag("", "export", "JSON file {label: {display_name: ...}}; default: "
-                            "metadata/classes_*.json of the dataset, else the label itself.")
+                            "the tool's names of the dataset's classes, else the label.")
 
   def validate(self) -> None:
     if self.display_names and not os.path.isfile(self.display_names):

@@ -47,7 +47,7 @@ def run(config: BuildConfig, state: BuildState) -> BuildState:
 
 
 def metadata_info(config: BuildConfig, labels, commit: Optional[str]) -> Dict[str, str]:
-  """Name, description, version, author and license: flags over metadata/defaults.json.
+  """Name, description, version, author and license: flags over pipeline/metadata/defaults.json.
 
   `commit` is the build's source commit (report.json's provenance), or None outside git."""
   defaults = labels_lib.metadata_defaults(config.data.data_format)
