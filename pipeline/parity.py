@@ -169,16 +169,16 @@ def confident_losses(flips: Sequence[dict], margin: float, lead: float) -> List[
   """The flips from a sure right answer to a sure wrong one: the reference right with a top-1
   margin >= `margin`, the candidate wrong with its top-1 >= `lead` above the true class.
 
-  Neither side alone is evidence of a defect (BUILD.md "Parity gate"):
+  Neither side alone is evidence of a defect (BUILD.md, "The parity gate"):
   - a flip of a sure but *wrong* reference answer loses no accuracy (McNemar and the drop's
     interval count every flip either way): two cRT builds failed only on such mistakes;
   - a right reference answer at margin 0.45 flipped to a *near-tie* is within reach of a
-    faithful int8 model: def7 (session 19) moved no class score by more than 0.27 on any test
+    faithful int8 model: one default build moved no class score by more than 0.27 on any test
     image, like builds that shipped, and lost ISIC_0028739 from bcc 0.64 / nv 0.19 to nv 0.39
     / bcc 0.38.
   Both at once (0.40 and 0.20) need some class score of the image to move by at least 0.3
   (margin + lead <= the true class's fall + the wrong class's rise), which no faithful QAT
-  build did on any test image (largest 0.20-0.27 in def1-def3 and def7-def9).
+  build did on any test image (largest 0.20-0.27 over six HAM10000 default builds).
   """
   return [f for f in flips if f["reference_margin"] >= margin and not f["candidate_correct"]
           and f["reference_top2"][0][0] == f["true"] and candidate_lead(f) >= lead]

@@ -26,7 +26,7 @@ def conformal_rank(positives: int, sensitivity: float) -> int:
   and Bates 2021, "A gentle introduction to conformal prediction", section 1), for photos
   exchangeable with the validation ones. Referring ceil(sensitivity x positives) instead, the
   share asked of the validation split itself, falls short on new photos: on average
-  ceil(s n) / (n + 1) of them are referred, 88.9% for 90% of 71 (BUILD.md "Referral
+  ceil(s n) / (n + 1) of them are referred, 88.9% for 90% of 71 (BUILD.md, "The referral
   threshold"). More than `positives` when there are too few for the guarantee."""
   return math.ceil(sensitivity * (positives + 1) - 1e-9)  # 0.56 x 25 is 14.000000000000002.
 

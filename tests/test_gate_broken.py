@@ -50,7 +50,7 @@ def verdicts(built):
   bias[0] -= 100.0
   dead.layers[-1].set_weights([kernel, bias])
   models["dead_class"] = with_metadata(export_lib.convert_int8(dead, calibration, MOBILENET_V2))
-  # A collapsed QAT (ham2 scored 32.7%): tfmot's uncalibrated ranges and a diverging step size.
+  # A collapsed QAT: tfmot's uncalibrated ranges and a diverging step size.
   qat = qat_lib.quantize_model(float_model, cfg.train.finetune_layers, MOBILENET_V2)
   qat.compile(keras.optimizers.SGD(learning_rate=10.0), "sparse_categorical_crossentropy")
   qat.fit(MOBILENET_V2.apply_np(train.images), train.labels, batch_size=16, epochs=1, verbose=0)

@@ -151,7 +151,7 @@ def _one_flip(ref_row, cand_row):
 
 
 def test_a_sure_right_answer_flipped_to_a_near_tie_is_rounding_not_a_defect():
-  # def7's ISIC_0028739 (session 19): float32 sure and right (margin 0.454), int8 wrong at a
+  # A HAM10000 default build's ISIC_0028739: float32 sure and right (margin 0.454), int8 wrong at a
   # near-tie (0.016 above the true class), no class moved by more than 0.27.
   near_tie = _one_flip([0.644, 0.190, 0.166], [0.375, 0.391, 0.234])
   assert near_tie["flips"][0]["reference_margin"] >= GateConfig().max_flip_margin

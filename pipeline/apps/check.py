@@ -14,7 +14,7 @@ from pipeline.preprocessing import Normalization
 # The runtimes and the interpreter dequantize the same uint8 output (steps of 1/256 for a
 # softmax) from the same pixels, so a right model scores the same, but not always exactly:
 # Task Library's own TFLite rounds some int8 kernels differently. On the 897 HAM10000 test
-# images of one int8 build (session 11, qw_new2) it matched the interpreter exactly on 884,
+# images of one int8 build it matched the interpreter exactly on 884,
 # by one step on 9, two on 3 and three on 1 (MediaPipe Tasks: 897 exact). A wrong input
 # encoding moves far more images: on the same model, pixels in BGR order moved the median
 # image by 125 steps, a 1-pixel shift by 2 (38% of images more than 4), a JPEG re-encode
@@ -98,8 +98,8 @@ def compare(name: str, answers, probs: np.ndarray, keys: Sequence[str],
                             f"labels say {labels[c['index']]!r}: the embedded labels are wrong")
   scores = answer_scores(answers, probs.shape[1])
   # A runtime's pick is right if the interpreter scores it within SCORE_TOLERANCE of its own
-  # top-1: two classes near a tie swap on a rounding difference (HAM10000 ham3 of session
-  # 10: Task Library picked mel, the interpreter akiec, one step apart on the 8-view model).
+  # top-1: two classes near a tie swap on a rounding difference (a HAM10000 build: Task
+  # Library picked mel, the interpreter akiec, one step apart on the 8-view model).
   picks = [categories[0]["index"] for categories in answers]
   exact = [probs[i, t] >= probs[i].max() - 1e-6 for i, t in enumerate(picks)]
   agree = [probs[i, t] >= probs[i].max() - SCORE_TOLERANCE for i, t in enumerate(picks)]

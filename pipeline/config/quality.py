@@ -26,8 +26,8 @@ class GateConfig:
   # A flip of a right float32 answer at least this sure (top-1 minus top-2 probability) into
   # a wrong answer int8 is sure of (its top-1 at least `min_wrong_lead` above the true class)
   # is a defect, not rounding: it needs a class score of that image to move by >= 0.3, and
-  # faithful int8 QAT models moved none by more than 0.27 (def1-def3, def7-def9). Either side
-  # alone fired on faithful models (BUILD.md "Parity gate").
+  # faithful int8 QAT models moved none by more than 0.27 (six HAM10000 builds). Either side
+  # alone fired on faithful models (BUILD.md, "The parity gate").
   max_flip_margin: float = 0.4
   min_wrong_lead: float = 0.2
   bootstrap_rounds: int = 2000

@@ -80,10 +80,10 @@ class TrainConfig:
   # cRT (Kang et al., ICLR 2020): after fine-tuning, a new classifier on the frozen backbone's
   # pooled features, a class-balanced L2 logistic regression of inverse strength crt_c.
   # C = 0.01, not 0.1: at 0.1 the classifier fits the (in-sample) training features harder
-  # than the fine-tuned one (train accuracy 0.87 vs 0.82 on ham1), is overconfident (test
+  # than the fine-tuned one (train accuracy 0.87 vs 0.82 on a HAM10000 build), is overconfident (test
   # temperature 1.46) and amplifies int8 feature noise: 47 flips, two of them confident, and
   # the parity gate failed. At 0.01: 5-fold CV balanced accuracy on the training features
-  # peaks, 38 flips with none confident (BUILD.md "cRT").
+  # peaks, 38 flips with none confident.
   crt: bool = True
   crt_c: float = 0.01
   batch_size: int = flag(32, "training", "Global batch size (lower it if memory runs out).")
@@ -92,14 +92,14 @@ class TrainConfig:
   # "none": the plain loss; the crt stage alone balances the classifier (Kang et al.'s
   # decoupling). On HAM10000 it beat "balanced" (loss weights n / (k * n_class), 10-14x on
   # df and vasc) on three paired builds: float32 balanced accuracy 70.5% mean (69.9-71.4)
-  # against 68.4%, top-1 accuracy 0.84 against 0.76 (BUILD.md "Plain fine-tuning, then
+  # against 68.4%, top-1 accuracy 0.84 against 0.76 (BUILD.md, "What we measured"
   # cRT"); with train.crt off, "balanced" is the choice for a balanced classifier.
   class_weight: str = "none"
   # Fine-tuning's own class weighting ("": train.class_weight). "sqrt" (loss weights
   # 1 / sqrt(n_class), 0.57 for nv to 4.9 for df on HAM10000) beat the plain loss by +2.5
   # points (+0.3 to +4.9) over six paired fine-tune re-runs, each before cRT; four whole
   # builds scored 71.5% float32 (69.6-73.1) and 71.7% int8 against 70.9% and 70.7% over nine
-  # of "none" (BUILD.md "Square-root class weights").
+  # of "none" (BUILD.md, "What we measured").
   finetune_class_weight: str = "sqrt"
   augment: bool = True
 

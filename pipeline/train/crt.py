@@ -6,7 +6,7 @@ class weighted equally.
 Fine-tuning with 10-14x loss weights on HAM10000's rarest classes (31 df, 42 vasc training
 images) memorises them; a head fit on the finished features, class-balanced and
 L2-regularised, is a better readout of the same backbone (+1.0 to +1.4 points of test
-balanced accuracy on three builds, BUILD.md "Readout"). The fit is scikit-learn's
+balanced accuracy on three builds, BUILD.md "What we measured"). The fit is scikit-learn's
 multinomial logistic regression, whose predict_proba is softmax(x W + b): exactly the
 model's Dense softmax classifier, so its weights are written into that layer.
 """
