@@ -11,6 +11,7 @@ import pytest
 
 from pipeline import assets
 from pipeline import labels as labels_lib
+from pipeline import report as report_lib
 from tests.conftest import REPO
 
 CHILD = """
@@ -84,9 +85,9 @@ def test_the_card_says_when_the_referral_threshold_cannot_keep_its_promise():
               "fit_on": "int8 model's scores on the validation split", "target_sensitivity": 0.9,
               "guaranteed": True, "validation": {"sensitivity": 0.915, "positives": 71},
               "test": {"int8": {"sensitivity": 0.8, "specificity": 0.85, "roc_auc": 0.9}}}
-  text = "\n".join(assets.referral_section(referral))
+  text = "\n".join(report_lib.referral_section(referral))
   assert "to refer 90% of new serious cases like them (it referred 91.5% of its 71" in text
   assert "too few" not in text
   few = {**referral, "guaranteed": False, "validation": {"sensitivity": 1.0, "positives": 5}}
   assert "too few for that guarantee, so it refers all of them" in "\n".join(
-      assets.referral_section(few))
+      report_lib.referral_section(few))
