@@ -144,3 +144,42 @@ def align_to_labels(probs: np.ndarray, model_labels, labels: Sequence[str],
     raise PipelineError(f"{where}: its embedded labels {list(model_labels)} are not the "
                         f"dataset's labels {list(labels)}")
   return probs[:, [list(model_labels).index(l) for l in labels]]
+
+
+def predictions_csv(keys: Sequence[str], y_true: np.ndarray, labels: Sequence[str],
+                    probs: Dict[str, np.ndarray], referral: Optional[dict] = None,
+                    top_k: int = 3) -> str:
+  """predictions.csv for QA: one row per test image with its true class, each variant's
+  top-k classes and scores, whether int8's top-1 agrees with float32's and, with a referral
+  threshold, the shipped model's serious-class score and decision."""
+  import csv  # pylint: disable=g-import-not-at-top
+  import io  # pylint: disable=g-import-not-at-top
+  from pipeline import referral as referral_lib  # pylint: disable=g-import-not-at-top
+  variants = list(probs)
+  k = min(top_k, len(labels))
+  header = ["image", "true"]
+  for v in variants:
+    for rank in range(1, k + 1):
+      header += [f"{v}_top{rank}", f"{v}_top{rank}_score"]
+  agree = "int8" in probs and "float32" in probs
+  header += ["int8_agrees_with_float32"] if agree else []
+  score = None
+  if referral:
+    score = referral_lib.serious_score(probs[referral["shipped_model"]], labels,
+                                       referral["classes"])
+    header += ["referral_score", "refer"]
+  order = {v: np.argsort(-p, axis=1, kind="stable")[:, :k] for v, p in probs.items()}
+  buffer = io.StringIO()
+  writer = csv.writer(buffer, lineterminator="\n")
+  writer.writerow(header)
+  for i, key in enumerate(keys):
+    row = [key, labels[int(y_true[i])]]
+    for v in variants:
+      for c in order[v][i]:
+        row += [labels[c], f"{probs[v][i, c]:.4f}"]
+    if agree:
+      row.append(str(order["int8"][i, 0] == order["float32"][i, 0]).lower())
+    if score is not None:
+      row += [f"{score[i]:.4f}", str(bool(score[i] >= referral["threshold"])).lower()]
+    writer.writerow(row)
+  return buffer.getvalue()

@@ -2,6 +2,7 @@
 classes reaches a threshold fit on the validation split for a target sensitivity on new
 photos (the split-conformal rank of the validation split's serious cases)."""
 
+import functools
 import math
 import os
 from typing import Dict, Sequence
@@ -19,7 +20,8 @@ def serious_score(probs: np.ndarray, labels: Sequence[str], classes: Sequence[st
   return probs[:, [list(labels).index(c) for c in classes]].sum(axis=1)
 
 
-def conformal_rank(positives: int, sensitivity: float) -> int:
+@functools.lru_cache(maxsize=None)  # Pure; the Beta search runs once per (n, s, c).
+def conformal_rank(positives: int, sensitivity: float, confidence: float = 0.0) -> int:
   """How many of `positives` validation serious cases, highest score first, a threshold must
   refer for a new serious photo to be referred with probability >= `sensitivity`:
   ceil(sensitivity x (positives + 1)), the split-conformal rank (Vovk et al. 2005; Angelopoulos
@@ -27,11 +29,23 @@ def conformal_rank(positives: int, sensitivity: float) -> int:
   exchangeable with the validation ones. Referring ceil(sensitivity x positives) instead, the
   share asked of the validation split itself, falls short on new photos: on average
   ceil(s n) / (n + 1) of them are referred, 88.9% for 90% of 71 (BUILD.md, "The referral
-  threshold"). More than `positives` when there are too few for the guarantee."""
-  return math.ceil(sensitivity * (positives + 1) - 1e-9)  # 0.56 x 25 is 14.000000000000002.
+  threshold"). More than `positives` when there are too few for the promise.
+
+  That promise is on average over validation draws: referring the k-th highest of n, the
+  share of new serious photos referred is Beta(k, n + 1 - k), whose mean is k / (n + 1). With
+  `confidence` > 0 the rank is the smallest k whose share reaches `sensitivity` in that share
+  of draws (a margin that costs specificity)."""
+  if confidence <= 0:
+    return math.ceil(sensitivity * (positives + 1) - 1e-9)  # 0.56 x 25 is 14.000000000000002.
+  from scipy import stats  # pylint: disable=g-import-not-at-top
+  for k in range(1, positives + 1):
+    if stats.beta.sf(sensitivity, k, positives + 1 - k) >= confidence:
+      return k
+  return positives + 1
 
 
-def fit_threshold(scores: np.ndarray, positive: np.ndarray, sensitivity: float) -> float:
+def fit_threshold(scores: np.ndarray, positive: np.ndarray, sensitivity: float,
+                  confidence: float = 0.0) -> float:
   """The highest threshold that refers the `conformal_rank` highest-scoring positives (all of
   them when there are too few for the guarantee).
 
@@ -44,7 +58,7 @@ def fit_threshold(scores: np.ndarray, positive: np.ndarray, sensitivity: float) 
   if not len(pos):
     raise PipelineError("the validation split has no image of the serious classes; the "
                         "referral threshold cannot be fit (give --malignant_classes= to skip it)")
-  return float(pos[min(conformal_rank(len(pos), sensitivity), len(pos)) - 1])
+  return float(pos[min(conformal_rank(len(pos), sensitivity, confidence), len(pos)) - 1])
 
 
 def operating_point(scores: np.ndarray, positive: np.ndarray, threshold: float) -> Dict[str, float]:
@@ -74,7 +88,7 @@ def _bootstrap(scores: np.ndarray, positive: np.ndarray, threshold: float, round
 def evaluate(val_probs: Dict[str, np.ndarray], val_true: np.ndarray,
              test_probs: Dict[str, np.ndarray], test_true: np.ndarray, labels: Sequence[str],
              classes: Sequence[str], sensitivity: float, shipped: str = "int8",
-             bootstrap_rounds: int = 1000, seed: int = 0) -> dict:
+             bootstrap_rounds: int = 1000, seed: int = 0, confidence: float = 0.0) -> dict:
   """Fits the threshold on the shipped model's validation scores, then scores every model.
 
   The threshold belongs to the shipped model (an app computes the score from its outputs);
@@ -94,7 +108,8 @@ def evaluate(val_probs: Dict[str, np.ndarray], val_true: np.ndarray,
     seed: bootstrap seed.
 
   Returns:
-    A JSON-ready dict: classes, threshold, target_sensitivity, guaranteed (enough serious
+    A JSON-ready dict: classes, threshold, target_sensitivity, confidence, promise (what the
+    threshold promises, in words), enough_cases (enough serious
     validation images for the conformal rank), validation (the shipped model's operating point
     there) and test {model: sensitivity, specificity, roc_auc, ci95}.
   """
@@ -102,7 +117,7 @@ def evaluate(val_probs: Dict[str, np.ndarray], val_true: np.ndarray,
   serious = [labels.index(c) for c in classes]
   val_pos, test_pos = np.isin(val_true, serious), np.isin(test_true, serious)
   val_scores = serious_score(val_probs[shipped], labels, classes)
-  threshold = fit_threshold(val_scores, val_pos, sensitivity)
+  threshold = fit_threshold(val_scores, val_pos, sensitivity, confidence)
   test = {}
   for name, probs in test_probs.items():
     scores = serious_score(probs, labels, classes)
@@ -116,9 +131,19 @@ def evaluate(val_probs: Dict[str, np.ndarray], val_true: np.ndarray,
           "refer_if": "score >= threshold", "threshold": threshold,
           "target_sensitivity": sensitivity, "shipped_model": shipped,
           "fit_on": f"{shipped} model's scores on the validation split",
-          # Whether the validation split has enough serious cases for the rule's guarantee.
-          "guaranteed": bool(conformal_rank(int(val_pos.sum()), sensitivity) <= val_pos.sum()),
+          "confidence": confidence, "promise": promise(sensitivity, confidence),
+          # Whether the validation split has enough serious cases for that promise.
+          "enough_cases": bool(conformal_rank(int(val_pos.sum()), sensitivity, confidence)
+                               <= val_pos.sum()),
           "validation": operating_point(val_scores, val_pos, threshold), "test": test}
+
+
+def promise(sensitivity: float, confidence: float) -> str:
+  """What a threshold fit by `conformal_rank` promises, in words."""
+  when = ("on average over validation draws" if confidence <= 0 else
+          f"in {confidence:.0%} of validation draws")
+  return (f"refers at least {sensitivity:.0%} of new serious cases {when}, for cases like the "
+          "validation ones (the same kind of photos, never used for a decision)")
 
 
 def parity_sentence(referral: dict, reference: str = "float32") -> str:

@@ -223,8 +223,8 @@ def referral_section(referral: Optional[dict]) -> list:
            f"{referral['fit_on']} to refer {referral['target_sensitivity']:.0%} of new serious "
            f"cases like them (it referred {referral['validation']['sensitivity']:.1%} of its "
            f"{referral['validation']['positives']}: the split-conformal rank)"
-           + ("" if referral.get("guaranteed", True) else
-              ", though they are too few for that guarantee, so it refers all of them")
+           + ("" if referral.get("enough_cases", referral.get("guaranteed", True)) else
+              ", though they are too few for that promise, so it refers all of them")
            + ". On the test split (95% intervals):", "",
            "| model | sensitivity | specificity | ROC AUC |", "|---|---:|---:|---:|"]
   for name, r in referral["test"].items():

@@ -83,11 +83,11 @@ def test_model_license_names_ham10000_only_for_its_data(data_format, names_ham10
 def test_the_card_says_when_the_referral_threshold_cannot_keep_its_promise():
   referral = {"score": "sum of the probabilities of mel", "threshold": 0.25,
               "fit_on": "int8 model's scores on the validation split", "target_sensitivity": 0.9,
-              "guaranteed": True, "validation": {"sensitivity": 0.915, "positives": 71},
+              "enough_cases": True, "validation": {"sensitivity": 0.915, "positives": 71},
               "test": {"int8": {"sensitivity": 0.8, "specificity": 0.85, "roc_auc": 0.9}}}
   text = "\n".join(report_lib.referral_section(referral))
   assert "to refer 90% of new serious cases like them (it referred 91.5% of its 71" in text
   assert "too few" not in text
-  few = {**referral, "guaranteed": False, "validation": {"sensitivity": 1.0, "positives": 5}}
-  assert "too few for that guarantee, so it refers all of them" in "\n".join(
+  few = {**referral, "enough_cases": False, "validation": {"sensitivity": 1.0, "positives": 5}}
+  assert "too few for that promise, so it refers all of them" in "\n".join(
       report_lib.referral_section(few))

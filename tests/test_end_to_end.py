@@ -399,3 +399,20 @@ def test_rerun_from_metadata_reuses_the_converted_files(built, tmp_path):
   assert again["tensors"] == report["tensors"]  # The same files, checked the same way.
   meta = tflite_metadata.read(_read(os.path.join(out, "model_int8.tflite")))
   assert meta["labels"] == list(labels_lib.read_labels(os.path.join(out, "labels.txt")))
+
+
+def test_predictions_csv_is_the_evaluation_image_by_image(built):
+  """QA rebuilds the report's figures from predictions.csv alone."""
+  import csv  # pylint: disable=g-import-not-at-top
+  cfg, run, report = built
+  with open(os.path.join(run.output_dir, "predictions.csv"), newline="") as f:
+    rows = list(csv.DictReader(f))
+  assert len(rows) == report["data"]["totals"]["test"]
+  int8 = report["models"]["int8"]
+  assert np.mean([r["int8_top1"] == r["true"] for r in rows]) == pytest.approx(int8["accuracy"])
+  assert np.mean([r["int8_agrees_with_float32"] == "true" for r in rows]) == pytest.approx(
+      int8["top1_agreement"])
+  serious = [r for r in rows if r["true"] in cfg.referral.malignant_classes]
+  assert np.mean([r["refer"] == "true" for r in serious]) == pytest.approx(
+      report["referral"]["test"]["int8"]["sensitivity"])
+  assert all(float(r["int8_top1_score"]) >= float(r["int8_top2_score"]) for r in rows)

@@ -66,6 +66,10 @@ class ReferralConfig:
       "otherwise; --malignant_classes= turns it off.")
   sensitivity: float = flag(0.90, "quality", "Share of new serious cases the referral "
                             "threshold refers, on average.", name="referral_sensitivity")
+  # 0: the sensitivity is promised on average over validation draws. c > 0: in a share c of
+  # draws (the Beta quantile of the conformal rank): a margin for an app that needs it,
+  # paid in specificity (BUILD.md, "The referral threshold").
+  confidence: float = 0.0
 
   def classes(self, data_format: str, labels) -> Tuple[str, ...]:
     """The serious classes in force for a dataset with `labels`.
@@ -94,3 +98,5 @@ class ReferralConfig:
   def validate(self) -> None:
     if not 0.0 < self.sensitivity < 1.0:
       raise PipelineError(f"--referral_sensitivity={self.sensitivity} must be in (0, 1)")
+    if not 0.0 <= self.confidence < 1.0:
+      raise PipelineError(f"referral.confidence={self.confidence} must be in [0, 1)")

@@ -3,11 +3,14 @@ paired with float32, and the referral threshold fit on validation and scored on 
 
 import dataclasses
 
+from pipeline import atomic
 from pipeline import evaluate as evaluate_lib
 from pipeline import referral as referral_lib
 from pipeline import report as report_lib
 from pipeline.config import BuildConfig
 from pipeline.stages.state import BuildState
+
+PREDICTIONS = "predictions.csv"  # Per test image, for QA's own confusion matrices.
 
 
 def run(config: BuildConfig, state: BuildState) -> BuildState:
@@ -31,11 +34,13 @@ def run(config: BuildConfig, state: BuildState) -> BuildState:
     state.log(f"evaluate: referral threshold {r['threshold']:.3f} on P({'+'.join(serious)}) "
               f"for {r['target_sensitivity']:.0%} sensitivity on new photos (validation: "
               f"{r['validation']['sensitivity']:.1%} of {r['validation']['positives']}"
-              + ("" if r["guaranteed"] else ", too few for that guarantee")
+              + ("" if r["enough_cases"] else ", too few for that promise")
               + "); test sensitivity / "
               "specificity: " + ", ".join(f"{n} {t['sensitivity']:.3f} / {t['specificity']:.3f}"
                                           for n, t in r["test"].items()))
     state = dataclasses.replace(state, referral=r)
+  atomic.write_text(state.path(PREDICTIONS), evaluate_lib.predictions_csv(
+      test.keys, test.labels, labels, test_probs, state.referral))
   return state
 
 
@@ -51,7 +56,7 @@ def _referral(config: BuildConfig, state: BuildState, serious) -> dict:
   referral = referral_lib.evaluate(
       val_probs, val.labels, test_probs, test.labels, list(labels), serious,
       config.referral.sensitivity, bootstrap_rounds=config.gate.bootstrap_rounds // 2,
-      seed=config.seed)
+      seed=config.seed, confidence=config.referral.confidence)
   referral_lib.plot_roc(test_probs, test.labels, list(labels), referral,
                         state.path("referral_roc.png"))
   return referral
