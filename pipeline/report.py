@@ -145,11 +145,33 @@ def write_report(path_json: str, path_md: str, report: dict) -> None:
     lines += ["", "## App runtimes (the shipped model, as an app loads it)", ""]
     lines += [f"- {variant}: {r['message']}" for variant, runtimes in
               report["app_runtimes"].items() for r in runtimes.values()]
-  lines += ["", "## Stage times", "", "| stage | seconds |", "|---|---:|"]
-  for stage, seconds in report.get("stage_seconds", {}).items():
-    lines.append(f"| {stage} | {seconds:.1f} |")
-  lines.append(f"| **total** | {sum(report.get('stage_seconds', {}).values()):.1f} |")
+  seconds = report.get("stage_seconds", {})
+  total = sum(seconds.values())
+  per_epoch = finetune_seconds_per_epoch(report.get("training", {}))
+  lines += ["", "## Stage times", ""] + ([f"Fine-tuning ran {per_epoch:.0f} s per epoch on this "
+                                          "machine (quote it beside any time).", ""]
+                                         if per_epoch else [])
+  lines += ["| stage | seconds | share |", "|---|---:|---:|"]
+  lines += [f"| {stage} | {s:.1f} | {100 * s / total:.0f}% |" for stage, s in seconds.items()]
+  lines.append(f"| **total** | {total:.1f} | 100% |")
   atomic.write_text(path_md, "\n".join(lines) + "\n")
+
+
+def finetune_seconds_per_epoch(training: dict) -> Optional[float]:
+  """The fine-tune phase's seconds per epoch it ran (None when it ran none)."""
+  phase = training.get("finetune") or {}
+  ran = len(phase.get("history", {}).get("loss", [])) - phase.get("resumed_from_epoch", 0)
+  return phase["seconds"] / ran if ran > 0 and phase.get("seconds") else None
+
+
+def stage_time_line(report: dict) -> str:
+  """The build's last log line: each stage's seconds and share, and the fine-tune speed."""
+  seconds = report.get("stage_seconds", {})
+  total = sum(seconds.values()) or 1.0
+  per_epoch = finetune_seconds_per_epoch(report.get("training", {}))
+  return (f"stage times ({total / 60:.1f} min): " + ", ".join(
+      f"{stage} {s:.0f} s ({100 * s / total:.0f}%)" for stage, s in seconds.items()) +
+          (f"; fine-tune {per_epoch:.0f} s per epoch" if per_epoch else ""))
 
 
 def save_figure(fig, path: str) -> None:

@@ -416,3 +416,15 @@ def test_predictions_csv_is_the_evaluation_image_by_image(built):
   assert np.mean([r["refer"] == "true" for r in serious]) == pytest.approx(
       report["referral"]["test"]["int8"]["sensitivity"])
   assert all(float(r["int8_top1_score"]) >= float(r["int8_top2_score"]) for r in rows)
+
+
+def test_report_md_times_every_stage_with_its_share(built):
+  from pipeline import report as report_lib  # pylint: disable=g-import-not-at-top
+  _, run, report = built
+  text = open(os.path.join(run.output_dir, "report.md"), encoding="utf-8").read()
+  table = text.split("## Stage times")[1]
+  for stage in report["stage_seconds"]:
+    assert f"| {stage} | " in table, stage
+  assert "| **total** |" in table and "s per epoch on this machine" in table
+  line = report_lib.stage_time_line(report)
+  assert line.startswith("stage times (") and "finetune" in line and "s per epoch" in line

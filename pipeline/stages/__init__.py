@@ -109,6 +109,7 @@ def run(config: BuildConfig, options: RunOptions, log: Optional[Callable[[str], 
       shutil.rmtree(options.output_dir, ignore_errors=True)
       state.log("done: training finished with the chief, which wrote the build")
       return report
+  state.log(report_lib.stage_time_line(report))
   if options.stop_after == STAGES[-1]:
     state.log(f"done: reports in {state.path('report.md')}")
   return report
