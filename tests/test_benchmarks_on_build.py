@@ -107,3 +107,18 @@ def test_accuracy_scores_every_image_of_a_new_labeled_set(built, tmp_path):
                          plot_dir=str(tmp_path))
   assert payload["n"] == files and payload["split"] == "all"
   assert payload["results"][0]["balanced_accuracy"] > 0.9
+
+
+def test_latency_names_the_unreadable_image_of_images_dir(built, tmp_path):
+  from benchmarks import latency as latency_bench  # pylint: disable=g-import-not-at-top
+  from pipeline.errors import PipelineError  # pylint: disable=g-import-not-at-top
+  _, run, _ = built
+  images = tmp_path / "images"
+  images.mkdir()
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  Image.new("RGB", (64, 64), (200, 30, 30)).save(images / "a.png")
+  (images / "b.jpg").write_bytes(b"not a jpeg")
+  with pytest.raises(PipelineError, match="b.jpg: not a readable image.*remove it from"):
+    latency_bench.run([os.path.join(run.output_dir, "model_int8.tflite")], [1], runs=1,
+                      warmup_runs=0, warmup_seconds=0.0, reference="", images_dir=str(images),
+                      seed=0)

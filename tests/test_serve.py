@@ -168,3 +168,14 @@ def test_try_page_shows_the_disclaimer_once_and_no_label_twice(server):
   assert status == 200 and page.count(DISCLAIMER) == 1
   for label in ("red", "green", "blue"):
     assert f"{label} <small>({label})</small>" not in page
+
+
+def test_a_taken_port_is_found_before_the_test_split_is_scored(server):
+  url, run = server
+  port = url.rsplit(":", 1)[1]
+  proc = subprocess.run([sys.executable, "-m", "pipeline.serve", f"--port={port}",
+                         f"--build_dir={run.output_dir}"], cwd=REPO,
+                        env=dict(os.environ, PYTHONPATH=REPO), capture_output=True, text=True,
+                        timeout=300, check=False)
+  assert proc.returncode != 0 and "cannot listen on" in proc.stderr
+  assert "scoring the test split" not in proc.stdout  # Refused before minutes of work.
