@@ -255,7 +255,7 @@ def test_predict_cli(built, tmp_path):
 
 def test_shipped_float_model_is_the_last_epoch_with_the_crt_classifier(built):
   """The build keeps the fine-tune's last epoch and re-fits its classifier (the crt stage):
-  the readout benchmark's last/crt, computed apart from the build, gives the float32 file's
+  a cRT refit computed apart from the build, on its frozen features, gives the float32 file's
   probabilities through the interpreter, which takes raw pixels and normalizes them itself."""
   cfg, run, report = built
   assert cfg.train.crt
@@ -269,34 +269,27 @@ def test_shipped_float_model_is_the_last_epoch_with_the_crt_classifier(built):
           f"frequency class weights), the classifier re-fit "
           f"on the frozen features with every class weighted equally (cRT, C = "
           f"{cfg.train.crt_c:g}), then quantization-aware training") in card
-  from benchmarks import readout  # pylint: disable=g-import-not-at-top
   from pipeline import data as data_lib  # pylint: disable=g-import-not-at-top
+  from pipeline import model as model_lib  # pylint: disable=g-import-not-at-top
+  from pipeline.tf_compat import keras  # pylint: disable=g-import-not-at-top
+  from pipeline.train import crt as crt_lib  # pylint: disable=g-import-not-at-top
   splits = data_lib.load(cfg.data, cfg.seed, split_file=os.path.join(run.output_dir, "splits.csv"),
                          synthetic_root=os.path.join(run.output_dir, "synthetic_data")).splits
   train, test = splits["train"], splits["test"]
   tflite = LiteRunner(os.path.join(run.output_dir, "model_float32.tflite"), MOBILENET_V2)
   expected = tflite.predict(test.pixels())
+  # The cRT classifier refit apart from the build, on the shipped backbone's frozen features,
+  # gives the float32 file's probabilities through the interpreter (raw pixels in).
   norm = cfg.model.normalization
-  shipped = readout.load_model(run.output_dir)
-  np.testing.assert_allclose(
-      readout.head_classifier(shipped)(readout.features(shipped, test.pixels(), norm, 1)[0]),
-      expected, atol=1e-4)
-  # Each of the 8 views' features, in batches that leave a partial one, is that view's: the
-  # file's probabilities on each dihedral view of the images.
-  from pipeline import preprocessing  # pylint: disable=g-import-not-at-top
-  views = readout.features(shipped, test.pixels(), norm, 8, batch_size=5)
-  assert len(test) % 5 and views.shape[:2] == (8, len(test))
-  for feats, (k, mirrored) in zip(views, preprocessing.DIHEDRAL):
-    np.testing.assert_allclose(readout.head_classifier(shipped)(feats), tflite.predict(
-        preprocessing.dihedral_view_np(test.pixels(), k, mirrored)), atol=1e-4)
-  last = readout.load_model(run.output_dir, "last")
-  train_x, test_x = (readout.features(last, s.pixels(), norm, 1) for s in (train, test))
-  crt = readout.readouts(last, train_x, train.labels, [cfg.train.crt_c])["crt"]
-  np.testing.assert_allclose(crt(test_x[0]), expected, atol=2e-3)
-  # Several values of C: one row each, each fit at its own C (the probabilities differ).
-  rows = readout.readouts(last, train_x, train.labels, [cfg.train.crt_c, 100 * cfg.train.crt_c])
-  np.testing.assert_allclose(rows[f"crt C={cfg.train.crt_c:g}"](test_x[0]), expected, atol=2e-3)
-  assert np.abs(rows[f"crt C={100 * cfg.train.crt_c:g}"](test_x[0]) - expected).max() > 1e-2
+  extractor = model_lib.feature_extractor(keras.models.load_model(
+      os.path.join(run.output_dir, "model_float.keras"), compile=False))
+  train_x, test_x = (extractor.predict(norm.apply_np(s.pixels()), verbose=0)
+                     for s in (train, test))
+  kernel, bias = crt_lib.fit_classifier(train_x, train.labels, len(report["data"]["labels"]),
+                                        cfg.train.crt_c)
+  logits = test_x @ kernel + bias
+  probs = np.exp(logits - logits.max(axis=1, keepdims=True))
+  np.testing.assert_allclose(probs / probs.sum(axis=1, keepdims=True), expected, atol=2e-3)
 
 
 def test_the_builds_keras_model_loads_like_its_float32_tflite(built, tmp_path):
