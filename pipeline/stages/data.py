@@ -54,8 +54,11 @@ def run(config: BuildConfig, state: BuildState) -> BuildState:
   atomic.write_text(state.path(splits_lib.FILE_NAME), splits_lib.to_csv(bundle))
   atomic.write_json(state.path("data_report.json"), data_report)
   counts = ", ".join(f"{k} {len(s)}" for k, s in bundle.splits.items())
-  unused = (f", {len(bundle.unused)} training images left out by --train_fraction="
-            f"{config.data.train_fraction:g}" if bundle.unused else "")
+  unused = ""
+  if bundle.unused:
+    why = (f"data.train_fraction={config.data.train_fraction:g}"
+           if config.data.train_fraction < 1 else "the split file")
+    unused = f", {len(bundle.unused)} images left out by {why}"
   state.log(f"data: {sum(len(s) for s in bundle.splits.values())} images ({counts}{unused}), "
             f"{len(bundle.labels)} labels, {bundle.notes.skipped_summary()}, "
             f"{len(bundle.notes.converted)} converted")
