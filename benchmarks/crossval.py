@@ -47,6 +47,32 @@ def define_flags() -> None:
   flags.DEFINE_string("output_json", "", "JSON report (default: WORK_DIR/crossval.json).")
 
 
+RECIPE_FILE = "recipe.json"  # What WORK_DIR's folds were built with.
+
+
+def claim_work_dir(work_dir: str, flagfile: str, build_flags: List[str], folds: int) -> None:
+  """Records the recipe of WORK_DIR's folds, or checks that it is the one asked for: finished
+  folds are reused, so folds of another recipe must never be mixed in.
+
+  Raises:
+    PipelineError: WORK_DIR holds folds of another recipe or fold count.
+  """
+  from pipeline import atomic  # pylint: disable=g-import-not-at-top
+  from pipeline.errors import PipelineError  # pylint: disable=g-import-not-at-top
+  with open(flagfile, encoding="utf-8") as f:
+    recipe = {"flagfile": f.read(), "build_flag": list(build_flags), "folds": folds}
+  path = os.path.join(work_dir, RECIPE_FILE)
+  if os.path.isfile(path):
+    before = atomic.read_json(path, "the cross-validation recipe")
+    if before != recipe:
+      changed = [k for k in recipe if before.get(k) != recipe[k]]
+      raise PipelineError(f"--work_dir={work_dir} holds folds of another recipe "
+                          f"({', '.join(changed)} differ); give another --work_dir")
+    return
+  os.makedirs(work_dir, exist_ok=True)
+  atomic.write_json(path, recipe)
+
+
 def write_fold_splits(flagfile: str, folds: int, work_dir: str, log) -> List[str]:
   """Writes WORK_DIR/splits_fold_I.csv for every fold; returns their paths.
 
@@ -221,6 +247,7 @@ def measure_from_flags() -> dict:
   if FLAGS.run:
     if not os.path.isfile(FLAGS.build_flagfile):
       raise PipelineError(f"--build_flagfile={FLAGS.build_flagfile}: no such file")
+    claim_work_dir(FLAGS.work_dir, FLAGS.build_flagfile, FLAGS.build_flag, FLAGS.folds)
     split_files = write_fold_splits(FLAGS.build_flagfile, FLAGS.folds, FLAGS.work_dir,
                                     common.progress)
     t0, done = time.time(), 0

@@ -65,3 +65,16 @@ def test_the_cross_fit_threshold_comes_from_the_other_folds():
     assert r["fit_on_serious"] == sum(int(o["serious"].sum()) for o in others)
   # Exchangeable folds: the share referred is near the target on average.
   assert np.mean([r["sensitivity"] for r in rows]) == pytest.approx(0.9, abs=0.05)
+
+
+def test_a_work_dir_never_mixes_folds_of_two_recipes(tmp_path):
+  from pipeline.errors import PipelineError  # pylint: disable=g-import-not-at-top
+  flagfile = tmp_path / "recipe.flags"
+  flagfile.write_text("--data_format=synthetic\n")
+  work = str(tmp_path / "cv")
+  crossval.claim_work_dir(work, str(flagfile), [], 5)
+  crossval.claim_work_dir(work, str(flagfile), [], 5)  # The same recipe: its folds are reused.
+  with pytest.raises(PipelineError, match="holds folds of another recipe \\(build_flag differ"):
+    crossval.claim_work_dir(work, str(flagfile), ["--qat_epochs=1"], 5)
+  with pytest.raises(PipelineError, match="folds differ"):
+    crossval.claim_work_dir(work, str(flagfile), [], 3)
