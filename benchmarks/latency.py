@@ -30,6 +30,9 @@ def define_flags() -> None:
   flags.DEFINE_string("images_dir", "", "Feed real images from this folder (any size); default: "
                       "random inputs.")
   flags.DEFINE_integer("seed", 0, "Input selection seed.")
+  flags.DEFINE_list("delegates", ["xnnpack", "none"], "xnnpack: the interpreter's default CPU "
+                    "delegate; none: the built-in kernels alone (benchmark_model's "
+                    "--use_xnnpack=false).")
   flags.DEFINE_string("output_json", "latency.json", "JSON report path.")
   flags.DEFINE_string("output_md", "", "Markdown report path (default: beside the JSON).")
 
@@ -86,7 +89,8 @@ def _normalization(path: str):
 
 
 def run(models: List[str], threads: List[int], runs: int, warmup_runs: int,
-        warmup_seconds: float, reference: str, images_dir: str, seed: int) -> dict:
+        warmup_seconds: float, reference: str, images_dir: str, seed: int,
+        delegates=("xnnpack",)) -> dict:
   """Measures every model (and the reference) in the same interleaved rounds.
 
   Returns:
@@ -99,21 +103,28 @@ def run(models: List[str], threads: List[int], runs: int, warmup_runs: int,
   images = _load_images(images_dir, max(sizes)) if images_dir else None
   results = latency.measure(all_models, threads, runs=runs, warmup_runs=warmup_runs,
                             warmup_seconds=warmup_seconds, images=images, seed=seed,
-                            normalizations={p: _normalization(p) for p in all_models})
+                            normalizations={p: _normalization(p) for p in all_models},
+                            delegates=delegates)
   warnings = []
   if reference:
-    ref = {r["threads"]: r["median_ms"] for r in results if r["model"] == reference}
+    ref = {(r["threads"], r["delegate"]): r["median_ms"] for r in results
+           if r["model"] == reference}
     ref_shape = next(r["input_shape"] for r in results if r["model"] == reference)
     for r in results:
-      r["ratio_to_reference"] = round(r["median_ms"] / ref[r["threads"]], 4)
+      r["ratio_to_reference"] = round(r["median_ms"] / ref[(r["threads"], r["delegate"])], 4)
       if r["input_shape"] != ref_shape and r["threads"] == results[0]["threads"]:
         warnings.append(f"{os.path.basename(r['model'])} takes {r['input_shape']}, the reference "
                         f"{ref_shape}: its ratio compares different amounts of work")
   return {"results": results, "reference": reference or None, "warnings": warnings,
           "settings": {"runs": runs, "warmup_runs": warmup_runs, "warmup_seconds": warmup_seconds,
                        "inputs": images_dir or "random", "interleaved": True,
+                       "measured_on": EMULATION,
                        "cpu_count": os.cpu_count(), "cpu_model": _cpu_model(),
                        "versions": _versions()}}
+
+
+EMULATION = ("this host's CPU through the Python LiteRT interpreter: an emulation of a device, "
+             "not a device; measure on the target phone before promising a latency")
 
 
 def _cpu_model() -> str:
@@ -143,6 +154,7 @@ def markdown(payload: dict) -> List[str]:
   """The results as a Markdown table, with the machine and the versions measured on."""
   ref, settings = payload["reference"], payload["settings"]
   lines = ["# Latency (LiteRT interpreter, interleaved rounds)", "",
+           f"Measured on {EMULATION}.", "",
            f"{settings['runs']} timed rounds after {settings['warmup_runs']} warm-up invokes; "
            f"inputs: {settings['inputs']}." +
            (f" Reference: `{os.path.basename(ref)}`." if ref else ""), "",
@@ -150,17 +162,28 @@ def markdown(payload: dict) -> List[str]:
            ", ".join(f"{k} {v}" for k, v in settings["versions"].items()) + ".", ""]
   for warning in payload.get("warnings", []):
     lines += [f"**Warning:** {warning}.", ""]
-  lines += ["| model | input | threads | size MB | init ms | first ms | min | median | mean | "
-            "p90 | p99 | std | RSS growth MB |" + (" ratio to ref |" if ref else ""),
-            "|---|---|" + "---:|" * 11 + ("---:|" if ref else "")]
+  lines += ["| model | input | threads | delegate | size MB | init ms | first ms | warm-up "
+            "mean | min | median | mean | max | p90 | p99 | std | memory MB: init / overall |" +
+            (" ratio to ref |" if ref else ""),
+            "|---|---|---:|---|" + "---:|" * 12 + ("---:|" if ref else "")]
+  mb = lambda b: f"{b / 1e6:.1f}"
   for r in payload["results"]:
+    warm = "n/a" if r["warmup_mean_ms"] is None else f"{r['warmup_mean_ms']:.2f}"
     lines.append(
         f"| {os.path.basename(r['model'])} | {r['input_dtype']} "
-        f"{'x'.join(map(str, r['input_shape'][1:]))} | {r['threads']} | "
-        f"{r['size_bytes'] / 1e6:.2f} | {r['init_ms']:.1f} | {r['first_ms']:.2f} | "
-        f"{r['min_ms']:.2f} | {r['median_ms']:.2f} | {r['mean_ms']:.2f} | {r['p90_ms']:.2f} | "
-        f"{r['p99_ms']:.2f} | {r['std_ms']:.2f} | {r['rss_growth_bytes'] / 1e6:.1f} |" +
+        f"{'x'.join(map(str, r['input_shape'][1:]))} | {r['threads']} | {r['delegate']} | "
+        f"{r['size_bytes'] / 1e6:.2f} | {r['init_ms']:.1f} | {r['first_ms']:.2f} | {warm} | "
+        f"{r['min_ms']:.2f} | {r['median_ms']:.2f} | {r['mean_ms']:.2f} | {r['max_ms']:.2f} | "
+        f"{r['p90_ms']:.2f} | {r['p99_ms']:.2f} | {r['std_ms']:.2f} | "
+        f"{mb(r['init_memory_bytes'])} / {mb(r['overall_memory_bytes'])} |" +
         (f" {r['ratio_to_reference']:.3f} |" if ref else ""))
+  first = payload["results"][0] if payload["results"] else {}
+  if first.get("peak_rss_bytes"):
+    lines += ["", f"Peak resident set of the process over the whole run (every model loaded, "
+              f"as the rounds interleave them): {mb(first['peak_rss_bytes'])} MB, of which "
+              f"{mb(first['peak_rss_bytes'] - first['rss_before_bytes'])} MB above the process "
+              "before any model was loaded (Python and the TensorFlow the metadata reader "
+              "imports)."]
   return lines
 
 
@@ -174,8 +197,12 @@ def measure_from_flags() -> dict:
     threads = []
   if not threads or min(threads) < 1:
     raise PipelineError(f"--threads={','.join(FLAGS.threads)}: use thread counts >= 1, e.g. 1,2")
+  from pipeline.latency import DELEGATES  # pylint: disable=g-import-not-at-top
+  bad = [d for d in FLAGS.delegates if d not in DELEGATES]
+  if bad or not FLAGS.delegates:
+    raise PipelineError(f"--delegates={','.join(FLAGS.delegates)}: use {' and/or '.join(DELEGATES)}")
   return run(FLAGS.model, threads, FLAGS.runs, FLAGS.warmup_runs, FLAGS.warmup_seconds,
-             FLAGS.reference, FLAGS.images_dir, FLAGS.seed)
+             FLAGS.reference, FLAGS.images_dir, FLAGS.seed, tuple(FLAGS.delegates))
 
 
 def main(argv: List[str]) -> None:

@@ -1,4 +1,9 @@
-"""Times TFLite models with the LiteRT interpreter in interleaved rounds (A B A B ...)."""
+"""Times TFLite models with the LiteRT interpreter in interleaved rounds (A B A B ...), with the
+figures LiteRT's benchmark_model reports: init, first inference, warm-up mean, steady-state
+statistics, memory footprint at init and overall, and the process's peak resident set.
+
+Measured on this host's CPU through the Python interpreter: an emulation of a device, not a
+device."""
 
 import os
 import time
@@ -11,15 +16,42 @@ from pipeline import runner
 from pipeline.preprocessing import MOBILENET_V2, Normalization
 
 
-def _rss_bytes() -> int:
+# With the default delegate (XNNPACK on CPU) or without it: the plain built-in kernels.
+DELEGATES = ("xnnpack", "none")
+
+
+def _status_bytes(field: str) -> int:
+  """A memory field of /proc/self/status (VmRSS: resident now; VmHWM: peak resident)."""
   try:
     with open("/proc/self/status", encoding="ascii") as f:
       for line in f:
-        if line.startswith("VmRSS:"):
+        if line.startswith(field + ":"):
           return int(line.split()[1]) * 1024
   except OSError:
     pass
   return 0
+
+
+def _rss_bytes() -> int:
+  return _status_bytes("VmRSS")
+
+
+def _reset_peak_rss() -> bool:
+  """Resets the kernel's peak-RSS mark of this process (Linux: clear_refs 5)."""
+  try:
+    with open("/proc/self/clear_refs", "w", encoding="ascii") as f:
+      f.write("5")
+    return True
+  except OSError:
+    return False
+
+
+def _interpreter(path: str, threads: int, delegate: str):
+  from ai_edge_litert import interpreter as litert  # pylint: disable=g-import-not-at-top
+  resolver = (litert.OpResolverType.AUTO if delegate == "xnnpack" else
+              litert.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+  return litert.Interpreter(model_path=path, num_threads=threads,
+                            experimental_op_resolver_type=resolver)
 
 
 def _input_for(interpreter, images: Optional[np.ndarray], normalization: Normalization,
@@ -43,8 +75,9 @@ def _input_for(interpreter, images: Optional[np.ndarray], normalization: Normali
 def measure(models: Sequence[str], threads: Sequence[int], runs: int = 200,
             warmup_runs: int = 20, warmup_seconds: float = 0.0,
             images: Optional[np.ndarray] = None, seed: int = 0,
-            normalizations: Optional[Dict[str, Normalization]] = None) -> List[Dict]:
-  """Latency of every (model, threads) pair, measured in the same interleaved rounds.
+            normalizations: Optional[Dict[str, Normalization]] = None,
+            delegates: Sequence[str] = ("xnnpack",)) -> List[Dict]:
+  """Latency of every (model, threads, delegate), measured in the same interleaved rounds.
 
   Each round invokes every pair once, in order, so drift on a shared machine hits all
   pairs alike.
@@ -59,21 +92,27 @@ def measure(models: Sequence[str], threads: Sequence[int], runs: int = 200,
     normalizations: each model's input normalization, for encoding `images` (default
       MOBILENET_V2, which Google's quantized MobileNetV2 also uses).
     seed: input selection.
+    delegates: of DELEGATES: "xnnpack" (the interpreter's default delegate) and/or "none".
 
   Returns:
-    Per pair: model, threads, init_ms, first_ms, min/median/mean/p90/p99/std in ms,
-    size_bytes, rss_growth_bytes, runs.
+    Per pair: model, threads, delegate, init_ms, first_ms, warmup_mean_ms,
+    min/median/mean/max/p90/p99/std in ms, size_bytes, init_memory_bytes (resident growth
+    at init), overall_memory_bytes (after the first inference), peak_rss_bytes (the
+    process's peak resident set over the whole measurement, every pair loaded) and
+    rss_before_bytes (the process before any model was loaded), runs.
   """
-  from ai_edge_litert.interpreter import Interpreter  # pylint: disable=g-import-not-at-top
+  peak_known = _reset_peak_rss()
+  before = _rss_bytes()  # The process before any model: Python, and TensorFlow if imported.
   pairs = []
   for path in models:
-    for n in threads:
+    for n, delegate in ((n, d) for n in threads for d in delegates):
       rss0 = _rss_bytes()
       t0 = time.perf_counter()
       with quiet.native_stderr():
-        interp = Interpreter(model_path=path, num_threads=n)
+        interp = _interpreter(path, n, delegate)
         interp.allocate_tensors()
       init_ms = (time.perf_counter() - t0) * 1e3
+      init_memory = max(_rss_bytes() - rss0, 0)
       x = _input_for(interp, images, (normalizations or {}).get(path) or MOBILENET_V2, seed)
       index = interp.get_input_details()[0]["index"]
       interp.set_tensor(index, x)
@@ -81,33 +120,38 @@ def measure(models: Sequence[str], threads: Sequence[int], runs: int = 200,
       interp.invoke()
       first_ms = (time.perf_counter() - t0) * 1e3
       detail = interp.get_input_details()[0]
-      pairs.append({"model": path, "threads": n, "interp": interp, "index": index, "x": x,
-                    "input_shape": [int(v) for v in detail["shape"]],
+      pairs.append({"model": path, "threads": n, "delegate": delegate, "interp": interp,
+                    "index": index, "x": x, "input_shape": [int(v) for v in detail["shape"]],
                     "input_dtype": np.dtype(detail["dtype"]).name,
-                    "init_ms": init_ms, "first_ms": first_ms,
-                    "rss_growth_bytes": max(_rss_bytes() - rss0, 0), "times": []})
+                    "init_ms": init_ms, "first_ms": first_ms, "init_memory": init_memory,
+                    "overall_memory": max(_rss_bytes() - rss0, 0), "times": [], "warmup": []})
   for p in pairs:
     deadline = time.perf_counter() + warmup_seconds
-    done = 0
-    while done < warmup_runs or time.perf_counter() < deadline:
+    while len(p["warmup"]) < warmup_runs or time.perf_counter() < deadline:
+      t0 = time.perf_counter()
       p["interp"].invoke()
-      done += 1
+      p["warmup"].append((time.perf_counter() - t0) * 1e3)
   for _ in range(runs):
     for p in pairs:
       p["interp"].set_tensor(p["index"], p["x"])
       t0 = time.perf_counter()
       p["interp"].invoke()
       p["times"].append((time.perf_counter() - t0) * 1e3)
+  peak = _status_bytes("VmHWM") if peak_known else None
   results = []
   for p in pairs:
     t = np.array(p["times"])
+    ms = lambda v: round(float(v), 3)
     results.append({
-        "model": p["model"], "threads": p["threads"], "runs": runs,
+        "model": p["model"], "threads": p["threads"], "delegate": p["delegate"], "runs": runs,
         "input_shape": p["input_shape"], "input_dtype": p["input_dtype"],
-        "init_ms": round(p["init_ms"], 3), "first_ms": round(p["first_ms"], 3),
-        "min_ms": round(float(t.min()), 3), "median_ms": round(float(np.median(t)), 3),
-        "mean_ms": round(float(t.mean()), 3), "p90_ms": round(float(np.percentile(t, 90)), 3),
-        "p99_ms": round(float(np.percentile(t, 99)), 3), "std_ms": round(float(t.std()), 3),
-        "size_bytes": os.path.getsize(p["model"]), "rss_growth_bytes": p["rss_growth_bytes"],
+        "init_ms": ms(p["init_ms"]), "first_ms": ms(p["first_ms"]),
+        "warmup_mean_ms": ms(np.mean(p["warmup"])) if p["warmup"] else None,
+        "min_ms": ms(t.min()), "median_ms": ms(np.median(t)), "mean_ms": ms(t.mean()),
+        "max_ms": ms(t.max()), "p90_ms": ms(np.percentile(t, 90)),
+        "p99_ms": ms(np.percentile(t, 99)), "std_ms": ms(t.std()),
+        "size_bytes": os.path.getsize(p["model"]), "init_memory_bytes": p["init_memory"],
+        "overall_memory_bytes": p["overall_memory"], "peak_rss_bytes": peak,
+        "rss_before_bytes": before,
     })
   return results

@@ -26,16 +26,21 @@ def test_benchmark_contracts(built, tmp_path, monkeypatch):
   assert latency["warnings"] == []  # Both models take the same input.
   assert all(r["input_shape"] == [1, 48, 48, 3] for r in results)
   assert {r["input_dtype"] for r in results} == {"uint8", "float32"}
-  assert {(r["model"], r["threads"]) for r in results} == {(int8, 1), (int8, 2), (f32, 1),
-                                                            (f32, 2)}
+  # Every model at every thread count, with and without the default delegate (XNNPACK).
+  assert {(r["model"], r["threads"], r["delegate"]) for r in results} == {
+      (m, n, d) for m in (int8, f32) for n in (1, 2) for d in ("xnnpack", "none")}
   for r in results:
-    for key in ("median_ms", "p90_ms", "min_ms", "size_bytes", "p99_ms", "mean_ms", "std_ms",
-                "init_ms", "first_ms", "rss_growth_bytes", "ratio_to_reference"):
-      assert key in r, key
-  medians = {(r["model"], r["threads"]): r["median_ms"] for r in results}
-  for n in (1, 2):  # Each model against the reference at the same thread count.
-    assert [r for r in results if r["model"] == int8 and r["threads"] == n][0][
-        "ratio_to_reference"] == round(medians[(int8, n)] / medians[(f32, n)], 4)
+    for key in ("median_ms", "p90_ms", "min_ms", "max_ms", "size_bytes", "p99_ms", "mean_ms",
+                "std_ms", "init_ms", "first_ms", "warmup_mean_ms", "init_memory_bytes",
+                "overall_memory_bytes", "peak_rss_bytes", "ratio_to_reference"):
+      assert r[key] is not None, key
+    assert r["min_ms"] <= r["median_ms"] <= r["max_ms"]
+    assert 0 <= r["init_memory_bytes"] and r["overall_memory_bytes"] <= r["peak_rss_bytes"]
+  medians = {(r["model"], r["threads"], r["delegate"]): r["median_ms"] for r in results}
+  for n, d in ((1, "xnnpack"), (2, "none")):  # Against the reference under the same settings.
+    assert [r for r in results if (r["model"], r["threads"], r["delegate"]) == (int8, n, d)][0][
+        "ratio_to_reference"] == round(medians[(int8, n, d)] / medians[(f32, n, d)], 4)
+  assert "an emulation of a device, not a device" in open(tmp_path / "lat.md").read()
   assert os.path.isfile(tmp_path / "lat.md")
   # Real images are decoded once at the models' input size (they were decoded at 224).
   from benchmarks import latency as latency_bench  # pylint: disable=g-import-not-at-top
