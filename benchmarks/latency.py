@@ -180,10 +180,10 @@ def markdown(payload: dict) -> List[str]:
   first = payload["results"][0] if payload["results"] else {}
   if first.get("peak_rss_bytes"):
     lines += ["", f"Peak resident set of the process over the whole run (every model loaded, "
-              f"as the rounds interleave them): {mb(first['peak_rss_bytes'])} MB, of which "
-              f"{mb(first['peak_rss_bytes'] - first['rss_before_bytes'])} MB above the process "
-              "before any model was loaded (Python and the TensorFlow the metadata reader "
-              "imports)."]
+              f"as the rounds interleave them): {mb(first['peak_rss_bytes'])} MB, "
+              f"{mb(first['peak_rss_bytes'] - first['rss_before_bytes'])} MB above the "
+              f"{mb(first['rss_before_bytes'])} MB it held before any model was loaded (Python "
+              "and the TensorFlow that the metadata reader imports)."]
   return lines
 
 
