@@ -7,8 +7,9 @@ from pipeline import atomic
 from pipeline import labels as labels_lib
 from pipeline import report as report_lib
 from pipeline.config.export import model_file_name
-from pipeline.shipped import (APP_README_FILE, DISCLAIMER, LABELS_FILE, MODEL_CARD_FILE,
-                              MODEL_FILE, REFERRAL_FILE, SHIPPED_FILES, TTA_MODEL_FILE)
+from pipeline.shipped import (APP_README_FILE, DISCLAIMER, FLOAT16_MODEL_FILE,  # noqa: F401
+                              LABELS_FILE, MODEL_CARD_FILE, MODEL_FILE, REFERRAL_FILE,
+                              SHIPPED_FILES, TTA_MODEL_FILE)
 
 
 def write_assets(assets_dir: str, model_bytes: bytes, labels: Sequence[str],
@@ -73,7 +74,7 @@ def model_card(info: Dict[str, str], report: dict, display_names: Sequence[str],
   models = report["models"]
   int8, ref = models["int8"], models["float32"]
   shipped = [v for v in report.get("app_runtimes", {})
-             if v == "int8" or (tta and v in SHIPPED_FILES)]
+             if v in SHIPPED_FILES and (v != "int8_tta8" or tta)]
   return _render(
       "model_card.md.j2", info=info, data=data, alpha=report["config"]["model"]["alpha"],
       training=training_summary(report.get("training", {}), report.get("crt")),
@@ -116,9 +117,30 @@ def tta_summary(report: dict, latency: Optional[list]) -> Optional[dict]:
   return {"single": single, "tta": tta, "latency_ratio": ratio, "text": text}
 
 
+def model_choices(report: dict, latency: Optional[list], variants) -> list:
+  """The shipped files to choose between: file, test balanced accuracy, median ms on this
+  machine (1 thread) and what runs it; int8 first, then each shipped variant of `variants`."""
+  models = report.get("models", {})
+  median = {os.path.basename(r["model"]): r["median_ms"] for r in latency or []
+            if r["threads"] == 1}
+  runs_on = {"int8": "Android and iOS: CPU (XNNPACK), NNAPI; Task Library, MediaPipe Tasks",
+             "int8_tta8": "the same, where 8x the compute fits the latency budget",
+             "float16": "iOS Core ML delegate (float models only), GPU delegates"}
+  rows = []
+  for v in ["int8"] + [v for v in variants if v]:
+    if v in models:
+      rows.append({"file": SHIPPED_FILES[v], "balanced_accuracy": models[v]["balanced_accuracy"],
+                   "median_ms": median.get(model_file_name(v)), "runs_on": runs_on[v]})
+  return rows
+
+
 def readme(tensors: dict, labels: Sequence[str], referral: Optional[dict] = None,
-           tta: Optional[dict] = None) -> str:
+           tta: Optional[dict] = None, choices: Optional[list] = None,
+           normalization=None) -> str:
   """Renders android_assets/README.md (pipeline/templates/app_readme.md.j2) with snippets
-  that match the real file and types."""
+  that match the real file and types; `choices` is `model_choices(...)`, `normalization`
+  the model's (the Swift interpreter API cannot read it from the metadata)."""
+  ios = next((c for c in choices or [] if c["file"] == FLOAT16_MODEL_FILE), None)
   return _render("app_readme.md.j2", t=tensors, labels=labels, referral=referral,
-                 tta=tta and tta["text"])
+                 tta=tta and tta["text"], choices=choices or [], ios=ios,
+                 norm=normalization)

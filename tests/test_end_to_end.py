@@ -161,7 +161,9 @@ def test_assets_are_complete_and_snippets_match_the_model(built):
   cfg, run, report = built
   files = sorted(os.listdir(run.assets_dir))
   assert files == ["MODEL_CARD.md", "README.md", "labels.txt", "model.tflite",
-                   "model_tta8.tflite", "referral.json"]
+                   "model_float16.tflite", "model_tta8.tflite", "referral.json"]
+  assert _read(os.path.join(run.assets_dir, "model_float16.tflite")) == _read(
+      os.path.join(run.output_dir, "model_float16.tflite"))
   assert _read(os.path.join(run.assets_dir, "model_tta8.tflite")) == _read(
       os.path.join(run.output_dir, "model_int8_tta8.tflite"))
   assert _read(os.path.join(run.assets_dir, "model.tflite")) == _read(
@@ -170,8 +172,13 @@ def test_assets_are_complete_and_snippets_match_the_model(built):
   for needle in ('"model.tflite"', "createFromFileAndOptions", "setModelAssetPath",
                  "## `model.tflite` or `model_tta8.tflite`", "x its latency on this machine",
                  'forResource: "model", ofType: "tflite"',
-                 "`uint8` tensor of shape [1, 48, 48, 3]"):
+                 "`uint8` tensor of shape [1, 48, 48, 3]",
+                 # iOS: float16 for the Core ML delegate, normalized by hand, and the table
+                 # to choose a file by.
+                 "CoreMLDelegate()", 'forResource: "model_float16", ofType: "tflite"',
+                 "let mean: [Float32] = [127.5, 127.5, 127.5]", "| `model_float16.tflite` | "):
     assert needle in readme, needle
+  assert report["app_runtimes"]["float16"]  # Checked in both app runtimes like the others.
   card = open(os.path.join(run.assets_dir, "MODEL_CARD.md")).read()
   for needle in ("not a diagnostic device", "Intended use", "Limitations", "Latency",
                  "Per-class recall", "| train |",
@@ -181,7 +188,8 @@ def test_assets_are_complete_and_snippets_match_the_model(built):
                  "## Checked in the app runtimes", "`model.tflite`: TFLite Task Library "
                  "ImageClassifier: top-1 equals the interpreter's", "`model_tta8.tflite`: "
                  "MediaPipe Tasks ImageClassifier: top-1 equals",
-                 "## The 8-view variant (`model_tta8.tflite`)",
+                 "## The 8-view variant (`model_tta8.tflite`)", "`model_float16.tflite`: TFLite "
+                 "Task Library ImageClassifier: top-1 equals",
                  "of new serious cases like them", "the split-conformal rank"):
     assert needle in card, needle
   # Traceable: the card names the shipped file's SHA-256, the report the commit it came from.

@@ -14,7 +14,8 @@ from pipeline.apps import check as app_check
 from pipeline.config import BuildConfig, model_file_name
 from pipeline.stages.state import BuildState
 
-SHIPPABLE = ("int8", "int8_tta8")  # The variants an app may load: checked in its runtimes.
+# The variants an app may load (shipped.SHIPPED_FILES): each is checked in the app runtimes.
+SHIPPABLE = ("int8", "int8_tta8", "float16")
 
 
 def run(config: BuildConfig, state: BuildState) -> BuildState:
