@@ -226,11 +226,15 @@ def markdown(payload: dict) -> List[str]:
   for v, s in payload["variants"].items():
     lines.append(f"| {v} | {pct(s['balanced_accuracy'])} | {pct(s['accuracy'])} |")
   lines += ["", "| fold | held-out images | " + " | ".join(payload["variants"]) +
-            " | gate | minutes |", "|---|---:|" + "---:|" * len(payload["variants"]) + "---|---:|"]
+            " | gate | referral sensitivity / specificity (own threshold) | minutes |",
+            "|---|---:|" + "---:|" * len(payload["variants"]) + "---|---|---:|"]
   for p in payload["per_fold"]:
+    own = p["referral_own"]
+    referral = (f"{100 * own['sensitivity']:.1f}% / {100 * own['specificity']:.1f}% of "
+                f"{own['positives']} serious" if own else "n/a")
     lines.append(f"| {p['fold']} | {p['held_out']} | " + " | ".join(
         f"{100 * b:.1f}%" for b in p["balanced_accuracy"].values()) +
-        f" | {'passed' if p['gate_passed'] else 'FAILED'} | {p['minutes']:.1f} |")
+        f" | {'passed' if p['gate_passed'] else 'FAILED'} | {referral} | {p['minutes']:.1f} |")
   r = payload.get("referral")
   if r:
     lines += ["", f"Referral at {r['target_sensitivity']:.0%} target sensitivity, on each fold's "
