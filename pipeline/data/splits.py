@@ -53,20 +53,24 @@ def assign(examples: Sequence[Example], val_fraction: float, test_fraction: floa
     total = sum(sizes.values())
     targets = {"val": val_fraction * total,
                "test": 0.0 if has_given_test else test_fraction * total}
-    filled = {"val": 0, "test": 0}
     for split in needed:
-      # Each split gets at least one group, then groups until its share is reached.
-      while order and (filled[split] == 0 or filled[split] + sizes[order[0]] / 2 <= targets[split]):
-        if len(order) <= 1:  # Always leave one group for training.
-          break
-        g = order.pop(0)
-        filled[split] += sizes[g]
+      for g in _take_groups(order, sizes, targets[split]):
         for m in group_members[g]:
           assignment[m.key] = split
     for g in order:
       for m in group_members[g]:
         assignment[m.key] = "train"
   return assignment
+
+
+def _take_groups(order: List[str], sizes: Dict[str, int], target: float) -> List[str]:
+  """Pops groups off the front of `order` for one split: at least one, then more while the
+  split stays nearest its `target` images; always leaves one group (for training)."""
+  taken, filled = [], 0
+  while len(order) > 1 and (filled == 0 or filled + sizes[order[0]] / 2 <= target):
+    taken.append(order.pop(0))
+    filled += sizes[taken[-1]]
+  return taken
 
 
 def _groups_by_class(examples: Sequence[Example]
@@ -130,10 +134,8 @@ def cross_validation_folds(examples: Sequence[Example], folds: int, val_fraction
     val_rng = np.random.default_rng([seed, FOLD_STREAM, fold])
     for label in sorted(classes):
       groups = [classes[label][i] for i in val_rng.permutation(len(classes[label]))]
-      target, taken = share * sum(len(members[g]) for g in groups), 0
-      while len(groups) > 1 and (taken == 0 or taken + len(members[groups[0]]) / 2 <= target):
-        g = groups.pop(0)
-        taken += len(members[g])
+      sizes = {g: len(members[g]) for g in groups}
+      for g in _take_groups(groups, sizes, share * sum(sizes.values())):
         for m in members[g]:
           out[m.key] = "val"
     assignments.append(out)
@@ -142,12 +144,7 @@ def cross_validation_folds(examples: Sequence[Example], folds: int, val_fraction
 
 def assignment_csv(examples: Sequence[Example], assignment: Dict[str, str]) -> str:
   """splits.csv text of an assignment made before decoding (a --split_file to build from)."""
-  buffer = io.StringIO()
-  writer = csv.writer(buffer, lineterminator="\n")
-  writer.writerow(COLUMNS)
-  for e in examples:
-    writer.writerow((e.key, e.label, e.group, assignment[e.key]))
-  return buffer.getvalue()
+  return _csv((e.key, e.label, e.group, assignment[e.key]) for e in examples)
 
 
 SUBSAMPLE_STREAM = 1  # subsample_train's draws are independent of the split's (same seed).
@@ -208,12 +205,15 @@ def assignment_for(path: str, examples: Sequence[Example]) -> Dict[str, str]:
 def to_csv(bundle: DataBundle) -> str:
   """splits.csv of a bundle: key, label, group, split (one row per image; an image the build
   left out is in split UNUSED)."""
+  rows = [(key, bundle.labels[label], group, name) for name, split in bundle.splits.items()
+          for key, label, group in zip(split.keys, split.labels, split.groups)]
+  return _csv(rows + [(key, label, group, UNUSED) for key, label, group in bundle.unused])
+
+
+def _csv(rows) -> str:
+  """splits.csv text of (key, label, group, split) rows, with the csv module."""
   buffer = io.StringIO()
   writer = csv.writer(buffer, lineterminator="\n")
   writer.writerow(COLUMNS)
-  for name, split in bundle.splits.items():
-    for key, label, group in zip(split.keys, split.labels, split.groups):
-      writer.writerow((key, bundle.labels[label], group, name))
-  for key, label, group in bundle.unused:
-    writer.writerow((key, label, group, UNUSED))
+  writer.writerows(rows)
   return buffer.getvalue()
