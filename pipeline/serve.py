@@ -69,9 +69,13 @@ def make_server(model: str, build_dir: str, host: str, port: int, max_upload_mb:
     # The request body limit is Flask's (MAX_CONTENT_LENGTH): one 413 with our message.
     return waitress.create_server(application, host=host, port=port, threads=threads,
                                   max_request_body_size=2 ** 40, ident="pipeline.serve")
-  except OSError as e:
-    raise PipelineError(f"cannot listen on {host}:{port} ({e.strerror or e}); pick another "
-                        "--port (0 takes any free one) or --host") from None
+  except OSError as e:  # Taken between the check and now.
+    raise _cannot_listen(host, port, e) from None
+
+
+def _cannot_listen(host: str, port: int, error: OSError) -> PipelineError:
+  return PipelineError(f"cannot listen on {host}:{port} ({error.strerror or error}); pick "
+                       "another --port (0 takes any free one) or --host")
 
 
 def _check_can_listen(host: str, port: int) -> None:
@@ -82,8 +86,7 @@ def _check_can_listen(host: str, port: int) -> None:
       sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # As the server will.
       sock.bind((host, port))
   except OSError as e:
-    raise PipelineError(f"cannot listen on {host}:{port} ({e.strerror or e}); pick another "
-                        "--port (0 takes any free one) or --host") from None
+    raise _cannot_listen(host, port, e) from None
 
 
 def main(argv: List[str]) -> None:
