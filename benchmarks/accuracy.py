@@ -64,6 +64,7 @@ def run(models: List[str], float_reference: str, dataset, split: str, bootstrap_
     if ref is not None:  # The parity gate's paired figures and its default rule's verdict.
       r["paired"] = parity.paired_comparison(y_true, ref, probs[path], labels, seed=seed)
       r["gate_default_rule"] = parity.verdict(r["paired"], GateConfig(), names[path]).passed
+      r["layer_error"] = _layer_error(path, float_reference, scoring, split, plot_dir)
     r["model"] = path
     r["name"] = names[path]
     r["size_bytes"] = os.path.getsize(path)
@@ -75,6 +76,26 @@ def run(models: List[str], float_reference: str, dataset, split: str, bootstrap_
     results.append(r)
   return {"results": results, "n": int(len(y_true)), "labels": labels,
           "float_reference": float_reference or None, "split": split}
+
+
+def _layer_error(path: str, reference: str, scoring, split: str, plot_dir: str):
+  """The per-layer map of an int8 .tflite against a float .tflite reference on the first
+  images (pipeline/layer_error.py), or None where no layer matches (float16, 8-view models)."""
+  from pipeline import layer_error  # pylint: disable=g-import-not-at-top
+  if not (path.endswith(".tflite") and reference.endswith(".tflite")):
+    return None
+  runner = scoring.runners[path]
+  with open(path, "rb") as f, open(reference, "rb") as g:
+    error_map = layer_error.layer_map(
+        f.read(), g.read(), scoring.pixels[split][runner.image_size][:layer_error.IMAGES],
+        runner.normalization)
+  if not error_map["layers"]:
+    return None
+  if plot_dir:
+    error_map["png"] = os.path.join(plot_dir, "layer_error_" + os.path.splitext(
+        os.path.basename(path))[0] + ".png")
+    layer_error.plot(error_map, error_map["png"])
+  return error_map
 
 
 def markdown(payload: dict) -> List[str]:
@@ -111,6 +132,11 @@ def markdown(payload: dict) -> List[str]:
                    f"{m['p_two_sided']:.3g} ({m['p_candidate_worse']:.3g}) | "
                    f"{100 * p['balanced_accuracy_drop']:+.2f} ({100 * lo:+.2f} to {100 * hi:+.2f}) "
                    f"| {'passes' if models[name]['gate_default_rule'] else 'FAILS'} |")
+  for name, r in models.items():
+    if r.get("layer_error"):
+      lines += ["", f"{name}, layer by layer against the reference "
+                f"({os.path.basename(r['layer_error'].get('png', ''))}):"]
+      lines += report_lib.layer_error_table(r["layer_error"])
   lines += ["", "A top-1 flip is an image whose top-1 differs from the reference's; its margin is "
             "the reference's top-1 minus top-2 probability there (near 0: a near-tie that any "
             "rounding can flip; large: a real disagreement)."]

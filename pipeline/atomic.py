@@ -62,6 +62,11 @@ def write_with(path: str, writer: Callable[[str], Any]) -> None:
     raise
 
 
+def save_figure(fig, path: str) -> None:
+  """Saves a matplotlib figure as a PNG, atomically."""
+  write_with(path, lambda tmp: fig.savefig(tmp, dpi=110, bbox_inches="tight"))
+
+
 def write_text(path: str, text: str) -> None:
   """Writes UTF-8 `text` to `path` atomically."""
   write_bytes(path, text.encode("utf-8"))

@@ -214,9 +214,12 @@ def verdict(paired: dict, gate, candidate: str = "int8", reference: str = "float
                     figures=figures_text(paired, candidate, reference))
 
 
-def check_gate(result: GateResult, assets_dir: str) -> None:
-  """Raises PipelineError when the gate failed, with its reasons and what to do."""
+def check_gate(result: GateResult, assets_dir: str, worst_layers: str = "") -> None:
+  """Raises PipelineError when the gate failed, with its reasons, the int8 layers adding the
+  most noise (layer_error.worst_text) and what to do."""
   if not result.passed:
-    raise PipelineError(f"parity gate FAILED: {'; '.join(result.reasons)}; {assets_dir} was not "
-                        "updated. Check the export and QAT (report.md lists the flips), or set "
-                        "the --gate_* flags deliberately")
+    where = f"; the int8 layers losing the most SQNR: {worst_layers}" if worst_layers else ""
+    raise PipelineError(f"parity gate FAILED: {'; '.join(result.reasons)}{where}; {assets_dir} "
+                        "was not updated. Check the export and QAT (report.md lists the flips "
+                        "and layer_error.png maps the layers), change the rule deliberately "
+                        "with --set=gate.FIELD=VALUE, or ship anyway with --nogate")

@@ -161,7 +161,7 @@ def plot_roc(test_probs: Dict[str, np.ndarray], test_true: np.ndarray, labels: S
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
   from sklearn.metrics import roc_curve  # pylint: disable=g-import-not-at-top
-  from pipeline import report as report_lib  # pylint: disable=g-import-not-at-top
+  from pipeline import atomic  # pylint: disable=g-import-not-at-top
   positive = np.isin(test_true, [labels.index(c) for c in referral["classes"]])
   fig, ax = plt.subplots(figsize=(5, 5))
   for name, probs in test_probs.items():
@@ -175,7 +175,7 @@ def plot_roc(test_probs: Dict[str, np.ndarray], test_true: np.ndarray, labels: S
          ylim=(0, 1.01))
   ax.legend(loc="lower right", fontsize=8, title=f"dots: threshold {referral['threshold']:.3f}",
             title_fontsize=8)
-  report_lib.save_figure(fig, path)
+  atomic.save_figure(fig, path)
   plt.close(fig)
 
 

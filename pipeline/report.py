@@ -138,6 +138,8 @@ def write_report(path_json: str, path_md: str, report: dict) -> None:
       lines += ["", "The same rule on the other variants (reported, not enforced): " + ", ".join(
           f"{name} {'passes' if ok else 'FAILS'}" for name, ok in others.items()) + "."]
     lines += flips_table(report.get("models", {}).get("int8", {}).get("paired"))
+  if report.get("layer_error"):
+    lines += layer_error_section(report["layer_error"])
   if report.get("referral"):
     lines += referral_section(report["referral"])
     lines += ["", "ROC of the serious-class score: `referral_roc.png`."]
@@ -157,6 +159,29 @@ def write_report(path_json: str, path_md: str, report: dict) -> None:
   atomic.write_text(path_md, "\n".join(lines) + "\n")
 
 
+def layer_error_section(error_map: dict) -> List[str]:
+  """The int8 layers losing the most SQNR against float32 (pipeline/layer_error.py)."""
+  layers = error_map["layers"]
+  rmse = sorted(l["rmse_over_scale"] for l in layers)
+  lines = ["", "## Where int8 loses precision", "",
+           f"int8 against float32, layer by layer, on {error_map['images']} test images "
+           f"(`layer_error.png`; every layer in report.json). RMSE / int8 scale: median "
+           f"{rmse[len(rmse) // 2]:.2f}, max {rmse[-1]:.2f} (rounding alone gives 0.29; errors "
+           "accumulate with depth). The layers losing the most SQNR themselves:"]
+  return lines + layer_error_table(error_map)
+
+
+def layer_error_table(error_map: dict) -> List[str]:
+  """The worst layers of a per-layer map as a Markdown table."""
+  layers = error_map["layers"]
+  lines = ["", "| layer | op | output | RMSE / scale | SQNR | SQNR lost here |",
+           "|---|---|---|---:|---:|---:|"]
+  lines += [f"| {l['layer']} | {l['op']} | {'x'.join(map(str, l['shape'][1:]))} | "
+            f"{l['rmse_over_scale']:.2f} | {l['sqnr_db']:.1f} dB | {l['sqnr_drop_db']:.1f} dB |"
+            for l in (layers[i] for i in error_map["worst"])]
+  return lines
+
+
 def finetune_seconds_per_epoch(training: dict) -> Optional[float]:
   """The fine-tune phase's seconds per epoch it ran (None when it ran none)."""
   phase = training.get("finetune") or {}
@@ -172,11 +197,6 @@ def stage_time_line(report: dict) -> str:
   return (f"stage times ({total / 60:.1f} min): " + ", ".join(
       f"{stage} {s:.0f} s ({100 * s / total:.0f}%)" for stage, s in seconds.items()) +
           (f"; fine-tune {per_epoch:.0f} s per epoch" if per_epoch else ""))
-
-
-def save_figure(fig, path: str) -> None:
-  """Saves a matplotlib figure as a PNG, atomically."""
-  atomic.write_with(path, lambda tmp: fig.savefig(tmp, dpi=110, bbox_inches="tight"))
 
 
 def plot_training_curves(phases: Dict[str, dict], path: str) -> None:
@@ -204,7 +224,7 @@ def plot_training_curves(phases: Dict[str, dict], path: str) -> None:
   ax_acc.set(title="validation balanced accuracy", xlabel="epoch (all phases)", ylim=(0, 1))
   ax_loss.legend(fontsize=8)
   ax_acc.legend(fontsize=8)
-  save_figure(fig, path)
+  atomic.save_figure(fig, path)
   plt.close(fig)
 
 
@@ -229,7 +249,7 @@ def plot_confusion_matrices(matrices: Dict[str, list], labels: Sequence[str], pa
            ylabel="true")
     ax.set_xticklabels(labels, rotation=45, ha="right", fontsize=8)
     ax.set_yticklabels(labels, fontsize=8)
-  save_figure(fig, path)
+  atomic.save_figure(fig, path)
   plt.close(fig)
 
 

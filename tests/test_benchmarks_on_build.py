@@ -75,6 +75,12 @@ def test_benchmark_contracts(built, tmp_path, monkeypatch):
   assert by_model[int8]["paired"]["mcnemar"] == built_paired["mcnemar"]
   assert by_model[int8]["top1_agreement"] == pytest.approx(built_paired["top1_agreement"])
   assert by_model[int8]["disagreements"] == len(built_paired["flips"])
+  # The build's per-layer map, from the files: the same layers, the same worst ones.
+  assert by_model[int8]["layer_error"]["worst"] == report["layer_error"]["worst"]
+  assert os.path.isfile(by_model[int8]["layer_error"]["png"])
+  assert by_model[f32].get("layer_error") is None
+  worst = report["layer_error"]["layers"][report["layer_error"]["worst"][0]]["layer"]
+  assert f"| {worst} | " in open(tmp_path / "acc.md").read()
 
 
 def test_app_runtimes_benchmark_sets_runtimes_beside_encoding_errors(built, tmp_path):

@@ -429,3 +429,16 @@ def test_report_md_times_every_stage_with_its_share(built):
   assert "| **total** |" in table and "s per epoch on this machine" in table
   line = report_lib.stage_time_line(report)
   assert line.startswith("stage times (") and "finetune" in line and "s per epoch" in line
+
+
+def test_the_build_maps_int8_error_layer_by_layer(built):
+  """report.json keeps every layer, report.md names the worst, the plot is written."""
+  _, run, report = built
+  error_map = report["layer_error"]
+  assert error_map["images"] == min(32, report["data"]["totals"]["test"])
+  assert len(error_map["layers"]) > 50 and len(error_map["worst"]) == 3  # MobileNetV2's ops.
+  text = open(os.path.join(run.output_dir, "report.md"), encoding="utf-8").read()
+  section = text.split("## Where int8 loses precision")[1]
+  for i in error_map["worst"]:
+    assert f"| {error_map['layers'][i]['layer']} | " in section
+  assert os.path.isfile(os.path.join(run.output_dir, "layer_error.png"))

@@ -115,6 +115,8 @@ def test_each_rule_fails_the_gate_on_its_own(case, reason):
   assert len(result.reasons) == 1 and reason in result.reasons[0], result.reasons
   with pytest.raises(PipelineError, match="parity gate FAILED"):
     parity.check_gate(result, "android_assets")
+  with pytest.raises(PipelineError, match="losing the most SQNR: block_3_project_BN"):
+    parity.check_gate(result, "android_assets", "block_3_project_BN (CONV_2D, ...)")
   # The 8-view model is judged against float32 over the same views, and says so.
   tta = parity.verdict(paired, gate, "int8_tta8", "float32_tta8")
   assert tta.reasons == tuple(r.replace("int8", "int8_tta8").replace("float32", "float32_tta8")

@@ -5,12 +5,14 @@ import dataclasses
 
 from pipeline import atomic
 from pipeline import evaluate as evaluate_lib
+from pipeline import layer_error
 from pipeline import referral as referral_lib
 from pipeline import report as report_lib
 from pipeline.config import BuildConfig
 from pipeline.stages.state import BuildState
 
 PREDICTIONS = "predictions.csv"  # Per test image, for QA's own confusion matrices.
+LAYER_ERROR_PLOT = "layer_error.png"
 
 
 def run(config: BuildConfig, state: BuildState) -> BuildState:
@@ -41,7 +43,17 @@ def run(config: BuildConfig, state: BuildState) -> BuildState:
     state = dataclasses.replace(state, referral=r)
   atomic.write_text(state.path(PREDICTIONS), evaluate_lib.predictions_csv(
       test.keys, test.labels, labels, test_probs, state.referral))
-  return state
+  return dataclasses.replace(state, layer_error=_layer_error(config, state))
+
+
+def _layer_error(config: BuildConfig, state: BuildState) -> dict:
+  """Where int8 loses precision: the per-layer map on the first test images, and its plot."""
+  pixels = state.bundle.splits["test"].pixels()[:layer_error.IMAGES]
+  error_map = layer_error.layer_map(state.blobs["int8"], state.blobs["float32"], pixels,
+                                    config.model.normalization)
+  layer_error.plot(error_map, state.path(LAYER_ERROR_PLOT))
+  state.log(f"evaluate: int8 layers losing the most SQNR: {layer_error.worst_text(error_map)}")
+  return error_map
 
 
 def _referral(config: BuildConfig, state: BuildState, serious) -> dict:

@@ -3,6 +3,7 @@ before it is enforced, so a refused build still shows why."""
 
 import dataclasses
 
+from pipeline import layer_error
 from pipeline import parity
 from pipeline import referral as referral_lib
 from pipeline.config import BuildConfig
@@ -18,7 +19,10 @@ def run(config: BuildConfig, state: BuildState) -> BuildState:
                                                   m.get("reference", "float32")).passed
                              for name, m in state.models.items()
                              if name != "int8" and "paired" in m}}
-  state.log(verdict.message())
+  if not verdict.passed and state.layer_error:
+    gate["worst_layers"] = layer_error.worst_text(state.layer_error)
+    gate["message"] += f" The int8 layers losing the most SQNR: {gate['worst_layers']}."
+  state.log(gate["message"])
   if state.referral:
     gate["referral"] = referral_lib.parity_sentence(state.referral)
     state.log(gate["referral"])
@@ -30,4 +34,4 @@ def enforce(config: BuildConfig, state: BuildState) -> None:
   if config.gate.enabled:
     fields = [f.name for f in dataclasses.fields(parity.GateResult)]
     parity.check_gate(parity.GateResult(**{k: state.gate[k] for k in fields}),
-                      state.options.assets_dir)
+                      state.options.assets_dir, state.gate.get("worst_layers", ""))

@@ -48,6 +48,7 @@ class BuildState:
   models: Optional[Dict[str, dict]] = None  # variant -> metrics on the test split
   test_probs: Dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
   referral: Optional[dict] = None
+  layer_error: Optional[dict] = None  # int8 vs float32 per layer (pipeline/layer_error.py)
   gate: Optional[dict] = None
   latency: Optional[List[dict]] = None
 
@@ -165,7 +166,8 @@ def report(config: BuildConfig, state: BuildState, stage_seconds: Dict[str, floa
                             "input_shape": state.tensors.get(v, {}).get("input_shape")}
                         for v, b in state.blobs.items()} or None,
               "crt": state.crt, "metadata": state.metadata, "app_runtimes": state.app_runtimes,
-              "models": state.models, "referral": state.referral, "gate": state.gate,
+              "models": state.models, "referral": state.referral,
+              "layer_error": state.layer_error, "gate": state.gate,
               "latency": state.latency, "cluster": state.cluster}
   out.update({k: v for k, v in optional.items() if v is not None})
   return out
