@@ -5,6 +5,7 @@ from typing import Dict, Optional, Sequence
 
 from pipeline import atomic
 from pipeline import labels as labels_lib
+from pipeline import model_card as model_card_lib
 from pipeline import report as report_lib
 from pipeline.config.export import model_file_name
 from pipeline.shipped import (APP_README_FILE, DISCLAIMER, FLOAT16_MODEL_FILE,  # noqa: F401
@@ -75,11 +76,12 @@ def model_card(info: Dict[str, str], report: dict, display_names: Sequence[str],
   int8, ref = models["int8"], models["float32"]
   shipped = [v for v in report.get("app_runtimes", {})
              if v in SHIPPED_FILES and (v != "int8_tta8" or tta)]
-  return _render(
+  texts = labels_lib.metadata_defaults(data["data_format"])  # Card text of this dataset.
+  return model_card_lib.front_matter(info, report, texts) + _render(
       "model_card.md.j2", info=info, data=data, alpha=report["config"]["model"]["alpha"],
       training=training_summary(report.get("training", {}), report.get("crt")),
       size_mb=int8["size_bytes"] / 1e6, tensors=report["tensors"]["int8"],
-      texts=labels_lib.metadata_defaults(data["data_format"]),  # Card text of this dataset.
+      texts=texts,
       classes=list(zip(data["labels"], display_names)),
       metrics_table="\n".join(report_lib.models_table({"float32": ref, "int8": int8},
                                                       data["labels"])),

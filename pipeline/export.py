@@ -152,6 +152,24 @@ def export_variants(float_model: keras.Model, qat_model: keras.Model, calibratio
                                    io_dtype) for variant in variants}
 
 
+FROM_FLOAT_MODEL = ("int8_ptq", "float16", "float32")  # The rest come from the QAT model.
+
+
+def convert_saved_float_variants(model_path: str, variants: Iterable[str],
+                                 calibration: np.ndarray, normalization: Normalization,
+                                 io_dtype: str) -> Dict[str, tuple]:
+  """The float model's variants (FROM_FLOAT_MODEL) from its saved .keras file, for a second
+  process: {variant: (flatbuffer, seconds)}."""
+  import time  # pylint: disable=g-import-not-at-top
+  model = keras.models.load_model(model_path)
+  out = {}
+  for variant in variants:
+    t0 = time.time()
+    out[variant] = (convert_variant(variant, model, None, calibration, normalization, io_dtype),
+                    time.time() - t0)
+  return out
+
+
 def convert_variant(variant: str, float_model: keras.Model, qat_model: keras.Model,
                     calibration: np.ndarray, normalization: Normalization,
                     io_dtype: str) -> bytes:

@@ -442,3 +442,47 @@ def test_the_build_maps_int8_error_layer_by_layer(built):
   for i in error_map["worst"]:
     assert f"| {error_map['layers'][i]['layer']} | " in section
   assert os.path.isfile(os.path.join(run.output_dir, "layer_error.png"))
+
+
+def _toolkit_schema():
+  """Model Card Toolkit's own JSON schema, read from the installed package (importing the
+  package would pull in TFX)."""
+  import importlib.util  # pylint: disable=g-import-not-at-top
+  from pipeline import model_card  # pylint: disable=g-import-not-at-top
+  root = importlib.util.find_spec("model_card_toolkit").submodule_search_locations[0]
+  with open(os.path.join(root, "schema", f"v{model_card.MCT_SCHEMA_VERSION}",
+                         "model_card.schema.json"), encoding="utf-8") as f:
+    return json.load(f)
+
+
+def test_model_card_has_a_hugging_face_header_and_a_toolkit_json(built):
+  import jsonschema  # pylint: disable=g-import-not-at-top
+  from huggingface_hub import ModelCard  # pylint: disable=g-import-not-at-top
+  _, run, report = built
+  int8 = report["models"]["int8"]
+  for folder in (run.output_dir, run.assets_dir):  # The app folder's card is the same.
+    card = ModelCard(open(os.path.join(folder, "MODEL_CARD.md"), encoding="utf-8").read())
+    assert card.data.license == "apache-2.0" and card.data.library_name == "tflite"
+    assert "tflite" in card.data.tags and card.data.datasets == ["synthetic colour images"]
+    assert card.data.base_model is None  # The smoke build starts from no weights.
+    results = {r.metric_name: r.metric_value for r in card.data.eval_results}
+    assert results["int8 balanced accuracy"] == round(int8["balanced_accuracy"], 4)
+    assert results["float32 accuracy"] == round(report["models"]["float32"]["accuracy"], 4)
+    assert card.text.lstrip().startswith("# Model card:")
+  toolkit = json.load(open(os.path.join(run.output_dir, "model_card.json")))
+  schema = _toolkit_schema()
+  jsonschema.validate(toolkit, schema)
+  metrics = {(m["type"], m["slice"]): m for m in
+             toolkit["quantitative_analysis"]["performance_metrics"]}
+  for label in report["data"]["labels"]:  # Per-class slices, each with its interval.
+    m = metrics[("int8 recall", f"test split, class={label}")]
+    assert float(m["confidence_interval"]["lower_bound"]) <= float(m["value"]) <= float(
+        m["confidence_interval"]["upper_bound"])
+  assert metrics[("int8 balanced_accuracy", "test split")]["value"] == (
+      f"{int8['balanced_accuracy']:.4f}")
+  assert toolkit["considerations"]["limitations"] and toolkit["considerations"]["use_cases"]
+  # The schema check bites: a number where the schema wants a string, an unknown field.
+  for broken in ({**toolkit, "model_details": {**toolkit["model_details"], "name": 3}},
+                 {**toolkit, "owner": "x"}):
+    with pytest.raises(jsonschema.ValidationError):
+      jsonschema.validate(broken, schema)

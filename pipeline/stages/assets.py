@@ -5,13 +5,17 @@ import dataclasses
 
 from pipeline import assets as assets_lib
 from pipeline import atomic
+from pipeline import labels as labels_lib
 from pipeline import latency
+from pipeline import model_card
 from pipeline import provenance
 from pipeline import referral as referral_lib
 from pipeline.config import BuildConfig, model_file_name
 from pipeline.evaluate import TTA_VARIANT
 from pipeline.stages import state as state_lib
 from pipeline.stages.state import BuildState
+
+MODEL_CARD_JSON = "model_card.json"  # Model Card Toolkit's schema, for registries and QA.
 
 
 def run(config: BuildConfig, state: BuildState) -> BuildState:
@@ -42,6 +46,9 @@ def run(config: BuildConfig, state: BuildState) -> BuildState:
                         normalization=config.model.normalization),
       referral_file, extra)
   atomic.write_text(state.path("MODEL_CARD.md"), card)
+  atomic.write_json(state.path(MODEL_CARD_JSON), model_card.toolkit_json(
+      state.metadata, report, labels_lib.metadata_defaults(config.data.data_format),
+      state.display_names))
   if TTA_VARIANT in state.blobs and not tta:
     state.log(f"assets: {assets_lib.TTA_MODEL_FILE} not shipped: {TTA_VARIANT} failed its "
               "parity check against float32 over the same views (report.md)")
