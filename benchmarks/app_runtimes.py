@@ -76,27 +76,25 @@ def measure(build_dir: str, variants: List[str]) -> dict:
   pixels = test.pixels()
   common.progress(f"{len(pixels)} test images of {build_dir}")
   payload: Dict[str, dict] = {"build_dir": build_dir, "images": len(pixels), "variants": {}}
-  with tempfile.TemporaryDirectory() as tmp:
-    paths = check.write_pngs(pixels, tmp)
-    for variant in variants:
-      model = os.path.join(build_dir, config_lib.model_file_name(variant))
-      if not os.path.isfile(model):
-        raise PipelineError(f"{model}: no such file; give a --variant the build wrote")
-      with open(model, "rb") as f:
-        runner = LiteRunner(f.read(), config.model.normalization)
-      probs = runner.predict(pixels)
-      rows = {}
-      for runtime in runtimes.ALL:
-        try:
-          answers = runtimes.classify(runtime, model, paths)
-        except runtimes.RuntimeMissing as e:
-          rows[runtime.name] = {"skipped": str(e)}
-          continue
-        rows[runtime.name] = step_figures(check.answer_scores(answers, probs.shape[1]), probs)
-        common.progress(f"{variant}: {runtime.name} done")
-      for name, encode in ENCODING_ERRORS.items():
-        rows[f"interpreter, {name}"] = step_figures(runner.predict(encode(pixels)), probs)
-      payload["variants"][variant] = rows
+  models = [os.path.join(build_dir, config_lib.model_file_name(v)) for v in variants]
+  for model in models:
+    if not os.path.isfile(model):
+      raise PipelineError(f"{model}: no such file; give a --variant the build wrote")
+  with tempfile.TemporaryDirectory() as tmp:  # Each runtime starts once, side by side.
+    answers = runtimes.classify_everywhere(models, check.write_pngs(pixels, tmp))
+  for i, (variant, model) in enumerate(zip(variants, models)):
+    with open(model, "rb") as f:
+      runner = LiteRunner(f.read(), config.model.normalization)
+    probs = runner.predict(pixels)
+    rows = {}
+    for runtime in runtimes.ALL:
+      got = answers[runtime.key]
+      rows[runtime.name] = ({"skipped": str(got)} if isinstance(got, runtimes.RuntimeMissing)
+                            else step_figures(check.answer_scores(got[i], probs.shape[1]), probs))
+    for name, encode in ENCODING_ERRORS.items():
+      rows[f"interpreter, {name}"] = step_figures(runner.predict(encode(pixels)), probs)
+    payload["variants"][variant] = rows
+    common.progress(f"{variant}: done")
   return payload
 
 

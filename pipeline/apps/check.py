@@ -27,22 +27,31 @@ ROUNDING_SHARE = 0.95
 
 def check(model_bytes: bytes, pixels: np.ndarray, keys: Sequence[str], labels: Sequence[str],
           normalization: Normalization, tmp_root: str) -> Dict[str, dict]:
-  """Classifies `pixels` with every app runtime and with LiteRT.
+  """check_models with one model: per runtime key, its result."""
+  return check_models({"model": model_bytes}, pixels, keys, labels, normalization,
+                      tmp_root)["model"]
 
-  Images are written as PNG at the model's input size, so the runtimes' own resize is a no-op
-  and all paths see the same pixels.
+
+def check_models(models: Dict[str, bytes], pixels: np.ndarray, keys: Sequence[str],
+                 labels: Sequence[str], normalization: Normalization,
+                 tmp_root: str) -> Dict[str, Dict[str, dict]]:
+  """Classifies `pixels` with every model in every app runtime and with LiteRT.
+
+  Images are written once as PNG at the models' input size, so the runtimes' own resize is a
+  no-op and all paths see the same pixels. Each runtime starts once for all the models, and
+  the runtimes run side by side.
 
   Args:
-    model_bytes: the shipped .tflite, metadata included.
-    pixels: uint8 [N, H, W, 3] at the model's input size.
+    models: {name: the shipped .tflite, metadata included}.
+    pixels: uint8 [N, H, W, 3] at the models' input size.
     keys: the images' names, for messages.
     labels: class names in output order.
-    normalization: the model's input normalization (for the interpreter).
-    tmp_root: where to write the temporary model and images.
+    normalization: the models' input normalization (for the interpreter).
+    tmp_root: where to write the temporary models and images.
 
   Returns:
-    Per runtime key: {"runtime", "status" ("passed" or "skipped"), "images", "agree",
-    "near_ties" (agreeing picks a few output steps below the interpreter's top-1),
+    Per model name, per runtime key: {"runtime", "status" ("passed" or "skipped"), "images",
+    "agree", "near_ties" (agreeing picks a few output steps below the interpreter's top-1),
     "max_score_diff", "within_one_step" (share of images), "score_tolerance", "message"}.
 
   Raises:
@@ -51,22 +60,25 @@ def check(model_bytes: bytes, pixels: np.ndarray, keys: Sequence[str], labels: S
       output step on over 1 - ROUNDING_SHARE of them.
   """
   from pipeline.runner import LiteRunner  # pylint: disable=g-import-not-at-top
-  probs = LiteRunner(model_bytes, normalization).predict(pixels)
-  results = {}
   with tempfile.TemporaryDirectory(dir=tmp_root) as tmp:
-    model_path = os.path.join(tmp, "model.tflite")
-    with open(model_path, "wb") as f:
-      f.write(model_bytes)
-    paths = write_pngs(pixels, tmp)
+    model_paths = []
+    for i, blob in enumerate(models.values()):
+      model_paths.append(os.path.join(tmp, f"model_{i}.tflite"))
+      with open(model_paths[-1], "wb") as f:
+        f.write(blob)
+    answers = runtimes.classify_everywhere(model_paths, write_pngs(pixels, tmp))
+  results = {}
+  for i, (name, blob) in enumerate(models.items()):
+    probs = LiteRunner(blob, normalization).predict(pixels)
+    results[name] = {}
     for runtime in runtimes.ALL:
-      try:
-        answers = runtimes.classify(runtime, model_path, paths)
-      except runtimes.RuntimeMissing as e:
-        results[runtime.key] = {"runtime": runtime.name, "status": "skipped", "images": 0,
-                                "agree": 0, "message": str(e)}
+      got = answers[runtime.key]
+      if isinstance(got, runtimes.RuntimeMissing):
+        results[name][runtime.key] = {"runtime": runtime.name, "status": "skipped",
+                                      "images": 0, "agree": 0, "message": str(got)}
         continue
-      results[runtime.key] = compare(runtime.name, answers, probs, keys, labels)
-      results[runtime.key]["runtime"] = runtime.name
+      results[name][runtime.key] = compare(runtime.name, got[i], probs, keys, labels)
+      results[name][runtime.key]["runtime"] = runtime.name
   return results
 
 

@@ -1,5 +1,6 @@
-"""What both runtime child processes share: read the command line, print every image's
-categories as one JSON line, and turn a failure into one stderr line and exit 1.
+"""What both runtime child processes share: read the models and images as one JSON line on
+stdin, print every model's categories for every image as one JSON line, and turn a failure
+into one stderr line and exit 1. One process serves every model: the runtime loads once.
 
 Standard library only: it runs in `.venv-mediapipe` too.
 """
@@ -16,9 +17,11 @@ def categories(result_categories: Iterable) -> List[dict]:
 
 
 def main(classify: Callable[[str, Sequence[str]], List[List[dict]]]) -> None:
-  """`python -m pipeline.apps.X MODEL IMAGE...`: prints classify(MODEL, IMAGES) as JSON."""
+  """`python -m pipeline.apps.X < {"models": [...], "images": [...]}`: prints
+  [classify(model, images) for each model] as JSON."""
   try:
-    print(json.dumps(classify(sys.argv[1], sys.argv[2:])))
+    request = json.loads(sys.stdin.readline())
+    print(json.dumps([classify(model, request["images"]) for model in request["models"]]))
   except Exception as e:  # pylint: disable=broad-except
     # One line for the parent to relay; the parent turns it into a PipelineError.
     print(f"{type(e).__name__}: {e}".splitlines()[0], file=sys.stderr)

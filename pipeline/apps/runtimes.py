@@ -61,31 +61,59 @@ ALL = (TASK_LIBRARY, MEDIAPIPE_TASKS)
 
 def classify(runtime: Runtime, model_path: str, image_paths: Sequence[str],
              timeout_s: float = 600) -> List[List[dict]]:
-  """Runs `runtime`'s ImageClassifier on each image, in a subprocess.
+  """`runtime`'s ImageClassifier on each image (classify_models with one model)."""
+  return classify_models(runtime, [model_path], image_paths, timeout_s)[0]
+
+
+def classify_models(runtime: Runtime, model_paths: Sequence[str], image_paths: Sequence[str],
+                    timeout_s: float = 600) -> List[List[List[dict]]]:
+  """Runs `runtime`'s ImageClassifier on each image with each model, in one subprocess.
 
   Args:
     runtime: TASK_LIBRARY or MEDIAPIPE_TASKS.
-    model_path: a .tflite with metadata.
+    model_paths: .tflite files with metadata.
     image_paths: RGB images (any size; the runtime resizes them itself).
-    timeout_s: upper bound for the subprocess.
+    timeout_s: upper bound for the subprocess, per model.
 
   Returns:
-    Per image, every class as {"index", "label", "display_name", "score"}, best first.
+    Per model, per image, every class as {"index", "label", "display_name", "score"}, best
+    first.
 
   Raises:
     RuntimeMissing: the runtime's environment is not installed.
-    PipelineError: the runtime could not load or run the model.
+    PipelineError: the runtime could not load or run a model.
   """
-  cmd = [runtime.python(), "-m", runtime.module, model_path, *image_paths]
   env = dict(os.environ, **runtime.env, PYTHONPATH=os.pathsep.join(
       p for p in (REPO, os.environ.get("PYTHONPATH", "")) if p))
+  request = json.dumps({"models": list(model_paths), "images": list(image_paths)}) + "\n"
+  where = ", ".join(model_paths)
   try:
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s, env=env,
-                          check=False)
+    proc = subprocess.run([runtime.python(), "-m", runtime.module], input=request,
+                          capture_output=True, text=True, timeout=timeout_s * len(model_paths),
+                          env=env, check=False)
   except subprocess.TimeoutExpired:
-    raise PipelineError(f"{model_path}: {runtime.name} did not finish within {timeout_s:.0f} s"
-                        ) from None
+    raise PipelineError(f"{where}: {runtime.name} did not finish within "
+                        f"{timeout_s * len(model_paths):.0f} s") from None
   if proc.returncode != 0:
     last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
-    raise PipelineError(f"{model_path}: {runtime.name} could not run the model: {last}")
+    raise PipelineError(f"{where}: {runtime.name} could not run the model: {last}")
   return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def classify_everywhere(model_paths: Sequence[str], image_paths: Sequence[str]) -> dict:
+  """classify_models in every runtime at once (one subprocess each, side by side):
+  {runtime key: its answers, or the RuntimeMissing that skipped it}.
+
+  Raises:
+    PipelineError: an installed runtime could not load or run a model.
+  """
+  import concurrent.futures  # pylint: disable=g-import-not-at-top
+  with concurrent.futures.ThreadPoolExecutor(len(ALL)) as pool:
+    futures = {r.key: pool.submit(classify_models, r, model_paths, image_paths) for r in ALL}
+    out = {}
+    for key, future in futures.items():
+      try:
+        out[key] = future.result()
+      except RuntimeMissing as e:
+        out[key] = e
+  return out

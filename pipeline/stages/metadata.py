@@ -36,13 +36,11 @@ def run(config: BuildConfig, state: BuildState) -> BuildState:
     atomic.write_bytes(state.path(model_file_name(variant)), blobs[variant])
   state.log(f"metadata: written and read back on {len(blobs)} models")
   test = state.bundle.splits["test"]
-  pixels, apps = test.pixels(), {}  # Decoded once for both shipped files.
-  for variant in SHIPPABLE:
-    if variant in blobs:
-      apps[variant] = app_check.check(blobs[variant], pixels, test.keys, labels, norm,
-                                      state.options.output_dir)
-      for result in apps[variant].values():
-        state.log(f"metadata: {model_file_name(variant)}: {result['message']}")
+  apps = app_check.check_models({v: blobs[v] for v in SHIPPABLE if v in blobs}, test.pixels(),
+                                test.keys, labels, norm, state.options.output_dir)
+  for variant, results in apps.items():
+    for result in results.values():
+      state.log(f"metadata: {model_file_name(variant)}: {result['message']}")
   return dataclasses.replace(state, blobs=blobs, metadata=info, display_names=tuple(display),
                              app_runtimes=apps)
 
