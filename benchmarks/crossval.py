@@ -141,14 +141,18 @@ def interval(values: List[float]) -> dict:
   from scipy import stats  # pylint: disable=g-import-not-at-top
   v = np.asarray(values, float)
   ci = None
-  if len(v) > 1:
+  if len(v) > 1 and np.ptp(v) == 0:
+    ci = [float(v[0])] * 2  # Equal folds: the t-interval has zero width.
+  elif len(v) > 1:
     ci = [float(x) for x in stats.t.interval(0.95, len(v) - 1, loc=v.mean(), scale=stats.sem(v))]
   return {"mean": float(v.mean()), "min": float(v.min()), "max": float(v.max()), "ci95": ci,
           "folds": len(v)}
 
 
 def out_of_fold_scores(fold_dir: str) -> dict:
-  """The fold's shipped int8 model on its held-out lesions: serious-class scores and truth."""
+  """The fold's shipped int8 model on its held-out lesions: probabilities, true classes and
+  each image's source (the --data_dir folder it came from), and the serious-class scores and
+  truth (empty without serious classes)."""
   from pipeline import referral as referral_lib  # pylint: disable=g-import-not-at-top
   from pipeline.config import model_file_name  # pylint: disable=g-import-not-at-top
   from pipeline.runner import load_model_file  # pylint: disable=g-import-not-at-top
@@ -157,8 +161,35 @@ def out_of_fold_scores(fold_dir: str) -> dict:
   labels = list(meta["labels"])
   serious = list(config.referral.classes(config.data.data_format, labels))
   probs = runner.predict(split.pixels())
-  truth = np.isin(np.asarray(labels)[split.labels], serious)
-  return {"scores": referral_lib.serious_score(probs, labels, serious), "serious": truth}
+  y = np.asarray(split.labels)  # The build's labels.txt order, which its model embeds.
+  truth = np.isin(np.asarray(labels)[y], serious)
+  return {"scores": referral_lib.serious_score(probs, labels, serious) if serious else None,
+          "serious": truth, "probs": probs, "y": y,
+          "source": np.array([_source(p, config.data.data_dir) for p in split.paths])}
+
+
+def _source(path: str, data_dirs: str) -> str:
+  """The --data_dir folder holding `path`, by name (.../ham10000_extra/images: ham10000_extra)."""
+  path = os.path.abspath(path)
+  for d in data_dirs.split(","):
+    d = os.path.abspath(d)
+    if path.startswith(d + os.sep):
+      name = os.path.basename(d)
+      return os.path.basename(os.path.dirname(d)) if name in ("images", "img") else name
+  return "other"
+
+
+def per_source(oof: Dict[int, dict]) -> Dict[str, dict]:
+  """int8 balanced accuracy on each source's held-out images: per fold, then over folds."""
+  from pipeline import metrics  # pylint: disable=g-import-not-at-top
+  out = {}
+  for source in sorted({s for o in oof.values() for s in o["source"]}):
+    picks = [(o, o["source"] == source) for o in oof.values()]
+    out[source] = {"images": int(sum(m.sum() for _, m in picks)),
+                   "balanced_accuracy": interval([
+                       metrics.argmax_balanced_accuracy(o["y"][m], o["probs"][m])
+                       for o, m in picks if m.any()])}
+  return out
 
 
 def cross_fit_referral(oof: Dict[int, dict], sensitivity: float) -> List[dict]:
@@ -177,8 +208,10 @@ def cross_fit_referral(oof: Dict[int, dict], sensitivity: float) -> List[dict]:
   return rows
 
 
-def summarise(work_dir: str, folds: int) -> dict:
-  """The finished folds' figures (see the module docstring)."""
+def summarise(work_dir: str, folds: int, rescore: bool = True) -> dict:
+  """The finished folds' figures (see the module docstring); `rescore` runs each fold's int8
+  model on its held-out lesions again, for the figures per source and the cross-fit referral
+  (False: the folds' reports alone)."""
   from pipeline.errors import PipelineError  # pylint: disable=g-import-not-at-top
   reports = {}
   for i in range(folds):
@@ -204,9 +237,12 @@ def summarise(work_dir: str, folds: int) -> dict:
       for i in sorted(reports)]
   target = next((r["referral"]["target_sensitivity"] for r in reports.values()
                  if r.get("referral")), None)
+  if not rescore:
+    return payload
+  common.progress("scoring each fold's int8 model on its held-out lesions ...")
+  oof = {i: out_of_fold_scores(os.path.join(work_dir, f"fold_{i}")) for i in reports}
+  payload["sources"] = per_source(oof)
   if target and len(reports) > 1:
-    common.progress("scoring each fold's int8 model on its held-out lesions ...")
-    oof = {i: out_of_fold_scores(os.path.join(work_dir, f"fold_{i}")) for i in reports}
     rows = cross_fit_referral(oof, target)
     payload["referral"] = {"target_sensitivity": target, "cross_fit": rows,
                            "sensitivity": interval([r["sensitivity"] for r in rows]),
@@ -235,6 +271,12 @@ def markdown(payload: dict) -> List[str]:
     lines.append(f"| {p['fold']} | {p['held_out']} | " + " | ".join(
         f"{100 * b:.1f}%" for b in p["balanced_accuracy"].values()) +
         f" | {'passed' if p['gate_passed'] else 'FAILED'} | {referral} | {p['minutes']:.1f} |")
+  if len(payload.get("sources", {})) > 1:
+    lines += ["", "int8 balanced accuracy by the folder the held-out images came from:", "",
+              "| source | held-out images | balanced accuracy, mean (min-max), 95% CI |",
+              "|---|---:|---|"]
+    lines += [f"| {name} | {s['images']} | {pct(s['balanced_accuracy'])} |"
+              for name, s in payload["sources"].items()]
   r = payload.get("referral")
   if r:
     lines += ["", f"Referral at {r['target_sensitivity']:.0%} target sensitivity, on each fold's "

@@ -39,7 +39,7 @@ def _fold(work, i, bacc, gate=True):
 def test_summary_of_the_finished_folds(tmp_path):
   for i, bacc in enumerate([(0.70, 0.71, 0.73), (0.72, 0.72, 0.75), (0.68, 0.69, 0.72)]):
     _fold(tmp_path, i, bacc, gate=i != 2)
-  payload = crossval.summarise(str(tmp_path), 5)
+  payload = crossval.summarise(str(tmp_path), 5, rescore=False)
   assert payload["finished"] == [0, 1, 2]
   int8 = payload["variants"]["int8"]["balanced_accuracy"]
   assert int8["mean"] == pytest.approx(0.7067, abs=1e-4) and (int8["min"], int8["max"]) == (
@@ -78,3 +78,13 @@ def test_a_work_dir_never_mixes_folds_of_two_recipes(tmp_path):
     crossval.claim_work_dir(work, str(flagfile), ["--qat_epochs=1"], 5)
   with pytest.raises(PipelineError, match="folds differ"):
     crossval.claim_work_dir(work, str(flagfile), [], 3)
+
+
+def test_figures_per_source_folder():
+  oof = {f: {"y": np.array([0, 1, 0, 1]), "probs": np.eye(2)[[0, 1, 1, 1]],
+             "source": np.array(["dev", "dev", "extra", "extra"])} for f in (0, 1)}
+  sources = crossval.per_source(oof)
+  assert sources["dev"]["images"] == 4 and sources["dev"]["balanced_accuracy"]["mean"] == 1.0
+  assert sources["extra"]["balanced_accuracy"]["mean"] == 0.5  # Class 0 missed, class 1 right.
+  assert crossval._source("/d/ham10000_extra/images/x.jpg",  # pylint: disable=protected-access
+                          "/d/ham10000_dev/images,/d/ham10000_extra/images") == "ham10000_extra"
