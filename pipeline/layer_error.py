@@ -126,7 +126,8 @@ def worst_text(error_map: dict) -> str:
   """The worst layers in one phrase, for logs and the gate's verdict."""
   layers = error_map["layers"]
   return ", ".join(f"{layers[i]['layer']} ({layers[i]['op']}, SQNR down "
-                   f"{layers[i]['sqnr_drop_db']:.1f} dB, rmse/scale {layers[i]['rmse_over_scale']:.2f})"
+                   f"{layers[i]['sqnr_drop_db']:.1f} dB, rmse/scale "
+                   f"{layers[i]['rmse_over_scale']:.2f})"
                    for i in error_map["worst"])
 
 

@@ -46,7 +46,8 @@ def test_a_well_quantized_model_loses_little_and_every_layer_is_matched(converte
   layers = error_map["layers"]
   assert error_map["images"] == len(pixels)
   # Every compute op of the float model has its int8 counterpart (QUANTIZE ops aside).
-  assert len(layers) == len(layer_error._ops(layer_error._interpreter(float32)))  # pylint: disable=protected-access
+  float_ops = layer_error._ops(layer_error._interpreter(float32))  # pylint: disable=protected-access
+  assert len(layers) == len(float_ops)
   assert layers[0]["layer"] == "Conv1_relu" and layers[-1]["op"] == "SOFTMAX"
   # The first layer's only error is rounding: about 1/sqrt(12) of a quantization step.
   assert layers[0]["rmse_over_scale"] < 0.6, layers[0]
