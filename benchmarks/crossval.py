@@ -144,7 +144,8 @@ def interval(values: List[float]) -> dict:
   if len(v) > 1 and np.ptp(v) == 0:
     ci = [float(v[0])] * 2  # Equal folds: the t-interval has zero width.
   elif len(v) > 1:
-    ci = [float(x) for x in stats.t.interval(0.95, len(v) - 1, loc=v.mean(), scale=stats.sem(v))]
+    ci = [float(np.clip(x, 0, 1))  # Every figure here is a share.
+          for x in stats.t.interval(0.95, len(v) - 1, loc=v.mean(), scale=stats.sem(v))]
   return {"mean": float(v.mean()), "min": float(v.min()), "max": float(v.max()), "ci95": ci,
           "folds": len(v)}
 
