@@ -34,23 +34,21 @@ def run(config: BuildConfig, state: BuildState) -> BuildState:
   os.makedirs(state.path(KEPT_DIR), exist_ok=True)
   aside = [v for v in variants if v in export_lib.FROM_FLOAT_MODEL] if (
       (os.cpu_count() or 1) >= 2 and os.path.exists(state.path(FLOAT_MODEL))) else []
-  blobs, seconds = {}, {}
+  blobs, pending = {}, None
   with concurrent.futures.ProcessPoolExecutor(
       1, mp_context=multiprocessing.get_context("spawn")) as pool:
-    pending = aside and pool.submit(export_lib.convert_saved_float_variants,
-                                    state.path(FLOAT_MODEL), aside, state.calibration, norm,
-                                    io_dtype)
     if aside:
+      pending = pool.submit(export_lib.convert_saved_float_variants, state.path(FLOAT_MODEL),
+                            aside, state.calibration, norm, io_dtype)
       state.log(f"export: {', '.join(aside)} converting in a second process")
     for variant in (v for v in variants if v not in aside):
       t0 = time.time()
       blobs[variant] = export_lib.convert_variant(variant, state.float_model, state.qat_model,
                                                   state.calibration, norm, io_dtype)
-      seconds[variant] = time.time() - t0
-      state.log(f"export: {variant} converted in {seconds[variant]:.0f}s")
-    for variant, (blob, s) in (pending.result().items() if aside else ()):
-      blobs[variant], seconds[variant] = blob, s
-      state.log(f"export: {variant} converted in {s:.0f}s (second process)")
+      state.log(f"export: {variant} converted in {time.time() - t0:.0f}s")
+    for variant, (blob, seconds) in (pending.result().items() if pending else ()):
+      blobs[variant] = blob
+      state.log(f"export: {variant} converted in {seconds:.0f}s (second process)")
   tensors = {}
   for variant in variants:
     tensors[variant] = _check(config, variant, blobs[variant])
