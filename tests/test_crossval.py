@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from benchmarks import crossval
+from benchmarks import crossval_summary
 from pipeline.data import splits as splits_lib
 from pipeline.data.readers import read_csv
 
@@ -39,7 +40,7 @@ def _fold(work, i, bacc, gate=True):
 def test_summary_of_the_finished_folds(tmp_path):
   for i, bacc in enumerate([(0.70, 0.71, 0.73), (0.72, 0.72, 0.75), (0.68, 0.69, 0.72)]):
     _fold(tmp_path, i, bacc, gate=i != 2)
-  payload = crossval.summarise(str(tmp_path), 5, rescore=False)
+  payload = crossval_summary.summarise(str(tmp_path), 5, rescore=False)
   assert payload["finished"] == [0, 1, 2]
   int8 = payload["variants"]["int8"]["balanced_accuracy"]
   assert int8["mean"] == pytest.approx(0.7067, abs=1e-4) and (int8["min"], int8["max"]) == (
@@ -47,7 +48,7 @@ def test_summary_of_the_finished_folds(tmp_path):
   assert int8["ci95"][0] < int8["mean"] < int8["ci95"][1]
   assert [p["gate_passed"] for p in payload["per_fold"]] == [True, True, False]
   assert payload["per_fold"][0]["minutes"] == 1.0
-  text = "\n".join(crossval.markdown(payload))
+  text = "\n".join(crossval_summary.markdown(payload))
   assert "3 of 5 folds" in text and "70.7%" in text and "FAILED" in text
 
 
@@ -58,7 +59,7 @@ def test_the_cross_fit_threshold_comes_from_the_other_folds():
     serious = rng.random(400) < 0.2
     scores = np.where(serious, rng.beta(5, 2, 400), rng.beta(2, 5, 400))
     oof[fold] = {"scores": scores, "serious": serious}
-  rows = crossval.cross_fit_referral(oof, 0.9)
+  rows = crossval_summary.cross_fit_referral(oof, 0.9)
   assert [r["fold"] for r in rows] == [0, 1, 2, 3]
   for r in rows:
     others = [o for f, o in oof.items() if f != r["fold"]]
@@ -83,8 +84,9 @@ def test_a_work_dir_never_mixes_folds_of_two_recipes(tmp_path):
 def test_figures_per_source_folder():
   oof = {f: {"y": np.array([0, 1, 0, 1]), "probs": np.eye(2)[[0, 1, 1, 1]],
              "source": np.array(["dev", "dev", "extra", "extra"])} for f in (0, 1)}
-  sources = crossval.per_source(oof)
+  sources = crossval_summary.per_source(oof)
   assert sources["dev"]["images"] == 4 and sources["dev"]["balanced_accuracy"]["mean"] == 1.0
   assert sources["extra"]["balanced_accuracy"]["mean"] == 0.5  # Class 0 missed, class 1 right.
-  assert crossval._source("/d/ham10000_extra/images/x.jpg",  # pylint: disable=protected-access
-                          "/d/ham10000_dev/images,/d/ham10000_extra/images") == "ham10000_extra"
+  source = crossval_summary._source  # pylint: disable=protected-access
+  assert source("/d/ham10000_extra/images/x.jpg",
+                "/d/ham10000_dev/images,/d/ham10000_extra/images") == "ham10000_extra"
