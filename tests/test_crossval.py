@@ -82,11 +82,13 @@ def test_a_work_dir_never_mixes_folds_of_two_recipes(tmp_path):
 
 
 def test_figures_per_source_folder():
-  oof = {f: {"y": np.array([0, 1, 0, 1]), "probs": np.eye(2)[[0, 1, 1, 1]],
+  # Fold 0 misses the extra folder's class 0; fold 1 gets every image right.
+  oof = {f: {"y": np.array([0, 1, 0, 1]), "probs": np.eye(2)[[0, 1, 1 - f, 1]],
              "source": np.array(["dev", "dev", "extra", "extra"])} for f in (0, 1)}
   sources = crossval_summary.per_source(oof)
   assert sources["dev"]["images"] == 4 and sources["dev"]["balanced_accuracy"]["mean"] == 1.0
-  assert sources["extra"]["balanced_accuracy"]["mean"] == 0.5  # Class 0 missed, class 1 right.
+  extra = sources["extra"]["balanced_accuracy"]
+  assert (extra["mean"], extra["min"], extra["max"], extra["folds"]) == (0.75, 0.5, 1.0, 2)
   source = crossval_summary._source  # pylint: disable=protected-access
   assert source("/d/ham10000_extra/images/x.jpg",
                 "/d/ham10000_dev/images,/d/ham10000_extra/images") == "ham10000_extra"
