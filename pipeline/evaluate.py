@@ -17,7 +17,8 @@ TTA_REFERENCE = "float32_tta8"  # float32 over the same 8 views: int8_tta8's par
 
 def predict_models(models: Dict[str, bytes], pixels: np.ndarray, labels: Sequence[str],
                    normalization: Normalization,
-                   log: Optional[Callable[[str], None]] = None) -> Dict[str, np.ndarray]:
+                   log: Optional[Callable[[str], None]] = None,
+                   known: Optional[Dict[str, np.ndarray]] = None) -> Dict[str, np.ndarray]:
   """Every model's probabilities on the same images through LiteRT, in `labels` order.
 
   Args:
@@ -26,12 +27,19 @@ def predict_models(models: Dict[str, bytes], pixels: np.ndarray, labels: Sequenc
     labels: class names in the order wanted.
     normalization: the models' input normalization.
     log: a progress line after each model, if given.
+    known: {variant: probabilities} this function returned earlier for the same models and
+      images (the metadata stage's), reused instead of running those models again.
 
   Returns:
     {variant: probabilities [N, K]}, columns mapped by each model's embedded labels.
   """
   out = {}
   for i, (name, blob) in enumerate(models.items(), 1):
+    if known and name in known:
+      out[name] = known[name]
+      if log:
+        log(f"{name} on {len(pixels)} images: the metadata stage's ({i}/{len(models)})")
+      continue
     t0 = time.time()
     out[name] = align_to_labels(LiteRunner(blob, normalization).predict(pixels),
                                 embedded_labels(blob), labels, name)
@@ -91,10 +99,11 @@ def evaluate_models(models: Dict[str, bytes], pixels: np.ndarray, y_true: np.nda
                     labels: Sequence[str], normalization: Normalization,
                     keys: Optional[Sequence[str]] = None, reference: str = "float32",
                     bootstrap_rounds: int = 1000, paired_rounds: int = 2000,
-                    seed: int = 0, log: Optional[Callable[[str], None]] = None
+                    seed: int = 0, log: Optional[Callable[[str], None]] = None,
+                    known: Optional[Dict[str, np.ndarray]] = None
                     ) -> Tuple[Dict[str, dict], Dict[str, np.ndarray]]:
   """`score_models` of `predict_models`, with each model's "size_bytes"; `log`, if given,
-  gets a progress line per model.
+  gets a progress line per model; `known` as in `predict_models`.
 
   With int8_tta8 among the models, "float32_tta8" (the reference's probabilities averaged
   over the same 8 views, no file) is scored too and is int8_tta8's paired reference.
@@ -102,7 +111,7 @@ def evaluate_models(models: Dict[str, bytes], pixels: np.ndarray, y_true: np.nda
   Returns:
     ({variant: scores}, {variant: probabilities}) so callers can reuse the predictions.
   """
-  probs = predict_models(models, pixels, labels, normalization, log)
+  probs = predict_models(models, pixels, labels, normalization, log, known)
   reference_of = {}
   if TTA_VARIANT in models and reference in models:  # Like with like: both over 8 views.
     t0 = time.time()

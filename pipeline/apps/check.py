@@ -28,14 +28,17 @@ ROUNDING_SHARE = 0.95
 def check(model_bytes: bytes, pixels: np.ndarray, keys: Sequence[str], labels: Sequence[str],
           normalization: Normalization, tmp_root: str) -> Dict[str, dict]:
   """check_models with one model: per runtime key, its result."""
-  return check_models({"model": model_bytes}, pixels, keys, labels, normalization,
+  from pipeline.runner import LiteRunner  # pylint: disable=g-import-not-at-top
+  probs = LiteRunner(model_bytes, normalization).predict(pixels)
+  return check_models({"model": model_bytes}, {"model": probs}, pixels, keys, labels,
                       tmp_root)["model"]
 
 
-def check_models(models: Dict[str, bytes], pixels: np.ndarray, keys: Sequence[str],
-                 labels: Sequence[str], normalization: Normalization,
+def check_models(models: Dict[str, bytes], probs: Dict[str, np.ndarray], pixels: np.ndarray,
+                 keys: Sequence[str], labels: Sequence[str],
                  tmp_root: str) -> Dict[str, Dict[str, dict]]:
-  """Classifies `pixels` with every model in every app runtime and with LiteRT.
+  """Classifies `pixels` with every model in every app runtime, against the LiteRT
+  interpreter's probabilities (the ones the evaluate stage scores).
 
   Images are written once as PNG at the models' input size, so the runtimes' own resize is a
   no-op and all paths see the same pixels. Each runtime starts once for all the models, and
@@ -43,10 +46,10 @@ def check_models(models: Dict[str, bytes], pixels: np.ndarray, keys: Sequence[st
 
   Args:
     models: {name: the shipped .tflite, metadata included}.
+    probs: {name: the interpreter's probabilities [N, K] on `pixels`, in output order}.
     pixels: uint8 [N, H, W, 3] at the models' input size.
     keys: the images' names, for messages.
     labels: class names in output order.
-    normalization: the models' input normalization (for the interpreter).
     tmp_root: where to write the temporary models and images.
 
   Returns:
@@ -59,7 +62,6 @@ def check_models(models: Dict[str, bytes], pixels: np.ndarray, keys: Sequence[st
       or differs from its scores by more than SCORE_TOLERANCE on an image or by more than one
       output step on over 1 - ROUNDING_SHARE of them.
   """
-  from pipeline.runner import LiteRunner  # pylint: disable=g-import-not-at-top
   with tempfile.TemporaryDirectory(dir=tmp_root) as tmp:
     model_paths = []
     for i, blob in enumerate(models.values()):
@@ -68,8 +70,7 @@ def check_models(models: Dict[str, bytes], pixels: np.ndarray, keys: Sequence[st
         f.write(blob)
     answers = runtimes.classify_everywhere(model_paths, write_pngs(pixels, tmp))
   results = {}
-  for i, (name, blob) in enumerate(models.items()):
-    probs = LiteRunner(blob, normalization).predict(pixels)
+  for i, name in enumerate(models):
     results[name] = {}
     for runtime in runtimes.ALL:
       got = answers[runtime.key]
@@ -77,7 +78,7 @@ def check_models(models: Dict[str, bytes], pixels: np.ndarray, keys: Sequence[st
         results[name][runtime.key] = {"runtime": runtime.name, "status": "skipped",
                                       "images": 0, "agree": 0, "message": str(got)}
         continue
-      results[name][runtime.key] = compare(runtime.name, got[i], probs, keys, labels)
+      results[name][runtime.key] = compare(runtime.name, got[i], probs[name], keys, labels)
       results[name][runtime.key]["runtime"] = runtime.name
   return results
 

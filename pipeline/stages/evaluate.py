@@ -21,7 +21,7 @@ def run(config: BuildConfig, state: BuildState) -> BuildState:
   models, test_probs = evaluate_lib.evaluate_models(
       state.blobs, test.pixels(), test.labels, labels, norm, keys=test.keys,
       paired_rounds=config.gate.bootstrap_rounds, seed=config.seed,
-      log=lambda message: state.log(f"evaluate: {message}"))
+      log=lambda message: state.log(f"evaluate: {message}"), known=state.test_probs)
   report_lib.plot_confusion_matrices(
       {name: models[name]["confusion_matrix"] for name in ("float32", "int8")}, labels,
       state.path("confusion_matrix.png"))

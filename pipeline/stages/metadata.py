@@ -7,6 +7,7 @@ from typing import Dict, Optional
 
 from pipeline import __version__
 from pipeline import atomic
+from pipeline import evaluate as evaluate_lib
 from pipeline import labels as labels_lib
 from pipeline import provenance
 from pipeline import tflite_metadata
@@ -36,13 +37,16 @@ def run(config: BuildConfig, state: BuildState) -> BuildState:
     atomic.write_bytes(state.path(model_file_name(variant)), blobs[variant])
   state.log(f"metadata: written and read back on {len(blobs)} models")
   test = state.bundle.splits["test"]
-  apps = app_check.check_models({v: blobs[v] for v in SHIPPABLE if v in blobs}, test.pixels(),
-                                test.keys, labels, norm, state.options.output_dir)
+  pixels, shippable = test.pixels(), {v: blobs[v] for v in SHIPPABLE if v in blobs}
+  # The interpreter's answers the runtimes must match; the evaluate stage scores the same ones.
+  probs = evaluate_lib.predict_models(shippable, pixels, labels, norm)
+  apps = app_check.check_models(shippable, probs, pixels, test.keys, labels,
+                                state.options.output_dir)
   for variant, results in apps.items():
     for result in results.values():
       state.log(f"metadata: {model_file_name(variant)}: {result['message']}")
   return dataclasses.replace(state, blobs=blobs, metadata=info, display_names=tuple(display),
-                             app_runtimes=apps)
+                             app_runtimes=apps, test_probs=probs)
 
 
 def metadata_info(config: BuildConfig, labels, commit: Optional[str]) -> Dict[str, str]:
