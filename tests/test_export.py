@@ -76,3 +76,13 @@ def test_conversion_skips_the_saved_model_it_would_discard(models, monkeypatch):
   ref = float_model.predict(MOBILENET_V2.apply_np(calib), verbose=0)
   np.testing.assert_allclose(runner.predict(calib), ref, atol=1e-4)
   assert not saved
+
+
+@pytest.mark.parametrize("variant", ["int8", "float32"])
+def test_more_interpreter_threads_give_the_same_probabilities_bit_for_bit(models, variant):
+  """The build scores with every core (evaluate.THREADS): it must not change a figure."""
+  float_model, qat, calib = models
+  blob = export_lib.export_variants(float_model, qat, calib, MOBILENET_V2, "uint8",
+                                    [variant])[variant]
+  one = LiteRunner(blob, MOBILENET_V2, num_threads=1).predict(calib)
+  np.testing.assert_array_equal(LiteRunner(blob, MOBILENET_V2, num_threads=4).predict(calib), one)
