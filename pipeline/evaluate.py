@@ -13,8 +13,7 @@ from pipeline.preprocessing import Normalization
 from pipeline.runner import LiteRunner
 
 # The build scores with every core: nothing else runs then, and XNNPACK's threads split each
-# op's output, so the probabilities are bit for bit the one-thread ones (1.7-1.9x faster on
-# two cores at 224 px).
+# op's output, so the probabilities are bit for bit the one-thread ones (BUILD.md, Times).
 THREADS = os.cpu_count() or 1
 TTA_VARIANT = "int8_tta8"
 TTA_REFERENCE = "float32_tta8"  # float32 over the same 8 views: int8_tta8's parity reference.

@@ -52,7 +52,7 @@ def _converter(model: keras.Model) -> tf.lite.TFLiteConverter:
   call: about 90% of a conversion), and with `experimental_lower_to_saved_model` off it then
   discards that SavedModel (kept only for functions with an `implements` attribute, which
   MobileNetV2 has none of) and converts the frozen Keras graph. Skipping the save gives the
-  same ops, tensors and outputs, 8-12x faster (BUILD.md, export).
+  same ops, tensors and outputs in a fraction of the time (BUILD.md, Times).
   """
   converter = tf.lite.TFLiteConverter.from_keras_model(model)
   converter.experimental_lower_to_saved_model = False

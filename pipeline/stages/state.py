@@ -46,6 +46,7 @@ class BuildState:
   app_runtimes: Optional[dict] = None  # Per runtime (Task Library, MediaPipe Tasks).
   # evaluate, gate, assets
   models: Optional[Dict[str, dict]] = None  # variant -> metrics on the test split
+  # The shipped files' from the metadata stage (its app-runtime check), then every variant's.
   test_probs: Dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
   referral: Optional[dict] = None
   layer_error: Optional[dict] = None  # int8 vs float32 per layer (pipeline/layer_error.py)
