@@ -32,7 +32,9 @@ from pipeline.errors import PipelineError
 # dotted path with --set.
 RECIPE_FLAGS = tuple(fields.flag_fields(BuildConfig))
 RUN_FLAGS = tuple(fields.flag_fields(RunOptions))
-_PER_INVOCATION = ("resume", "rerun_from", "overwrite")  # Not written to flags.txt.
+# How far this invocation goes and how it treats the folder: not the build, so not in flags.txt
+# (`--flagfile=BUILD/flags.txt --rerun_from=X` of a build stopped early runs to the end).
+_PER_INVOCATION = ("resume", "rerun_from", "overwrite", "stop_after")
 
 
 def _define(f: fields.FlagField) -> None:
@@ -173,8 +175,8 @@ def config_from_flags(f: flags.FlagValues) -> Tuple[BuildConfig, RunOptions]:
 
 
 def flagfile_text(f: flags.FlagValues) -> str:
-  """The build's flags in --flagfile form (without --resume, --rerun_from and --overwrite,
-  which are per invocation)."""
+  """The build's flags in --flagfile form (without --resume, --rerun_from, --overwrite and
+  --stop_after, which are per invocation)."""
   names = [x.name for x in RECIPE_FLAGS + RUN_FLAGS if x.name not in _PER_INVOCATION] + ["set"]
   lines = [f[name].serialize() for name in names]
   # A list flag left to its dataset-dependent default (None) serializes as "".
