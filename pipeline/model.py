@@ -4,7 +4,7 @@ from typing import Optional
 
 from pipeline import preprocessing
 from pipeline.errors import PipelineError
-from pipeline.tf_compat import keras
+from pipeline.tf_compat import keras, tf
 
 HEAD_LAYERS = ("avg_pool", "head_dropout", "classifier")
 
@@ -102,11 +102,19 @@ def feature_extractor(model: keras.Model) -> keras.Model:
   return keras.Model(model.input, model.get_layer("avg_pool").output)
 
 
-def dihedral_tta_model(model: keras.Model) -> keras.Model:
+def dihedral_tta_model(model: keras.Model, quantized: bool = False) -> keras.Model:
   """`model` averaged over the 8 dihedral views of each input image, in one graph: one
   image in, one probability vector out, 8 images' worth of compute inside (the shipped
-  model_int8_tta8.tflite)."""
+  model_int8_tta8.tflite).
+
+  With `quantized` (a QAT model), the mean is fake-quantized to the grid of TFLite's int8
+  softmax output (scale 1/256 over [0, 255/256]): every tensor then carries its range, so the
+  int8 conversion needs no calibration pass over the 8 views.
+  """
   image = keras.Input(model.input_shape[1:], name="image")
   views = keras.layers.Lambda(preprocessing.dihedral_stack_tf, name="dihedral_views")(image)
   probs = keras.layers.Lambda(preprocessing.dihedral_mean_tf, name="dihedral_mean")(model(views))
+  if quantized:
+    probs = keras.layers.Lambda(lambda p: tf.quantization.fake_quant_with_min_max_args(
+        p, min=0.0, max=255 / 256, num_bits=8), name="dihedral_mean_quant")(probs)
   return keras.Model(image, probs, name=model.name + "_tta8")

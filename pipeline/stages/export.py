@@ -42,7 +42,8 @@ def run(config: BuildConfig, state: BuildState) -> BuildState:
       atomic.write_bytes(state.path(path), blobs[variant])
   atomic.write_json(state.path(MANIFEST), {v: model_file_name(v) for v in blobs})
   state.log(f"export: {', '.join(f'{v} {len(b) / 1e6:.2f} MB' for v, b in blobs.items())} "
-            f"(calibrated on {len(state.calibration)} training images)")
+            f"(int8_ptq calibrated on {len(state.calibration)} training images; the QAT "
+            "variants carry their own ranges)")
   return dataclasses.replace(state, blobs=blobs, tensors=tensors)
 
 
