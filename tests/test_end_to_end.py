@@ -102,10 +102,11 @@ def test_missing_mediapipe_environment_skips_its_check_in_one_line(built, tmp_pa
   monkeypatch.setenv(runtimes.MEDIAPIPE_PYTHON_ENV, str(tmp_path / "no-such-python"))
   from pipeline import synthetic
   pixels = np.stack([synthetic.make_image(i, 48, np.random.default_rng(i)) for i in range(2)])
-  result = app_check.check(_read(os.path.join(run.assets_dir, "model.tflite")), pixels,
-                           ["a", "b"], labels_lib.read_labels(os.path.join(run.output_dir,
-                                                                           "labels.txt")),
-                           MOBILENET_V2, str(tmp_path))
+  model = _read(os.path.join(run.assets_dir, "model.tflite"))
+  probs = LiteRunner(model, MOBILENET_V2).predict(pixels)
+  result = app_check.check_models(
+      {"model": model}, {"model": probs}, pixels, ["a", "b"],
+      labels_lib.read_labels(os.path.join(run.output_dir, "labels.txt")), str(tmp_path))["model"]
   assert result["task_library"]["status"] == "passed"
   skipped = result["mediapipe_tasks"]
   assert skipped["status"] == "skipped" and "\n" not in skipped["message"]

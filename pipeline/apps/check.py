@@ -9,7 +9,6 @@ import numpy as np
 
 from pipeline.apps import runtimes
 from pipeline.errors import PipelineError
-from pipeline.preprocessing import Normalization
 
 # The runtimes and the interpreter dequantize the same uint8 output (steps of 1/256 for a
 # softmax) from the same pixels, so a right model scores the same, but not always exactly:
@@ -23,15 +22,6 @@ from pipeline.preprocessing import Normalization
 STEP = 1 / 256
 SCORE_TOLERANCE = 4 * STEP + 1e-6
 ROUNDING_SHARE = 0.95
-
-
-def check(model_bytes: bytes, pixels: np.ndarray, keys: Sequence[str], labels: Sequence[str],
-          normalization: Normalization, tmp_root: str) -> Dict[str, dict]:
-  """check_models with one model: per runtime key, its result."""
-  from pipeline.runner import LiteRunner  # pylint: disable=g-import-not-at-top
-  probs = LiteRunner(model_bytes, normalization).predict(pixels)
-  return check_models({"model": model_bytes}, {"model": probs}, pixels, keys, labels,
-                      tmp_root)["model"]
 
 
 def check_models(models: Dict[str, bytes], probs: Dict[str, np.ndarray], pixels: np.ndarray,
