@@ -191,6 +191,9 @@ def base_split_files(base_dir: str, flagfile: str, folds: int) -> List[str]:
 def measure_from_flags() -> dict:
   from pipeline.errors import PipelineError  # pylint: disable=g-import-not-at-top
   base_dir = FLAGS.from_work_dir
+  if FLAGS["rerun_from"].present and not base_dir:
+    raise PipelineError("--rerun_from redoes the folds of --from_work_dir; give both, or "
+                        "neither for folds built from the start")
   if FLAGS.run:
     if not os.path.isfile(FLAGS.build_flagfile):
       raise PipelineError(f"--build_flagfile={FLAGS.build_flagfile}: no such file")

@@ -108,6 +108,24 @@ def fold_reports(work_dir: str, folds: int) -> Dict[int, dict]:
   return reports
 
 
+def check_same_folds(work_dir: str, other: str, folds: List[int]) -> None:
+  """A paired comparison needs each fold to hold out the same images on both sides.
+
+  Raises:
+    PipelineError: a fold of the two whose splits.csv differ.
+  """
+  from pipeline.errors import PipelineError  # pylint: disable=g-import-not-at-top
+  for i in folds:
+    texts = []
+    for d in (work_dir, other):
+      with open(os.path.join(d, f"fold_{i}", "splits.csv"), encoding="utf-8") as f:
+        texts.append(f.read())
+    if texts[0] != texts[1]:
+      raise PipelineError(f"--compare_to={other}: fold {i} splits the images differently from "
+                          f"{work_dir}'s; compare cross-validations of the same data, seed and "
+                          "--folds")
+
+
 def _recipe(work_dir: str) -> dict:
   path = os.path.join(work_dir, RECIPE_FILE)
   if not os.path.isfile(path):
@@ -173,7 +191,9 @@ def summarise(work_dir: str, folds: int, rescore: bool = True, compare_to: str =
     payload["compare_to"] = os.path.abspath(compare_to)
     # Folds copied from another cross-validation redid only the stages from --rerun_from on.
     start = (_recipe(work_dir).get("start") or {}).get("rerun_from")
-    payload["paired"] = paired(reports, fold_reports(compare_to, folds),
+    base = fold_reports(compare_to, folds)
+    check_same_folds(work_dir, compare_to, sorted(set(reports) & set(base)))
+    payload["paired"] = paired(reports, base,
                                STAGES[STAGES.index(start):] if start else STAGES)
   target = next((r["referral"]["target_sensitivity"] for r in reports.values()
                  if r.get("referral")), None)

@@ -23,6 +23,7 @@ def _fold(work, i, bacc, gate=True):
   (work / f"fold_{i}" / "report.json").write_text(json.dumps({
       "models": models, "gate": {"passed": gate}, "data": {"totals": {"test": 100 + i}},
       "stage_seconds": {"data": 6.0, "finetune": 54.0}}))
+  (work / f"fold_{i}" / "splits.csv").write_text(f"key,split\nimg{i},test\n")
 
 
 def test_summary_of_the_finished_folds(tmp_path):
@@ -104,6 +105,9 @@ def test_paired_differences_with_another_cross_validation(tmp_path):
   assert "| int8 balanced accuracy | 71.0% / 70.0% | 72.0% / 70.0% | -1.5 points" in text
   assert "| int8 flips | 20 / 30 | 20 / 31 | +10.5 (+10.0 to +11.0)" in text
   assert "passed/FAILED" in text and "| finetune seconds | 54 / 54 | 54 / 27 | x0.75 |" in text
+  (this / "fold_1" / "splits.csv").write_text("key,split\nimg1,val\n")  # Not the same fold.
+  with pytest.raises(PipelineError, match="fold 1 splits the images differently"):
+    crossval_summary.summarise(str(this), 3, rescore=False, compare_to=str(base))
 
 
 def test_a_paired_fold_starts_as_a_copy_without_its_report(tmp_path):
@@ -114,11 +118,11 @@ def test_a_paired_fold_starts_as_a_copy_without_its_report(tmp_path):
   out = str(tmp_path / "this" / "fold_0")
   os.makedirs(tmp_path / "this")
   crossval.copy_fold(str(base / "fold_0"), out)
-  assert sorted(os.listdir(out)) == ["build_state.json"]
+  assert sorted(os.listdir(out)) == ["build_state.json", "splits.csv"]
   assert not crossval_summary.finished(out)  # Until the redo writes its own report.
   assert os.listdir(tmp_path / "this") == ["fold_0"]  # No .partial left behind.
   crossval.copy_fold(str(base / "fold_0"), out)  # A killed redo is redone in place.
-  assert sorted(os.listdir(out)) == ["build_state.json"]
+  assert sorted(os.listdir(out)) == ["build_state.json", "splits.csv"]
 
 
 def test_paired_folds_come_from_a_cross_validation_of_the_same_recipe(tmp_path):
