@@ -108,6 +108,37 @@ def fold_reports(work_dir: str, folds: int) -> Dict[int, dict]:
   return reports
 
 
+def _settings(config: dict, prefix: str = "") -> Dict[str, object]:
+  out = {}
+  for key, value in config.items():
+    if isinstance(value, dict):
+      out.update(_settings(value, f"{prefix}{key}."))
+    else:
+      out[prefix + key] = value
+  return out
+
+
+def check_one_recipe(work_dir: str, reports: Dict[int, dict]) -> None:
+  """Every fold must have been built with the same recipe but for its split file: the
+  flagfile's text alone does not pin it (a default may change between two runs' code).
+
+  Raises:
+    PipelineError: two folds whose recipes differ.
+  """
+  from pipeline.errors import PipelineError  # pylint: disable=g-import-not-at-top
+  first, *others = sorted(reports)
+  want = _settings(reports[first].get("config", {}))
+  for i in others:
+    got = _settings(reports[i].get("config", {}))
+    changed = sorted(k for k in set(want) | set(got)
+                     if k != "data.split_file" and want.get(k) != got.get(k))
+    if changed:
+      raise PipelineError(
+          f"{work_dir}: fold {i} was built with another recipe than fold {first} ({changed[0]}: "
+          f"{got.get(changed[0])!r} against {want.get(changed[0])!r}); rebuild it (delete "
+          f"fold_{i}) or give another --work_dir")
+
+
 def check_same_folds(work_dir: str, other: str, folds: List[int]) -> None:
   """A paired comparison needs each fold to hold out the same images on both sides.
 
@@ -173,6 +204,7 @@ def summarise(work_dir: str, folds: int, rescore: bool = True, compare_to: str =
   reports = fold_reports(work_dir, folds)
   if not reports:
     raise PipelineError(f"{work_dir}: no finished fold yet; run without --norun")
+  check_one_recipe(work_dir, reports)
   variants = [v for v in VARIANTS if all(v in r["models"] for r in reports.values())]
   payload = {"folds": folds, "finished": sorted(reports), "variants": {}}
   for v in variants:

@@ -22,7 +22,8 @@ def _fold(work, i, bacc, gate=True):
             for v, b in zip(("float32", "int8", "int8_tta8"), bacc)}
   (work / f"fold_{i}" / "report.json").write_text(json.dumps({
       "models": models, "gate": {"passed": gate}, "data": {"totals": {"test": 100 + i}},
-      "stage_seconds": {"data": 6.0, "finetune": 54.0}}))
+      "stage_seconds": {"data": 6.0, "finetune": 54.0},
+      "config": {"data": {"split_file": f"s{i}.csv"}, "train": {"qat": {"epochs": 3}}}}))
   (work / f"fold_{i}" / "splits.csv").write_text(f"key,split\nimg{i},test\n")
 
 
@@ -39,6 +40,13 @@ def test_summary_of_the_finished_folds(tmp_path):
   assert payload["per_fold"][0]["minutes"] == 1.0
   text = "\n".join(crossval_summary.markdown(payload))
   assert "3 of 5 folds" in text and "70.7%" in text and "FAILED" in text
+  # A fold built after a default changed in the code (same flagfile, another recipe).
+  report = json.loads((tmp_path / "fold_2" / "report.json").read_text())
+  report["config"] = {"data": {"split_file": "s2.csv"}, "train": {"qat": {"epochs": 1}}}
+  (tmp_path / "fold_2" / "report.json").write_text(json.dumps(report))
+  with pytest.raises(PipelineError, match="fold 2 was built with another recipe than fold 0 "
+                     "\\(train.qat.epochs: 1 against 3\\)"):
+    crossval_summary.summarise(str(tmp_path), 5, rescore=False)
 
 
 def test_the_cross_fit_threshold_comes_from_the_other_folds():
