@@ -4,6 +4,8 @@ import os
 import sys
 from typing import Any, Callable, List, NamedTuple
 
+import numpy as np
+
 from pipeline import atomic
 
 
@@ -142,3 +144,18 @@ def main(prog: str, argv: List[str], measure: Callable[[], dict],
     print("\n".join(lines))
   except PipelineError as e:
     sys.exit(f"{prog}: error: {e}")
+
+
+def interval(values: List[float], bounds=(0.0, 1.0)) -> dict:
+  """Mean, min-max and the 95% t-interval of the mean over folds (None with one fold), the
+  interval clipped to `bounds` (a share by default; None for a difference)."""
+  from scipy import stats  # pylint: disable=g-import-not-at-top
+  v = np.asarray(values, float)
+  ci = None
+  if len(v) > 1 and np.ptp(v) == 0:
+    ci = [float(v[0])] * 2  # Equal folds: the t-interval has zero width.
+  elif len(v) > 1:
+    ci = [float(np.clip(x, *bounds) if bounds else x)
+          for x in stats.t.interval(0.95, len(v) - 1, loc=v.mean(), scale=stats.sem(v))]
+  return {"mean": float(v.mean()), "min": float(v.min()), "max": float(v.max()), "ci95": ci,
+          "folds": len(v)}

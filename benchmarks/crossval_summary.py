@@ -9,9 +9,11 @@ from typing import Dict, List
 import numpy as np
 
 from benchmarks import common
+from benchmarks import crossval_paired as paired_lib
+from benchmarks.common import interval
 from pipeline.config.choices import STAGES
 
-VARIANTS = ("float32", "int8", "int8_tta8")
+VARIANTS = paired_lib.VARIANTS
 RECIPE_FILE = "recipe.json"  # What a cross-validation's folds were built with.
 
 
@@ -21,21 +23,6 @@ def finished(out: str) -> bool:
     return False
   with open(path, encoding="utf-8") as f:
     return "gate" in json.load(f)
-
-
-def interval(values: List[float], bounds=(0.0, 1.0)) -> dict:
-  """Mean, min-max and the 95% t-interval of the mean over folds (None with one fold), the
-  interval clipped to `bounds` (a share by default; None for a difference)."""
-  from scipy import stats  # pylint: disable=g-import-not-at-top
-  v = np.asarray(values, float)
-  ci = None
-  if len(v) > 1 and np.ptp(v) == 0:
-    ci = [float(v[0])] * 2  # Equal folds: the t-interval has zero width.
-  elif len(v) > 1:
-    ci = [float(np.clip(x, *bounds) if bounds else x)
-          for x in stats.t.interval(0.95, len(v) - 1, loc=v.mean(), scale=stats.sem(v))]
-  return {"mean": float(v.mean()), "min": float(v.min()), "max": float(v.max()), "ci95": ci,
-          "folds": len(v)}
 
 
 def out_of_fold_scores(fold_dir: str) -> dict:
@@ -139,60 +126,12 @@ def check_one_recipe(work_dir: str, reports: Dict[int, dict]) -> None:
           f"fold_{i}) or give another --work_dir")
 
 
-def check_same_folds(work_dir: str, other: str, folds: List[int]) -> None:
-  """A paired comparison needs each fold to hold out the same images on both sides.
-
-  Raises:
-    PipelineError: a fold of the two whose splits.csv differ.
-  """
-  from pipeline.errors import PipelineError  # pylint: disable=g-import-not-at-top
-  for i in folds:
-    texts = []
-    for d in (work_dir, other):
-      with open(os.path.join(d, f"fold_{i}", "splits.csv"), encoding="utf-8") as f:
-        texts.append(f.read())
-    if texts[0] != texts[1]:
-      raise PipelineError(f"--compare_to={other}: fold {i} splits the images differently from "
-                          f"{work_dir}'s; compare cross-validations of the same data, seed and "
-                          "--folds")
-
-
 def _recipe(work_dir: str) -> dict:
   path = os.path.join(work_dir, RECIPE_FILE)
   if not os.path.isfile(path):
     return {}
   with open(path, encoding="utf-8") as f:
     return json.load(f)
-
-
-# What a paired comparison gives per fold: (name, figure of a report).
-PAIRED_FIGURES = tuple(
-    (f"{v} balanced accuracy", lambda r, v=v: r["models"][v]["balanced_accuracy"])
-    for v in VARIANTS) + (
-    ("int8 top-1 agreement with float32", lambda r: r["models"]["int8"]["top1_agreement"]),
-    ("int8 flips", lambda r: r["models"]["int8"]["disagreements"]))
-
-
-def paired(reports: Dict[int, dict], base: Dict[int, dict], stages=STAGES) -> dict:
-  """Each figure of PAIRED_FIGURES and the seconds of each of `stages` (those taking a second
-  or more), on the folds both cross-validations finished: per fold (base, this) and the
-  difference over folds."""
-  folds = sorted(set(reports) & set(base))
-  out = {"folds": folds, "figures": {}, "stage_seconds": {}, "gate_passed": {
-      i: [base[i]["gate"]["passed"], reports[i]["gate"]["passed"]] for i in folds}}
-  for name, figure in PAIRED_FIGURES:
-    try:
-      pairs = {i: [figure(base[i]), figure(reports[i])] for i in folds}
-    except KeyError:  # A variant one side did not build.
-      continue
-    out["figures"][name] = {"per_fold": pairs, "difference": interval(
-        [b - a for a, b in pairs.values()], bounds=None) if folds else None}
-  for stage in stages:
-    pairs = {i: [base[i]["stage_seconds"].get(stage), reports[i]["stage_seconds"].get(stage)]
-             for i in folds}
-    if folds and all(None not in p for p in pairs.values()) and max(map(max, pairs.values())) >= 1:
-      out["stage_seconds"][stage] = pairs
-  return out
 
 
 def summarise(work_dir: str, folds: int, rescore: bool = True, compare_to: str = "") -> dict:
@@ -223,10 +162,9 @@ def summarise(work_dir: str, folds: int, rescore: bool = True, compare_to: str =
     payload["compare_to"] = os.path.abspath(compare_to)
     # Folds copied from another cross-validation redid only the stages from --rerun_from on.
     start = (_recipe(work_dir).get("start") or {}).get("rerun_from")
-    base = fold_reports(compare_to, folds)
-    check_same_folds(work_dir, compare_to, sorted(set(reports) & set(base)))
-    payload["paired"] = paired(reports, base,
-                               STAGES[STAGES.index(start):] if start else STAGES)
+    payload["paired"] = paired_lib.compare(
+        work_dir, compare_to, reports, fold_reports(compare_to, folds), rescore,
+        STAGES[STAGES.index(start):] if start else STAGES)
   target = next((r["referral"]["target_sensitivity"] for r in reports.values()
                  if r.get("referral")), None)
   if not rescore:
@@ -269,7 +207,7 @@ def markdown(payload: dict) -> List[str]:
               "|---|---:|---|"]
     lines += [f"| {name} | {s['images']} | {pct(s['balanced_accuracy'])} |"
               for name, s in payload["sources"].items()]
-  lines += paired_markdown(payload)
+  lines += paired_lib.markdown(payload)
   r = payload.get("referral")
   if r:
     lines += ["", f"Referral at {r['target_sensitivity']:.0%} target sensitivity, on each fold's "
@@ -278,35 +216,4 @@ def markdown(payload: dict) -> List[str]:
               f"{pct(r['own_sensitivity'])};",
               f"- fit on the other folds' out-of-fold scores: sensitivity "
               f"{pct(r['sensitivity'])}, specificity {pct(r['specificity'])}."]
-  return lines
-
-
-def paired_markdown(payload: dict) -> List[str]:
-  p = payload.get("paired")
-  if not p:
-    return []
-  if not p["folds"]:
-    return ["", f"No fold finished in both this and {payload['compare_to']} yet."]
-  folds = p["folds"]
-  lines = ["", f"Paired with {payload['compare_to']} (base), on folds "
-           f"{', '.join(map(str, folds))}: base / this per fold; the difference this - base "
-           "as mean (min-max), 95% CI.", "",
-           "| figure | " + " | ".join(f"fold {i}" for i in folds) + " | difference |",
-           "|---|" + "---:|" * (len(folds) + 1)]
-  for name, f in p["figures"].items():
-    scale, unit = (1, "") if name.endswith("flips") else (100, " points")
-    fmt = (lambda x: f"{x:.0f}") if scale == 1 else (lambda x: f"{100 * x:.1f}%")
-    d = f["difference"]
-    diff = f"{scale * d['mean']:+.1f}{unit} ({scale * d['min']:+.1f} to {scale * d['max']:+.1f})"
-    if d["ci95"]:
-      diff += f", {scale * d['ci95'][0]:+.1f} to {scale * d['ci95'][1]:+.1f}"
-    lines.append(f"| {name} | " + " | ".join(
-        f"{fmt(f['per_fold'][i][0])} / {fmt(f['per_fold'][i][1])}" for i in folds) +
-        f" | {diff} |")
-  lines.append("| parity gate | " + " | ".join(
-      "/".join("passed" if g else "FAILED" for g in p["gate_passed"][i]) for i in folds) + " | |")
-  for stage, pairs in p["stage_seconds"].items():
-    ratio = sum(b for _, b in pairs.values()) / max(sum(a for a, _ in pairs.values()), 1e-9)
-    lines.append(f"| {stage} seconds | " + " | ".join(
-        f"{pairs[i][0]:.0f} / {pairs[i][1]:.0f}" for i in folds) + f" | x{ratio:.2f} |")
   return lines

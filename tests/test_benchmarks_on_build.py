@@ -133,3 +133,15 @@ def test_latency_names_the_unreadable_image_of_images_dir(built, tmp_path):
     latency_bench.run([os.path.join(run.output_dir, "model_int8.tflite")], [1], runs=1,
                       warmup_runs=0, warmup_seconds=0.0, reference="", images_dir=str(images),
                       seed=0)
+
+
+def test_crossval_score_moves_agree_with_the_builds_own_parity_figures(built):
+  from benchmarks import crossval_paired  # pylint: disable=g-import-not-at-top
+  _, run, report = built
+  moves = crossval_paired.int8_moves(run.output_dir)  # A build is a fold holding out its test.
+  int8 = report["models"]["int8"]
+  assert len(moves) == int8["n"]
+  # The report's mean is over images and classes; the move is each image's largest class.
+  mean, classes = int8["mean_abs_prob_diff"], len(int8["per_class_recall"])
+  assert mean - 1e-6 <= moves.mean() <= classes * mean + 1e-6
+  assert moves.max() >= (int8["disagreement_max_reference_margin"] or 0) / 2 - 1e-6  # Flips move.

@@ -1,4 +1,5 @@
-"""benchmarks.crossval_summary, and the parts of benchmarks.crossval that build nothing: the
+"""benchmarks.crossval_summary and crossval_paired, and the parts of benchmarks.crossval that
+build nothing: the
 summary over hand-made fold reports, the cross-fit referral threshold, figures per source, the
 paired comparison with another cross-validation, the recipe a work folder holds and the copy
 a paired fold starts from."""
@@ -10,6 +11,7 @@ import numpy as np
 import pytest
 
 from benchmarks import crossval
+from benchmarks import crossval_paired
 from benchmarks import crossval_summary
 from pipeline.errors import PipelineError
 
@@ -159,3 +161,21 @@ def test_a_work_dir_never_mixes_folds_of_two_recipes(tmp_path):
     crossval.claim_work_dir(work, str(flagfile), ["--qat_epochs=1"], 5)
   with pytest.raises(PipelineError, match="folds differ"):
     crossval.claim_work_dir(work, str(flagfile), [], 3)
+
+
+def test_score_moves_compare_the_tail_of_each_side():
+  base = {0: np.array([0.01] * 98 + [0.25, 0.3]), 1: np.zeros(100)}
+  this = {0: np.array([0.01] * 99 + [0.5]), 1: np.array([0.0] * 99 + [0.21])}
+  figures = crossval_paired.move_figures(base, this)
+  unit, moved = figures["int8 images moved over 0.2 from float32"]
+  assert unit == "count" and moved == {0: [2, 1], 1: [0, 1]}
+  p = crossval_paired.paired({}, {}, more=figures)  # No report-based fold: nothing to pair.
+  assert p["figures"]["int8 images moved over 0.2 from float32"]["difference"] is None
+  reports = {i: {"models": {}, "gate": {"passed": True}, "stage_seconds": {}} for i in (0, 1)}
+  p = crossval_paired.paired(reports, reports, more=figures)
+  assert p["figures"]["int8 images moved over 0.2 from float32"]["difference"]["mean"] == 0
+  tail = p["figures"]["int8's largest score move, 99th percentile"]
+  assert tail["unit"] == "probability" and tail["per_fold"][0][0] == pytest.approx(0.2505)
+  text = "\n".join(crossval_paired.markdown({"paired": p, "compare_to": "/b"}))
+  assert "| int8 images moved over 0.2 from float32 | 2 / 1 | 0 / 1 | +0.0 (-1.0 to +1.0)" in text
+  assert "| int8's largest score move, 99th percentile | 0.251 / 0.015 |" in text
