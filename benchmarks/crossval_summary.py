@@ -145,7 +145,11 @@ def summarise(work_dir: str, folds: int, rescore: bool = True, compare_to: str =
     raise PipelineError(f"{work_dir}: no finished fold yet; run without --norun")
   check_one_recipe(work_dir, reports)
   variants = [v for v in VARIANTS if all(v in r["models"] for r in reports.values())]
-  payload = {"folds": folds, "finished": sorted(reports), "variants": {}}
+  # Folds copied from another cross-validation redid only the stages from --rerun_from on.
+  start = (_recipe(work_dir).get("start") or {}).get("rerun_from")
+  redone = STAGES[STAGES.index(start):] if start else STAGES
+  payload = {"folds": folds, "finished": sorted(reports), "variants": {},
+             "redone_from": start or None}
   for v in variants:
     payload["variants"][v] = {
         m: interval([r["models"][v][m] for r in reports.values()])
@@ -154,17 +158,14 @@ def summarise(work_dir: str, folds: int, rescore: bool = True, compare_to: str =
       "fold": i, "held_out": reports[i]["data"]["totals"]["test"],
       "balanced_accuracy": {v: reports[i]["models"][v]["balanced_accuracy"] for v in variants},
       "gate_passed": reports[i]["gate"]["passed"],
-      "minutes": sum(reports[i]["stage_seconds"].values()) / 60,
+      "minutes": sum(t for s, t in reports[i]["stage_seconds"].items() if s in redone) / 60,
       "stage_seconds": reports[i]["stage_seconds"],
       "referral_own": (reports[i].get("referral") or {}).get("test", {}).get("int8")}
       for i in sorted(reports)]
   if compare_to:
     payload["compare_to"] = os.path.abspath(compare_to)
-    # Folds copied from another cross-validation redid only the stages from --rerun_from on.
-    start = (_recipe(work_dir).get("start") or {}).get("rerun_from")
     payload["paired"] = paired_lib.compare(
-        work_dir, compare_to, reports, fold_reports(compare_to, folds), rescore,
-        STAGES[STAGES.index(start):] if start else STAGES)
+        work_dir, compare_to, reports, fold_reports(compare_to, folds), rescore, redone)
   target = next((r["referral"]["target_sensitivity"] for r in reports.values()
                  if r.get("referral")), None)
   if not rescore:
@@ -192,7 +193,9 @@ def markdown(payload: dict) -> List[str]:
   for v, s in payload["variants"].items():
     lines.append(f"| {v} | {pct(s['balanced_accuracy'])} | {pct(s['accuracy'])} |")
   lines += ["", "| fold | held-out images | " + " | ".join(payload["variants"]) +
-            " | gate | referral sensitivity / specificity (own threshold) | minutes |",
+            " | gate | referral sensitivity / specificity (own threshold) | " +
+            (f"minutes (redone from {payload['redone_from']})" if payload.get("redone_from")
+             else "minutes") + " |",
             "|---|---:|" + "---:|" * len(payload["variants"]) + "---|---|---:|"]
   for p in payload["per_fold"]:
     own = p["referral_own"]

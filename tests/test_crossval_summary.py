@@ -115,6 +115,8 @@ def test_paired_differences_with_another_cross_validation(tmp_path):
   assert "| int8 balanced accuracy | 71.0% / 70.0% | 72.0% / 70.0% | -1.5 points" in text
   assert "| int8 flips | 20 / 30 | 20 / 31 | +10.5 (+10.0 to +11.0)" in text
   assert "passed/FAILED" in text and "| finetune seconds | 54 / 54 | 54 / 27 | x0.75 |" in text
+  assert "| minutes (redone from finetune) |" in text
+  assert [f["minutes"] for f in payload["per_fold"]] == [0.9, 0.45]  # data was not redone.
   (this / "fold_1" / "splits.csv").write_text("key,split\nimg1,val\n")  # Not the same fold.
   with pytest.raises(PipelineError, match="fold 1 splits the images differently"):
     crossval_summary.summarise(str(this), 3, rescore=False, compare_to=str(base))
