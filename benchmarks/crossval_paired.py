@@ -55,7 +55,10 @@ def int8_moves(fold_dir: str) -> np.ndarray:
     runner, meta = load_model_file(os.path.join(fold_dir, model_file_name(variant)))
     probs.append((runner.predict(pixels), list(meta["labels"])))
   (reference, ref_labels), (int8, int8_labels) = probs
-  assert ref_labels == int8_labels, (ref_labels, int8_labels)  # One build, one label order.
+  if ref_labels != int8_labels:  # One build writes both with its labels.txt.
+    from pipeline.errors import PipelineError  # pylint: disable=g-import-not-at-top
+    raise PipelineError(f"{fold_dir}: its float32 and int8 models embed different labels "
+                        f"({ref_labels} against {int8_labels}); rebuild the fold")
   return np.abs(int8 - reference).max(axis=1)
 
 
@@ -93,7 +96,8 @@ def paired(reports: Dict[int, dict], base: Dict[int, dict], stages=STAGES,
   for stage in stages:
     pairs = {i: [base[i]["stage_seconds"].get(stage), reports[i]["stage_seconds"].get(stage)]
              for i in folds}
-    if folds and all(None not in p for p in pairs.values()) and max(map(max, pairs.values())) >= 1:
+    complete = folds and all(None not in p for p in pairs.values())
+    if complete and max(map(max, pairs.values())) >= 1:
       out["stage_seconds"][stage] = pairs
   return out
 
@@ -131,6 +135,8 @@ def markdown(payload: dict) -> List[str]:
            "| figure | " + " | ".join(f"fold {i}" for i in folds) + " | difference |",
            "|---|" + "---:|" * (len(folds) + 1)]
   for name, f in p["figures"].items():
+    if f["difference"] is None:  # No fold has this figure on both sides.
+      continue
     scale, unit, fmt, places = {
         "share": (100, " points", lambda x: f"{100 * x:.1f}%", 1),
         "count": (1, "", lambda x: f"{x:.0f}", 1),

@@ -181,3 +181,6 @@ def test_score_moves_compare_the_tail_of_each_side():
   text = "\n".join(crossval_paired.markdown({"paired": p, "compare_to": "/b"}))
   assert "| int8 images moved over 0.2 from float32 | 2 / 1 | 0 / 1 | +0.0 (-1.0 to +1.0)" in text
   assert "| int8's largest score move, 99th percentile | 0.251 / 0.015 |" in text
+  elsewhere = crossval_paired.move_figures({2: base[0]}, {2: this[0]})  # Another fold.
+  p = crossval_paired.paired(reports, reports, more=elsewhere)
+  assert "moved over" not in "\n".join(crossval_paired.markdown({"paired": p, "compare_to": "/b"}))
