@@ -95,14 +95,10 @@ def fold_reports(work_dir: str, folds: int) -> Dict[int, dict]:
   return reports
 
 
-def _settings(config: dict, prefix: str = "") -> Dict[str, object]:
-  out = {}
-  for key, value in config.items():
-    if isinstance(value, dict):
-      out.update(_settings(value, f"{prefix}{key}."))
-    else:
-      out[prefix + key] = value
-  return out
+def _at(config: dict, path: str):
+  for key in path.split("."):
+    config = (config or {}).get(key)
+  return config
 
 
 def check_one_recipe(work_dir: str, reports: Dict[int, dict]) -> None:
@@ -112,26 +108,24 @@ def check_one_recipe(work_dir: str, reports: Dict[int, dict]) -> None:
   Raises:
     PipelineError: two folds whose recipes differ.
   """
+  from pipeline.config import readers  # pylint: disable=g-import-not-at-top
   from pipeline.errors import PipelineError  # pylint: disable=g-import-not-at-top
   first, *others = sorted(reports)
-  want = _settings(reports[first].get("config", {}))
+  want = reports[first].get("config", {})
   for i in others:
-    got = _settings(reports[i].get("config", {}))
-    changed = sorted(k for k in set(want) | set(got)
-                     if k != "data.split_file" and want.get(k) != got.get(k))
+    got = reports[i].get("config", {})
+    changed = [p for p in readers.changed_settings(want, got) if p != "data.split_file"]
     if changed:
       raise PipelineError(
           f"{work_dir}: fold {i} was built with another recipe than fold {first} ({changed[0]}: "
-          f"{got.get(changed[0])!r} against {want.get(changed[0])!r}); rebuild it (delete "
+          f"{_at(got, changed[0])!r} against {_at(want, changed[0])!r}); rebuild it (delete "
           f"fold_{i}) or give another --work_dir")
 
 
 def _recipe(work_dir: str) -> dict:
+  from pipeline import atomic  # pylint: disable=g-import-not-at-top
   path = os.path.join(work_dir, RECIPE_FILE)
-  if not os.path.isfile(path):
-    return {}
-  with open(path, encoding="utf-8") as f:
-    return json.load(f)
+  return atomic.read_json(path, "the cross-validation recipe") if os.path.isfile(path) else {}
 
 
 def summarise(work_dir: str, folds: int, rescore: bool = True, compare_to: str = "") -> dict:
