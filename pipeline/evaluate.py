@@ -99,6 +99,29 @@ def predict_dihedral_mean(model: bytes, pixels: np.ndarray, labels: Sequence[str
   return align_to_labels(mean, embedded_labels(model), labels, "float32 over 8 views")
 
 
+def predict_variants(models: Dict[str, bytes], pixels: np.ndarray, labels: Sequence[str],
+                     normalization: Normalization, reference: str = "float32",
+                     log: Optional[Callable[[str], None]] = None,
+                     known: Optional[Dict[str, np.ndarray]] = None) -> Dict[str, np.ndarray]:
+  """Every probability `evaluate_models` scores: `predict_models`, plus int8_tta8's paired
+  reference "float32_tta8" (`reference` over the same 8 views, no file) when both models are
+  there. `log` and `known` as in `predict_models`."""
+  probs = predict_models(models, pixels, labels, normalization, log, known)
+  if TTA_VARIANT in models and reference in models:  # Like with like: both over 8 views.
+    what = f"{TTA_REFERENCE} ({reference} over the 8 views) on {len(pixels)} images"
+    if known and TTA_REFERENCE in known:
+      probs[TTA_REFERENCE] = known[TTA_REFERENCE]
+      if log:
+        log(f"{what}: the metadata stage's")
+    else:
+      t0 = time.time()
+      probs[TTA_REFERENCE] = predict_dihedral_mean(models[reference], pixels, labels,
+                                                   normalization)
+      if log:
+        log(f"{what} in {time.time() - t0:.0f} s")
+  return probs
+
+
 def evaluate_models(models: Dict[str, bytes], pixels: np.ndarray, y_true: np.ndarray,
                     labels: Sequence[str], normalization: Normalization,
                     keys: Optional[Sequence[str]] = None, reference: str = "float32",
@@ -106,7 +129,7 @@ def evaluate_models(models: Dict[str, bytes], pixels: np.ndarray, y_true: np.nda
                     seed: int = 0, log: Optional[Callable[[str], None]] = None,
                     known: Optional[Dict[str, np.ndarray]] = None
                     ) -> Tuple[Dict[str, dict], Dict[str, np.ndarray]]:
-  """`score_models` of `predict_models`, with each model's "size_bytes"; `log`, if given,
+  """`score_models` of `predict_variants`, with each model's "size_bytes"; `log`, if given,
   gets a progress line per model; `known` as in `predict_models`.
 
   With int8_tta8 among the models, "float32_tta8" (the reference's probabilities averaged
@@ -115,16 +138,8 @@ def evaluate_models(models: Dict[str, bytes], pixels: np.ndarray, y_true: np.nda
   Returns:
     ({variant: scores}, {variant: probabilities}) so callers can reuse the predictions.
   """
-  probs = predict_models(models, pixels, labels, normalization, log, known)
-  reference_of = {}
-  if TTA_VARIANT in models and reference in models:  # Like with like: both over 8 views.
-    t0 = time.time()
-    probs[TTA_REFERENCE] = predict_dihedral_mean(models[reference], pixels, labels,
-                                                 normalization)
-    reference_of[TTA_VARIANT] = TTA_REFERENCE
-    if log:
-      log(f"{TTA_REFERENCE} ({reference} over the 8 views) on {len(pixels)} images in "
-          f"{time.time() - t0:.0f} s")
+  probs = predict_variants(models, pixels, labels, normalization, reference, log, known)
+  reference_of = {TTA_VARIANT: TTA_REFERENCE} if TTA_REFERENCE in probs else {}
   out = score_models(probs, y_true, labels, keys, reference, bootstrap_rounds, paired_rounds,
                      seed, reference_of)
   for name, blob in models.items():

@@ -104,9 +104,11 @@ def test_missing_mediapipe_environment_skips_its_check_in_one_line(built, tmp_pa
   pixels = np.stack([synthetic.make_image(i, 48, np.random.default_rng(i)) for i in range(2)])
   model = _read(os.path.join(run.assets_dir, "model.tflite"))
   probs = LiteRunner(model, MOBILENET_V2).predict(pixels)
-  result = app_check.check_models(
-      {"model": model}, {"model": probs}, pixels, ["a", "b"],
-      labels_lib.read_labels(os.path.join(run.output_dir, "labels.txt")), str(tmp_path))["model"]
+  results, _ = app_check.check_models(
+      {"model": model}, pixels, ["a", "b"],
+      labels_lib.read_labels(os.path.join(run.output_dir, "labels.txt")), str(tmp_path),
+      predict=lambda: {"model": probs})
+  result = results["model"]
   assert result["task_library"]["status"] == "passed"
   skipped = result["mediapipe_tasks"]
   assert skipped["status"] == "skipped" and "\n" not in skipped["message"]

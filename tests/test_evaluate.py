@@ -27,3 +27,22 @@ def test_predict_models_runs_a_model_it_has_no_probabilities_for():
     evaluate_lib.predict_models({"float32": b"not a tflite file"},
                                 np.zeros((2, 4, 4, 3), np.uint8), ["a", "b"], MOBILENET_V2,
                                 known={"int8": np.zeros((2, 2), np.float32)})
+
+
+def test_predict_variants_reuses_the_8_view_reference_the_metadata_stage_computed():
+  # The metadata stage computes every probability evaluate scores, float32 over the 8 views
+  # included, while the app runtimes run; evaluate must not compute any of them again.
+  known = {name: np.full((2, 2), 0.5, np.float32)
+           for name in ("int8_tta8", "float32", evaluate_lib.TTA_REFERENCE)}
+  models = {"int8_tta8": b"not a tflite file", "float32": b"not a tflite file"}
+  lines = []
+  out = evaluate_lib.predict_variants(models, np.zeros((2, 4, 4, 3), np.uint8), ["a", "b"],
+                                      MOBILENET_V2, log=lines.append, known=known)
+  assert set(out) == set(known)
+  assert out[evaluate_lib.TTA_REFERENCE] is known[evaluate_lib.TTA_REFERENCE]
+  assert lines[-1] == ("float32_tta8 (float32 over the 8 views) on 2 images: the metadata "
+                       "stage's")
+  del known[evaluate_lib.TTA_REFERENCE]
+  with pytest.raises(PipelineError, match="not a loadable TFLite model"):
+    evaluate_lib.predict_variants(models, np.zeros((2, 4, 4, 3), np.uint8), ["a", "b"],
+                                  MOBILENET_V2, known=known)

@@ -1,9 +1,10 @@
 """Both app runtimes classify the same test images; each must agree with the LiteRT
 interpreter, the runtime this project evaluates and gates with."""
 
+import concurrent.futures
 import os
 import tempfile
-from typing import Dict, List, Sequence
+from typing import Callable, Dict, List, Sequence, Tuple
 
 import numpy as np
 
@@ -24,28 +25,32 @@ SCORE_TOLERANCE = 4 * STEP + 1e-6
 ROUNDING_SHARE = 0.95
 
 
-def check_models(models: Dict[str, bytes], probs: Dict[str, np.ndarray], pixels: np.ndarray,
-                 keys: Sequence[str], labels: Sequence[str],
-                 tmp_root: str) -> Dict[str, Dict[str, dict]]:
+def check_models(models: Dict[str, bytes], pixels: np.ndarray, keys: Sequence[str],
+                 labels: Sequence[str], tmp_root: str,
+                 predict: Callable[[], Dict[str, np.ndarray]]
+                 ) -> Tuple[Dict[str, Dict[str, dict]], Dict[str, np.ndarray]]:
   """Classifies `pixels` with every model in every app runtime, against the LiteRT
   interpreter's probabilities (the ones the evaluate stage scores).
 
   Images are written once as PNG at the models' input size, so the runtimes' own resize is a
   no-op and all paths see the same pixels. Each runtime starts once for all the models, and
-  the runtimes run side by side.
+  the runtimes run side by side while this process runs `predict`: the work is CPU-bound in
+  every process, and the three together keep the cores busier than one after the other.
 
   Args:
     models: {name: the shipped .tflite, metadata included}.
-    probs: {name: the interpreter's probabilities [N, K] on `pixels`, in output order}.
     pixels: uint8 [N, H, W, 3] at the models' input size.
     keys: the images' names, for messages.
     labels: class names in output order.
     tmp_root: where to write the temporary models and images.
+    predict: returns the interpreter's probabilities [N, K] on `pixels` in output order, for
+      every name in `models` at least (what else it returns is passed back).
 
   Returns:
-    Per model name, per runtime key: {"runtime", "status" ("passed" or "skipped"), "images",
+    (per model name, per runtime key: {"runtime", "status" ("passed" or "skipped"), "images",
     "agree", "near_ties" (agreeing picks a few output steps below the interpreter's top-1),
-    "max_score_diff", "within_one_step" (share of images), "score_tolerance", "message"}.
+    "max_score_diff", "within_one_step" (share of images), "score_tolerance", "message"};
+    what `predict` returned).
 
   Raises:
     PipelineError: a runtime that is installed fails, disagrees with the interpreter's top-1,
@@ -58,7 +63,11 @@ def check_models(models: Dict[str, bytes], probs: Dict[str, np.ndarray], pixels:
       model_paths.append(os.path.join(tmp, f"model_{i}.tflite"))
       with open(model_paths[-1], "wb") as f:
         f.write(blob)
-    answers = runtimes.classify_everywhere(model_paths, write_pngs(pixels, tmp))
+    image_paths = write_pngs(pixels, tmp)
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+      running = pool.submit(runtimes.classify_everywhere, model_paths, image_paths)
+      probs = predict()
+      answers = running.result()
   results = {}
   for i, name in enumerate(models):
     results[name] = {}
@@ -70,7 +79,7 @@ def check_models(models: Dict[str, bytes], probs: Dict[str, np.ndarray], pixels:
         continue
       results[name][runtime.key] = compare(runtime.name, got[i], probs[name], keys, labels)
       results[name][runtime.key]["runtime"] = runtime.name
-  return results
+  return results, probs
 
 
 def write_pngs(pixels: np.ndarray, folder: str) -> List[str]:

@@ -20,7 +20,8 @@ SHIPPABLE = ("int8", "int8_tta8", "float16")
 
 
 def run(config: BuildConfig, state: BuildState) -> BuildState:
-  """Writes and verifies the metadata of every variant; checks int8 in the app runtimes.
+  """Writes and verifies the metadata of every variant; checks the shippable ones in the app
+  runtimes while the interpreter computes the probabilities the evaluate stage scores.
 
   Raises:
     PipelineError: metadata that does not read back, or an app runtime disagreeing with the
@@ -38,10 +39,12 @@ def run(config: BuildConfig, state: BuildState) -> BuildState:
   state.log(f"metadata: written and read back on {len(blobs)} models")
   test = state.bundle.splits["test"]
   pixels, shippable = test.pixels(), {v: blobs[v] for v in SHIPPABLE if v in blobs}
-  # The interpreter's answers the runtimes must match; the evaluate stage scores the same ones.
-  probs = evaluate_lib.predict_models(shippable, pixels, labels, norm)
-  apps = app_check.check_models(shippable, probs, pixels, test.keys, labels,
-                                state.options.output_dir)
+  # While the runtimes run, the interpreter computes every probability the evaluate stage
+  # scores: the runtimes must match the shipped files' ones.
+  apps, probs = app_check.check_models(
+      shippable, pixels, test.keys, labels, state.options.output_dir,
+      predict=lambda: evaluate_lib.predict_variants(
+          blobs, pixels, labels, norm, log=lambda message: state.log(f"metadata: {message}")))
   for variant, results in apps.items():
     for result in results.values():
       state.log(f"metadata: {model_file_name(variant)}: {result['message']}")
