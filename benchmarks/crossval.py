@@ -20,8 +20,8 @@ sides share each fold's fine-tuned float model and the summary gives paired diff
       --from_work_dir=build/cv --rerun_from=qat --build_flag=--qat_epochs=1 \
       --work_dir=build/cv_qat1
 
-The summary (benchmarks/crossval_summary.py) gives each variant's balanced accuracy over the
-folds (mean, min-max and a 95% t-interval), the same per source folder, and the referral
+The summary (benchmarks/crossval_summary.py; JSON, Markdown and a plot beside them) gives
+each variant's balanced accuracy over the folds (mean, min-max and a 95% t-interval), the same per source folder, and the referral
 threshold two ways on held-out lesions: as each fold's build fit it (on its own validation
 share), and fit on the out-of-fold scores of the other folds (hundreds of serious cases, none
 of them used for any decision).
@@ -224,13 +224,20 @@ def measure_from_flags() -> dict:
                  for j in range(FLAGS.folds))
       eta = (time.time() - t0) / done * left
       common.progress(f"fold {i + 1}/{FLAGS.folds}: done; {left} to go, ETA {eta / 60:.0f} min")
-  return summary_lib.summarise(FLAGS.work_dir, FLAGS.folds,
-                               compare_to=FLAGS.compare_to or base_dir)
+  payload = summary_lib.summarise(FLAGS.work_dir, FLAGS.folds,
+                                  compare_to=FLAGS.compare_to or base_dir)
+  payload["plot"] = os.path.splitext(_output_json())[0] + ".png"
+  summary_lib.plot(payload, payload["plot"])
+  return payload
+
+
+def _output_json() -> str:
+  return FLAGS.output_json or os.path.join(FLAGS.work_dir, "crossval.json")
 
 
 def main(argv: List[str]) -> None:
   common.main("benchmarks.crossval", argv, measure_from_flags, summary_lib.markdown,
-              FLAGS.output_json or os.path.join(FLAGS.work_dir, "crossval.json"), "")
+              _output_json(), "")
 
 
 if __name__ == "__main__":

@@ -184,3 +184,27 @@ def test_score_moves_compare_the_tail_of_each_side():
   elsewhere = crossval_paired.move_figures({2: base[0]}, {2: this[0]})  # Another fold.
   p = crossval_paired.paired(reports, reports, more=elsewhere)
   assert "moved over" not in "\n".join(crossval_paired.markdown({"paired": p, "compare_to": "/b"}))
+
+
+def test_the_plot_shows_each_folds_figures_and_the_referral_target(tmp_path):
+  for i, bacc in enumerate([(0.70, 0.71, 0.73), (0.72, 0.72, 0.75), (0.68, 0.69, 0.72)]):
+    _fold(tmp_path, i, bacc)
+  payload = crossval_summary.summarise(str(tmp_path), 5, rescore=False)
+  for i, p in enumerate(payload["per_fold"]):
+    p["referral_own"] = {"sensitivity": 0.91 + 0.01 * i}
+  payload["referral"] = {
+      "target_sensitivity": 0.9, "own_sensitivity": {"mean": 0.92},
+      "sensitivity": {"mean": 0.88},
+      "cross_fit": [{"fold": i, "sensitivity": 0.87 + 0.01 * i} for i in range(3)]}
+  fig = crossval_summary.figure(payload)
+  accuracy, referral = fig.axes
+  dots = {line.get_label().split(":")[0]: list(line.get_ydata()) for line in accuracy.lines
+          if line.get_linestyle() == "None"}
+  assert dots == {"float32": [70, 72, 68], "int8": [71, 72, 69], "int8_tta8": [73, 75, 72]}
+  shares = [list(line.get_ydata()) for line in referral.lines]
+  assert shares[0] == pytest.approx([91, 92, 93]) and shares[1] == pytest.approx([87, 88, 89])
+  assert shares[2] == [90, 90]  # The target.
+  crossval_summary.plot(payload, str(tmp_path / "crossval.png"))
+  from PIL import Image
+  width, height = Image.open(tmp_path / "crossval.png").size
+  assert width > 2 * height  # Both panels.
