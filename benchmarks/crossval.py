@@ -21,10 +21,10 @@ sides share each fold's fine-tuned float model and the summary gives paired diff
       --work_dir=build/cv_qat1
 
 The summary (benchmarks/crossval_summary.py; JSON, Markdown and a plot beside them) gives
-each variant's balanced accuracy over the folds (mean, min-max and a 95% t-interval), the same per source folder, and the referral
-threshold two ways on held-out lesions: as each fold's build fit it (on its own validation
-share), and fit on the out-of-fold scores of the other folds (hundreds of serious cases, none
-of them used for any decision).
+each variant's balanced accuracy over the folds (mean, min-max and a 95% t-interval), the
+same per source folder, and the referral threshold two ways on held-out lesions: as each
+fold's build fit it (on its own validation share), and fit on the out-of-fold scores of the
+other folds (hundreds of serious cases, none of them used for any decision).
 """
 
 import os
