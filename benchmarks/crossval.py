@@ -38,6 +38,7 @@ from absl import app
 from absl import flags
 
 from benchmarks import common
+from benchmarks import crossval_plot
 from benchmarks import crossval_summary as summary_lib
 from pipeline.config.choices import STAGES
 
@@ -227,7 +228,7 @@ def measure_from_flags() -> dict:
   payload = summary_lib.summarise(FLAGS.work_dir, FLAGS.folds,
                                   compare_to=FLAGS.compare_to or base_dir)
   payload["plot"] = os.path.splitext(_output_json())[0] + ".png"
-  summary_lib.plot(payload, payload["plot"])
+  crossval_plot.plot(payload, payload["plot"])
   return payload
 
 

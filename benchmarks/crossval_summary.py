@@ -15,6 +15,8 @@ from pipeline.config.choices import STAGES
 
 VARIANTS = paired_lib.VARIANTS
 RECIPE_FILE = "recipe.json"  # What a cross-validation's folds were built with.
+# The per-draw margin the summary prices against the default (the average over draws).
+PER_DRAW_CONFIDENCE = 0.9
 
 
 def finished(out: str) -> bool:
@@ -38,10 +40,14 @@ def out_of_fold_scores(fold_dir: str) -> dict:
   serious = list(config.referral.classes(config.data.data_format, labels))
   probs = runner.predict(split.pixels())
   y = np.asarray(split.labels)  # The build's labels.txt order, which its model embeds.
-  truth = np.isin(np.asarray(labels)[y], serious)
-  return {"scores": referral_lib.serious_score(probs, labels, serious) if serious else None,
-          "serious": truth, "probs": probs, "y": y,
-          "source": np.array([_source(p, config.data.data_dir) for p in split.paths])}
+  out = {"scores": None, "serious": np.isin(np.asarray(labels)[y], serious), "probs": probs,
+         "y": y, "source": np.array([_source(p, config.data.data_dir) for p in split.paths])}
+  if serious:  # The validation share's scores too: the fold's build fit its threshold on them.
+    _, val = common.build_split(fold_dir, "val")
+    out["scores"] = referral_lib.serious_score(probs, labels, serious)
+    out["val_scores"] = referral_lib.serious_score(runner.predict(val.pixels()), labels, serious)
+    out["val_serious"] = np.isin(np.asarray(labels)[np.asarray(val.labels)], serious)
+  return out
 
 
 def _source(path: str, data_dirs: str) -> str:
@@ -81,6 +87,20 @@ def cross_fit_referral(oof: Dict[int, dict], sensitivity: float) -> List[dict]:
     point = referral_lib.operating_point(mine["scores"], mine["serious"], threshold)
     rows.append({"fold": fold, "threshold": threshold, "fit_on_serious": int(serious.sum()),
                  **point})
+  return rows
+
+
+def margin_referral(oof: Dict[int, dict], sensitivity: float,
+                    confidence: float) -> List[dict]:
+  """Per fold: the threshold the fold's build fits on its validation share with a per-draw
+  margin (`--set=referral.confidence`), and what it refers of this fold's held-out lesions."""
+  from pipeline import referral as referral_lib  # pylint: disable=g-import-not-at-top
+  rows = []
+  for fold, o in sorted(oof.items()):
+    threshold = referral_lib.fit_threshold(o["val_scores"], o["val_serious"], sensitivity,
+                                           confidence)
+    rows.append({"fold": fold, "threshold": threshold,
+                 **referral_lib.operating_point(o["scores"], o["serious"], threshold)})
   return rows
 
 
@@ -173,7 +193,14 @@ def summarise(work_dir: str, folds: int, rescore: bool = True, compare_to: str =
                            "sensitivity": interval([r["sensitivity"] for r in rows]),
                            "specificity": interval([r["specificity"] for r in rows]),
                            "own_sensitivity": interval([p["referral_own"]["sensitivity"]
+                                                        for p in payload["per_fold"]]),
+                           "own_specificity": interval([p["referral_own"]["specificity"]
                                                         for p in payload["per_fold"]])}
+    margin = margin_referral(oof, target, PER_DRAW_CONFIDENCE)
+    payload["referral"]["per_draw"] = {
+        "confidence": PER_DRAW_CONFIDENCE, "folds": margin,
+        "sensitivity": interval([r["sensitivity"] for r in margin]),
+        "specificity": interval([r["specificity"] for r in margin])}
   return payload
 
 
@@ -212,53 +239,16 @@ def markdown(payload: dict) -> List[str]:
     lines += ["", f"Referral at {r['target_sensitivity']:.0%} target sensitivity, on each fold's "
               "held-out lesions:", "",
               f"- fit by the fold's build on its validation share: sensitivity "
-              f"{pct(r['own_sensitivity'])};",
+              f"{pct(r['own_sensitivity'])}"
+              + (f", specificity {pct(r['own_specificity'])};" if "own_specificity" in r
+                 else ";"),
               f"- fit on the other folds' out-of-fold scores: sensitivity "
-              f"{pct(r['sensitivity'])}, specificity {pct(r['specificity'])}."]
+              f"{pct(r['sensitivity'])}, specificity {pct(r['specificity'])}" +
+              (";" if "per_draw" in r else ".")]
+    if "per_draw" in r:
+      m = r["per_draw"]
+      lines.append(f"- fit on the same validation share with a per-draw margin "
+                   f"(`--set=referral.confidence={m['confidence']:g}`): sensitivity "
+                   f"{pct(m['sensitivity'])}, specificity {pct(m['specificity'])}.")
   return lines
 
-
-def figure(payload: dict):
-  """Each variant's balanced accuracy per fold (dots) with its mean and 95% interval (line and
-  band); beside it, with a referral threshold, the share of serious held-out images each
-  fold's threshold referred, as the fold fit it and cross-fit, against the target."""
-  import matplotlib  # pylint: disable=g-import-not-at-top
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
-  r = payload.get("referral")
-  fig, axes = plt.subplots(1, 2 if r else 1, figsize=(11 if r else 6, 4), squeeze=False)
-  ax = axes[0][0]
-  folds = [p["fold"] for p in payload["per_fold"]]
-  for j, (v, s) in enumerate(payload["variants"].items()):
-    s = s["balanced_accuracy"]
-    x = np.asarray(folds, float) + 0.12 * (j - 1)
-    dots = ax.plot(x, [100 * p["balanced_accuracy"][v] for p in payload["per_fold"]], "o",
-                   label=f"{v}: {100 * s['mean']:.1f}%")
-    ax.axhline(100 * s["mean"], color=dots[0].get_color(), lw=1)
-    if s["ci95"]:
-      ax.axhspan(100 * s["ci95"][0], 100 * s["ci95"][1], color=dots[0].get_color(), alpha=0.08)
-  ax.set(title=f"balanced accuracy on held-out lesions ({len(folds)} of {payload['folds']} "
-         "folds; mean, 95% CI)", xlabel="fold", ylabel="%", xticks=folds)
-  ax.legend(fontsize=8)
-  if r:
-    ax = axes[0][1]
-    own = [100 * p["referral_own"]["sensitivity"] for p in payload["per_fold"]]
-    cross = {row["fold"]: 100 * row["sensitivity"] for row in r["cross_fit"]}
-    ax.plot(folds, own, "o",
-            label=f"fit by the fold's build: {100 * r['own_sensitivity']['mean']:.1f}%")
-    ax.plot([f for f in folds if f in cross], [cross[f] for f in folds if f in cross], "s",
-            label=f"fit on the other folds: {100 * r['sensitivity']['mean']:.1f}%")
-    ax.axhline(100 * r["target_sensitivity"], color="0.3", ls="--", lw=1, label="target")
-    ax.set(title="serious held-out images referred", xlabel="fold", ylabel="%", xticks=folds)
-    ax.legend(fontsize=8)
-  fig.tight_layout()
-  return fig
-
-
-def plot(payload: dict, path: str) -> None:
-  """`figure(payload)` saved to PATH (write-then-rename)."""
-  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
-  from pipeline import atomic  # pylint: disable=g-import-not-at-top
-  fig = figure(payload)
-  atomic.save_figure(fig, path)
-  plt.close(fig)

@@ -12,7 +12,9 @@ import pytest
 
 from benchmarks import crossval
 from benchmarks import crossval_paired
+from benchmarks import crossval_plot
 from benchmarks import crossval_summary
+from pipeline import referral
 from pipeline.errors import PipelineError
 
 pytestmark = pytest.mark.fast
@@ -65,6 +67,27 @@ def test_the_cross_fit_threshold_comes_from_the_other_folds():
     assert r["fit_on_serious"] == sum(int(o["serious"].sum()) for o in others)
   # Exchangeable folds: the share referred is near the target on average.
   assert np.mean([r["sensitivity"] for r in rows]) == pytest.approx(0.9, abs=0.05)
+
+
+def test_the_per_draw_margin_refers_more_of_the_held_out_lesions_at_a_lower_specificity():
+  rng = np.random.default_rng(1)
+  draw = lambda n: (lambda serious: (np.where(serious, rng.beta(5, 2, n), rng.beta(2, 5, n)),
+                                     serious))(rng.random(n) < 0.2)
+  oof = {}
+  for fold in range(5):
+    (scores, serious), (val_scores, val_serious) = draw(1200), draw(600)
+    oof[fold] = {"scores": scores, "serious": serious, "val_scores": val_scores,
+                 "val_serious": val_serious}
+  average = crossval_summary.margin_referral(oof, 0.9, 0.0)
+  per_draw = crossval_summary.margin_referral(oof, 0.9, 0.9)
+  for a, m in zip(average, per_draw):
+    o = oof[a["fold"]]
+    # The average rank is the build's own threshold on its validation share.
+    assert a["threshold"] == referral.fit_threshold(o["val_scores"], o["val_serious"], 0.9)
+    assert m["threshold"] < a["threshold"]
+    assert m["sensitivity"] >= a["sensitivity"] and m["specificity"] <= a["specificity"]
+  assert np.mean([m["sensitivity"] for m in per_draw]) > np.mean(
+      [a["sensitivity"] for a in average])
 
 
 def test_figures_per_source_folder():
@@ -195,16 +218,18 @@ def test_the_plot_shows_each_folds_figures_and_the_referral_target(tmp_path):
   payload["referral"] = {
       "target_sensitivity": 0.9, "own_sensitivity": {"mean": 0.92},
       "sensitivity": {"mean": 0.88},
-      "cross_fit": [{"fold": i, "sensitivity": 0.87 + 0.01 * i} for i in range(3)]}
-  fig = crossval_summary.figure(payload)
+      "cross_fit": [{"fold": i, "sensitivity": 0.87 + 0.01 * i} for i in range(3)],
+      "per_draw": {"confidence": 0.9, "sensitivity": {"mean": 0.95},
+                   "folds": [{"fold": i, "sensitivity": 0.94 + 0.01 * i} for i in range(3)]}}
+  fig = crossval_plot.figure(payload)
   accuracy, referral = fig.axes
   dots = {line.get_label().split(":")[0]: list(line.get_ydata()) for line in accuracy.lines
           if line.get_linestyle() == "None"}
   assert dots == {"float32": [70, 72, 68], "int8": [71, 72, 69], "int8_tta8": [73, 75, 72]}
   shares = [list(line.get_ydata()) for line in referral.lines]
   assert shares[0] == pytest.approx([91, 92, 93]) and shares[1] == pytest.approx([87, 88, 89])
-  assert shares[2] == [90, 90]  # The target.
-  crossval_summary.plot(payload, str(tmp_path / "crossval.png"))
+  assert shares[2] == pytest.approx([94, 95, 96]) and shares[3] == [90, 90]  # The target.
+  crossval_plot.plot(payload, str(tmp_path / "crossval.png"))
   from PIL import Image
   width, height = Image.open(tmp_path / "crossval.png").size
   assert width > 2 * height  # Both panels.
