@@ -16,19 +16,22 @@ VARIANTS = ("float32", "int8", "int8_tta8")  # What a cross-validation reports a
 
 
 def check_same_folds(work_dir: str, other: str, folds: List[int]) -> None:
-  """A paired comparison needs each fold to hold out the same images on both sides.
+  """A paired comparison needs each fold to hold out the same images on both sides (what each
+  side trained on may differ: a learning curve leaves training images out).
 
   Raises:
-    PipelineError: a fold of the two whose splits.csv differ.
+    PipelineError: a fold of the two whose held-out images differ.
   """
+  from pipeline.data import splits as splits_lib  # pylint: disable=g-import-not-at-top
+  from pipeline.data.readers import read_csv  # pylint: disable=g-import-not-at-top
   from pipeline.errors import PipelineError  # pylint: disable=g-import-not-at-top
   for i in folds:
-    texts = []
+    held_out = []
     for d in (work_dir, other):
-      with open(os.path.join(d, f"fold_{i}", "splits.csv"), encoding="utf-8") as f:
-        texts.append(f.read())
-    if texts[0] != texts[1]:
-      raise PipelineError(f"--compare_to={other}: fold {i} splits the images differently from "
+      rows, _ = read_csv(os.path.join(d, f"fold_{i}", splits_lib.FILE_NAME), ("key", "split"))
+      held_out.append(sorted(r["key"] for r in rows if r["split"] == "test"))
+    if held_out[0] != held_out[1]:
+      raise PipelineError(f"--compare_to={other}: fold {i} holds out other images than "
                           f"{work_dir}'s; compare cross-validations of the same data, seed and "
                           "--folds")
 

@@ -140,8 +140,11 @@ def test_paired_differences_with_another_cross_validation(tmp_path):
   assert "passed/FAILED" in text and "| finetune seconds | 54 / 54 | 54 / 27 | x0.75 |" in text
   assert "| minutes (redone from finetune) |" in text
   assert [f["minutes"] for f in payload["per_fold"]] == [0.9, 0.45]  # data was not redone.
+  # Training images left out (a learning curve): the same held-out images, still paired.
+  (this / "fold_1" / "splits.csv").write_text("key,split\nimg1,test\nimg9,unused\n")
+  crossval_summary.summarise(str(this), 3, rescore=False, compare_to=str(base))
   (this / "fold_1" / "splits.csv").write_text("key,split\nimg1,val\n")  # Not the same fold.
-  with pytest.raises(PipelineError, match="fold 1 splits the images differently"):
+  with pytest.raises(PipelineError, match="fold 1 holds out other images"):
     crossval_summary.summarise(str(this), 3, rescore=False, compare_to=str(base))
 
 
