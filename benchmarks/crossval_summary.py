@@ -115,12 +115,6 @@ def fold_reports(work_dir: str, folds: int) -> Dict[int, dict]:
   return reports
 
 
-def _at(config: dict, path: str):
-  for key in path.split("."):
-    config = (config or {}).get(key)
-  return config
-
-
 def check_one_recipe(work_dir: str, reports: Dict[int, dict]) -> None:
   """Every fold must have been built with the same recipe but for its split file: the
   flagfile's text alone does not pin it (a default may change between two runs' code).
@@ -136,10 +130,11 @@ def check_one_recipe(work_dir: str, reports: Dict[int, dict]) -> None:
     got = reports[i].get("config", {})
     changed = [p for p in readers.changed_settings(want, got) if p != "data.split_file"]
     if changed:
+      path = changed[0]
       raise PipelineError(
-          f"{work_dir}: fold {i} was built with another recipe than fold {first} ({changed[0]}: "
-          f"{_at(got, changed[0])!r} against {_at(want, changed[0])!r}); rebuild it (delete "
-          f"fold_{i}) or give another --work_dir")
+          f"{work_dir}: fold {i} was built with another recipe than fold {first} ({path}: "
+          f"{readers.setting(got, path)!r} against {readers.setting(want, path)!r}); rebuild it "
+          f"(delete fold_{i}) or give another --work_dir")
 
 
 def _recipe(work_dir: str) -> dict:

@@ -4,7 +4,7 @@ A build re-run from a stage keeps the results of the stages before it, so a sett
 of those stages read must stay as it was; settings read only from STAGE on may change.
 """
 
-from typing import Iterator, List, Tuple
+from typing import Any, Iterator, List, Tuple
 
 from pipeline.config.choices import STAGES, stage_index
 
@@ -44,6 +44,13 @@ def changed_settings(saved: dict, current: dict, prefix: str = "") -> Iterator[s
       yield from changed_settings(a, b, path + ".")
     elif a != b:
       yield path
+
+
+def setting(config: dict, path: str) -> Any:
+  """The value at dotted `path` of a `BuildConfig.to_dict()` (None where it has none)."""
+  for key in path.split("."):
+    config = config.get(key) if isinstance(config, dict) else None
+  return config
 
 
 def read_before(saved: dict, current: dict, stage: str) -> List[Tuple[str, str]]:

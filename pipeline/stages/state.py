@@ -91,8 +91,8 @@ class Progress:
       reader = readers.first_reader(path)
       if reader in completed or path.split(".")[0] in ("data", "model", "train"):
         raise PipelineError(
-            f"--resume: {path} was {_setting(saved, path)!r} in the interrupted build in "
-            f"{output_dir}, now {_setting(current, path)!r}, and its {reader} stage "
+            f"--resume: {path} was {readers.setting(saved, path)!r} in the interrupted build in "
+            f"{output_dir}, now {readers.setting(current, path)!r}, and its {reader} stage "
             f"{'already read it' if reader in completed else 'is under way'}; resume with the "
             f"same flags (--flagfile={os.path.join(output_dir, 'flags.txt')}), or give "
             f"--rerun_from={reader} to redo that stage and the later ones")
@@ -128,13 +128,6 @@ class Progress:
       self.data["completed"].append(stage)
     self.stage_seconds[stage] = self.stage_seconds.get(stage, 0.0) + seconds
     atomic.write_json(self.path, self.data)
-
-
-def _setting(config: dict, path: str) -> Any:
-  """The value at dotted `path` of a `BuildConfig.to_dict()` (None where it has none)."""
-  for key in path.split("."):
-    config = config.get(key) if isinstance(config, dict) else None
-  return config
 
 
 def _as_this_version(saved: Optional[dict], path: str) -> dict:
