@@ -1,7 +1,6 @@
 """Both app runtimes classify the same test images; each must agree with the LiteRT
 interpreter, the runtime this project evaluates and gates with."""
 
-import concurrent.futures
 import os
 import tempfile
 from typing import Callable, Dict, List, Sequence, Tuple
@@ -63,11 +62,8 @@ def check_models(models: Dict[str, bytes], pixels: np.ndarray, keys: Sequence[st
       model_paths.append(os.path.join(tmp, f"model_{i}.tflite"))
       with open(model_paths[-1], "wb") as f:
         f.write(blob)
-    image_paths = write_pngs(pixels, tmp)
-    with concurrent.futures.ThreadPoolExecutor(1) as pool:
-      running = pool.submit(runtimes.classify_everywhere, model_paths, image_paths)
-      probs = predict()
-      answers = running.result()
+    answers, probs = runtimes.classify_everywhere(model_paths, write_pngs(pixels, tmp),
+                                                  meanwhile=predict)
   results = {}
   for i, name in enumerate(models):
     results[name] = {}

@@ -5,7 +5,7 @@ import json
 import os
 import subprocess
 import sys
-from typing import List, Optional, Sequence
+from typing import Any, Callable, List, Optional, Sequence, Tuple
 
 from pipeline.errors import PipelineError
 
@@ -100,9 +100,11 @@ def classify_models(runtime: Runtime, model_paths: Sequence[str], image_paths: S
   return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def classify_everywhere(model_paths: Sequence[str], image_paths: Sequence[str]) -> dict:
-  """classify_models in every runtime at once (one subprocess each, side by side):
-  {runtime key: its answers, or the RuntimeMissing that skipped it}.
+def classify_everywhere(model_paths: Sequence[str], image_paths: Sequence[str],
+                        meanwhile: Callable[[], Any] = lambda: None) -> Tuple[dict, Any]:
+  """classify_models in every runtime at once (one subprocess each, side by side), while this
+  thread runs `meanwhile`: ({runtime key: its answers, or the RuntimeMissing that skipped it},
+  what `meanwhile` returned).
 
   Raises:
     PipelineError: an installed runtime could not load or run a model.
@@ -110,10 +112,11 @@ def classify_everywhere(model_paths: Sequence[str], image_paths: Sequence[str]) 
   import concurrent.futures  # pylint: disable=g-import-not-at-top
   with concurrent.futures.ThreadPoolExecutor(len(ALL)) as pool:
     futures = {r.key: pool.submit(classify_models, r, model_paths, image_paths) for r in ALL}
+    done_meanwhile = meanwhile()
     out = {}
     for key, future in futures.items():
       try:
         out[key] = future.result()
       except RuntimeMissing as e:
         out[key] = e
-  return out
+  return out, done_meanwhile
