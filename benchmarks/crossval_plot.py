@@ -7,7 +7,7 @@ import numpy as np
 def figure(payload: dict):
   """Each variant's balanced accuracy per fold (dots) with its mean and 95% interval (line and
   band); beside it, with a referral threshold, the share of serious held-out images each
-  fold's threshold referred (as the fold fit it, with the per-draw margin, and cross-fit)
+  fold's threshold referred (as the fold fit it, cross-fit, and with the per-draw margin)
   against the target."""
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use("Agg")
@@ -29,18 +29,15 @@ def figure(payload: dict):
   ax.legend(fontsize=8)
   if r:
     ax = axes[0][1]
-    own = [100 * p["referral_own"]["sensitivity"] for p in payload["per_fold"]]
-    cross = {row["fold"]: 100 * row["sensitivity"] for row in r["cross_fit"]}
-    ax.plot(folds, own, "o",
-            label=f"fit by the fold's build: {100 * r['own_sensitivity']['mean']:.1f}%")
-    ax.plot([f for f in folds if f in cross], [cross[f] for f in folds if f in cross], "s",
-            label=f"fit on the other folds: {100 * r['sensitivity']['mean']:.1f}%")
-    if "per_draw" in r:
-      d = r["per_draw"]
-      m = {row["fold"]: 100 * row["sensitivity"] for row in d["folds"]}
-      ax.plot([f for f in folds if f in m], [m[f] for f in folds if f in m], "^",
-              label=f"fit by the fold's build, per-draw margin {d['confidence']:g}: "
-                    f"{100 * d['sensitivity']['mean']:.1f}%")
+    own = [{"fold": p["fold"], **p["referral_own"]} for p in payload["per_fold"]]
+    d = r["per_draw"]
+    for rows, mean, marker, label in (
+        (own, r["own_sensitivity"], "o", "fit by the fold's build"),
+        (r["cross_fit"], r["sensitivity"], "s", "fit on the other folds"),
+        (d["folds"], d["sensitivity"], "^",
+         f"fit by the fold's build, per-draw margin {d['confidence']:g}")):
+      ax.plot([row["fold"] for row in rows], [100 * row["sensitivity"] for row in rows], marker,
+              label=f"{label}: {100 * mean['mean']:.1f}%")
     ax.axhline(100 * r["target_sensitivity"], color="0.3", ls="--", lw=1, label="target")
     ax.set(title="serious held-out images referred", xlabel="fold", ylabel="%", xticks=folds)
     ax.legend(fontsize=8)

@@ -234,16 +234,12 @@ def markdown(payload: dict) -> List[str]:
     lines += ["", f"Referral at {r['target_sensitivity']:.0%} target sensitivity, on each fold's "
               "held-out lesions:", "",
               f"- fit by the fold's build on its validation share: sensitivity "
-              f"{pct(r['own_sensitivity'])}"
-              + (f", specificity {pct(r['own_specificity'])};" if "own_specificity" in r
-                 else ";"),
+              f"{pct(r['own_sensitivity'])}, specificity {pct(r['own_specificity'])};",
               f"- fit on the other folds' out-of-fold scores: sensitivity "
-              f"{pct(r['sensitivity'])}, specificity {pct(r['specificity'])}" +
-              (";" if "per_draw" in r else ".")]
-    if "per_draw" in r:
-      m = r["per_draw"]
-      lines.append(f"- fit on the same validation share with a per-draw margin "
-                   f"(`--set=referral.confidence={m['confidence']:g}`): sensitivity "
-                   f"{pct(m['sensitivity'])}, specificity {pct(m['specificity'])}.")
+              f"{pct(r['sensitivity'])}, specificity {pct(r['specificity'])};",
+              f"- fit on the same validation share with a per-draw margin "
+              f"(`--set=referral.confidence={r['per_draw']['confidence']:g}`): sensitivity "
+              f"{pct(r['per_draw']['sensitivity'])}, specificity "
+              f"{pct(r['per_draw']['specificity'])}."]
   return lines
 
