@@ -55,24 +55,42 @@ def dataset_from_flags(values) -> Dataset:
 
 
 def build_split(build_dir: str, split: str = "test"):
-  """(BuildConfig, Split): a finished build's recipe and one split of its data.
+  """(BuildConfig, Split): a finished build's recipe and one split of its data."""
+  config, parts = build_splits(build_dir, (split,))
+  return config, parts[split]
+
+
+def build_splits(build_dir: str, names=("test",)):
+  """(BuildConfig, {name: Split}): a finished build's recipe and some splits of its data,
+  decoded in one pass; each split's labels index the build's labels.txt (the order its models
+  embed), not the classes the splits happen to hold.
 
   Raises:
-    PipelineError: not a build's output directory.
+    PipelineError: not a build's output directory, or a class the build's labels.txt lacks.
   """
+  import dataclasses  # pylint: disable=g-import-not-at-top
   from pipeline import config as config_lib  # pylint: disable=g-import-not-at-top
   from pipeline import data as data_lib  # pylint: disable=g-import-not-at-top
+  from pipeline import labels as labels_lib  # pylint: disable=g-import-not-at-top
   from pipeline.errors import PipelineError  # pylint: disable=g-import-not-at-top
   config_path = os.path.join(build_dir, config_lib.CONFIG_FILE)
   if not os.path.isfile(config_path):
     raise PipelineError(f"--build_dir={build_dir}: no {config_lib.CONFIG_FILE}; give the output "
                         "directory of a build")
   config = config_lib.BuildConfig.load(config_path)
+  labels = labels_lib.read_labels(os.path.join(build_dir, labels_lib.FILE_NAME))
   bundle = data_lib.load(config.data, config.seed,
                          split_file=os.path.join(build_dir, "splits.csv"),
                          synthetic_root=os.path.join(build_dir, "synthetic_data"),
-                         only_splits=(split,))
-  return config, bundle.splits[split]
+                         only_splits=tuple(names))
+  unknown = sorted(set(bundle.labels) - set(labels))
+  if unknown:
+    raise PipelineError(f"--build_dir={build_dir}: its {'/'.join(names)} images have classes "
+                        f"{unknown} that its labels.txt ({', '.join(labels)}) lacks; the "
+                        "directory holds files of different builds")
+  order = np.array([labels.index(name) for name in bundle.labels], np.int32)
+  return config, {name: dataclasses.replace(part, labels=order[part.labels])
+                  for name, part in bundle.splits.items()}
 
 
 def build_models(build_dir: str,

@@ -23,13 +23,16 @@ def check_same_folds(work_dir: str, other: str, folds: List[int]) -> None:
     PipelineError: a fold of the two whose held-out images differ.
   """
   from pipeline.data import splits as splits_lib  # pylint: disable=g-import-not-at-top
-  from pipeline.data.readers import read_csv  # pylint: disable=g-import-not-at-top
   from pipeline.errors import PipelineError  # pylint: disable=g-import-not-at-top
   for i in folds:
     held_out = []
     for d in (work_dir, other):
-      rows, _ = read_csv(os.path.join(d, f"fold_{i}", splits_lib.FILE_NAME), ("key", "split"))
-      held_out.append(sorted(r["key"] for r in rows if r["split"] == "test"))
+      path = os.path.join(d, f"fold_{i}", splits_lib.FILE_NAME)
+      if not os.path.isfile(path):
+        raise PipelineError(f"{path}: not found, so fold {i} of {d} cannot be paired; finish "
+                            f"the fold (benchmarks.crossval --work_dir={d}) or compare others")
+      held_out.append(sorted(k for k, s in splits_lib.read_assignment(path).items()
+                             if s == "test"))
     if held_out[0] != held_out[1]:
       raise PipelineError(f"--compare_to={other}: fold {i} holds out other images than "
                           f"{work_dir}'s; compare cross-validations of the same data, seed and "

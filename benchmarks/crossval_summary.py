@@ -34,7 +34,9 @@ def out_of_fold_scores(fold_dir: str) -> dict:
   from pipeline import referral as referral_lib  # pylint: disable=g-import-not-at-top
   from pipeline.config import model_file_name  # pylint: disable=g-import-not-at-top
   from pipeline.runner import load_model_file  # pylint: disable=g-import-not-at-top
-  config, split = common.build_split(fold_dir, "test")
+  # The validation share too: the fold's build fit its referral threshold on it.
+  config, parts = common.build_splits(fold_dir, ("test", "val"))
+  split, val = parts["test"], parts["val"]
   runner, meta = load_model_file(os.path.join(fold_dir, model_file_name("int8")))
   labels = list(meta["labels"])
   serious = list(config.referral.classes(config.data.data_format, labels))
@@ -42,8 +44,7 @@ def out_of_fold_scores(fold_dir: str) -> dict:
   y = np.asarray(split.labels)  # The build's labels.txt order, which its model embeds.
   out = {"scores": None, "serious": np.isin(np.asarray(labels)[y], serious), "probs": probs,
          "y": y, "source": np.array([_source(p, config.data.data_dir) for p in split.paths])}
-  if serious:  # The validation share's scores too: the fold's build fit its threshold on them.
-    _, val = common.build_split(fold_dir, "val")
+  if serious:
     out["scores"] = referral_lib.serious_score(probs, labels, serious)
     out["val_scores"] = referral_lib.serious_score(runner.predict(val.pixels()), labels, serious)
     out["val_serious"] = np.isin(np.asarray(labels)[np.asarray(val.labels)], serious)

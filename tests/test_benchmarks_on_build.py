@@ -145,3 +145,23 @@ def test_crossval_score_moves_agree_with_the_builds_own_parity_figures(built):
   mean, classes = int8["mean_abs_prob_diff"], len(int8["per_class_recall"])
   assert mean - 1e-6 <= moves.mean() <= classes * mean + 1e-6
   assert moves.max() >= (int8["disagreement_max_reference_margin"] or 0) / 2 - 1e-6  # Flips move.
+
+
+def test_a_split_read_back_indexes_the_builds_labels_when_it_lacks_a_class(built, tmp_path):
+  from benchmarks import common  # pylint: disable=g-import-not-at-top
+  _, run, _ = built
+  out = run.output_dir
+  for name in ("config.json", "labels.txt", "synthetic_data"):
+    os.symlink(os.path.join(out, name), tmp_path / name)
+  labels = open(os.path.join(out, "labels.txt")).read().split()
+  _, test = common.build_split(out)
+  truth = {k: labels[c] for k, c in zip(test.keys, test.labels)}
+  assert set(truth.values()) == set(labels)  # Every class is in the smoke build's test split.
+  # The first class's test images moved to training: the test split lacks that class.
+  first = {k for k, name in truth.items() if name == labels[0]}
+  rows = open(os.path.join(out, "splits.csv")).read().splitlines()
+  moved = [row.replace(",test", ",train") if row.split(",")[0] in first else row for row in rows]
+  (tmp_path / "splits.csv").write_text("\n".join(moved) + "\n")
+  _, test = common.build_split(str(tmp_path))
+  assert len(test) == len(truth) - len(first)
+  assert all(labels[c] == truth[k] for k, c in zip(test.keys, test.labels))

@@ -146,6 +146,9 @@ def test_paired_differences_with_another_cross_validation(tmp_path):
   (this / "fold_1" / "splits.csv").write_text("key,split\nimg1,val\n")  # Not the same fold.
   with pytest.raises(PipelineError, match="fold 1 holds out other images"):
     crossval_summary.summarise(str(this), 3, rescore=False, compare_to=str(base))
+  (this / "fold_1" / "splits.csv").unlink()  # Its own words, not the data reader's.
+  with pytest.raises(PipelineError, match="fold 1 of .* cannot be paired"):
+    crossval_summary.summarise(str(this), 3, rescore=False, compare_to=str(base))
 
 
 def test_a_paired_fold_starts_as_a_copy_without_its_report(tmp_path):
