@@ -164,6 +164,14 @@ def main(prog: str, argv: List[str], measure: Callable[[], dict],
     sys.exit(f"{prog}: error: {e}")
 
 
+def save_plot(fig, path: str) -> None:
+  """Saves a matplotlib figure to PATH (write-then-rename, making its folder) and closes it."""
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+  atomic.save_figure(fig, path)
+  plt.close(fig)
+
+
 def interval(values: List[float], bounds=(0.0, 1.0)) -> dict:
   """Mean, min-max and the 95% t-interval of the mean over folds (None with one fold), the
   interval clipped to `bounds` (a share by default; None for a difference)."""

@@ -47,8 +47,5 @@ def figure(payload: dict):
 
 def plot(payload: dict, path: str) -> None:
   """`figure(payload)` saved to PATH (write-then-rename)."""
-  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
-  from pipeline import atomic  # pylint: disable=g-import-not-at-top
-  fig = figure(payload)
-  atomic.save_figure(fig, path)
-  plt.close(fig)
+  from benchmarks import common  # pylint: disable=g-import-not-at-top
+  common.save_plot(figure(payload), path)

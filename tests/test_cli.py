@@ -78,6 +78,9 @@ _SUBPROCESS_CASES = [
     ("benchmarks.accuracy", ["--build_dir={tmp}/unfinished"],
      "unfinished: the build has no exported model yet", None),
     ("pipeline.serve", ["--build_dir={tmp}/empty"], "no config.json, splits.csv", None),
+    ("benchmarks.learning_curve", ["--work_dir={tmp}/empty", "--work_dir={tmp}/unfinished",
+                                   "--output_json={tmp}/lc.json"],
+     "--work_dir={tmp}/empty: no finished fold", None),
     ("pipeline.serve", ["--model={tmp}/notes.txt", "--port=0"], "not a TFLite model", None),
 ]
 
@@ -124,6 +127,7 @@ def test_bad_build_flags_are_one_clear_line(tmp_path, args, needle):
 def test_bad_invocation_is_one_clear_line(tmp_path, module, args, needle, env):
   _user_files(tmp_path)
   env = {k: v.format(tmp=tmp_path) for k, v in (env or {}).items()}
+  needle = needle.format(tmp=tmp_path)
   proc = run_cli(["-m", module, *[a.format(tmp=tmp_path) for a in args]], env=env)
   assert proc.returncode != 0
   last = proc.stderr.strip().splitlines()[-1]
