@@ -124,13 +124,11 @@ def summarise(work_dirs: List[str], folds: int, targets: Dict[str, float]) -> di
   curve = sizes(work_dirs, folds)
   payload = {"folds": folds, "sizes": curve, "variants": {}}
   for v in paired_lib.VARIANTS:
-    per_size = [interval([f["balanced_accuracy"][v] for f in s["per_fold"].values()
-                          if v in f["balanced_accuracy"]]) if any(
-                              v in f["balanced_accuracy"] for f in s["per_fold"].values())
-                else None for s in curve]
-    if None in per_size:
-      continue
-    payload["variants"][v] = {"per_size": per_size, **per_doubling(curve, v)}
+    figures = [[f["balanced_accuracy"][v] for f in s["per_fold"].values()
+                if v in f["balanced_accuracy"]] for s in curve]
+    if all(figures):  # A variant every size built.
+      payload["variants"][v] = {"per_size": [interval(f) for f in figures],
+                                **per_doubling(curve, v)}
   for v, target in targets.items():
     if v not in payload["variants"]:
       raise PipelineError(f"--target={v}:{target}: the folds did not build {v}; give one of "
