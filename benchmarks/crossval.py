@@ -53,6 +53,8 @@ def define_flags() -> None:
                             "build, after the flagfile (repeatable): the recipe change under "
                             "test, e.g. --build_flag=--set=data.train_fraction=0.5.")
   flags.DEFINE_string("work_dir", "build/cv", "Where the fold builds go (fold_0, fold_1, ...).")
+  flags.DEFINE_list("only_folds", [], "Build only these folds (e.g. 0,1,2: three paired folds "
+                    "for a quick comparison); the others stay for a later run.")
   flags.DEFINE_bool("run", True, "Run the folds that have not finished; --norun only "
                     "summarises the finished ones.")
   flags.DEFINE_string("output_json", "", "JSON report (default: WORK_DIR/crossval.json).")
@@ -189,12 +191,29 @@ def base_split_files(base_dir: str, flagfile: str, folds: int) -> List[str]:
           for i in range(folds)]
 
 
+def selected_folds(folds: int, only: List[str]) -> List[int]:
+  """The folds to build: all of them, or those --only_folds names.
+
+  Raises:
+    PipelineError: a name that is not a fold number below `folds`.
+  """
+  from pipeline.errors import PipelineError  # pylint: disable=g-import-not-at-top
+  if not only:
+    return list(range(folds))
+  bad = [f for f in only if not (f.strip().isdigit() and int(f) < folds)]
+  if bad:
+    raise PipelineError(f"--only_folds: {', '.join(bad)} is not a fold of --folds={folds}; give "
+                        f"numbers from 0 to {folds - 1}")
+  return sorted({int(f) for f in only})
+
+
 def measure_from_flags() -> dict:
   from pipeline.errors import PipelineError  # pylint: disable=g-import-not-at-top
   base_dir = FLAGS.from_work_dir
   if FLAGS["rerun_from"].present and not base_dir:
     raise PipelineError("--rerun_from redoes the folds of --from_work_dir; give both, or "
                         "neither for folds built from the start")
+  chosen = selected_folds(FLAGS.folds, FLAGS.only_folds)
   if FLAGS.run:
     if not os.path.isfile(FLAGS.build_flagfile):
       raise PipelineError(f"--build_flagfile={FLAGS.build_flagfile}: no such file")
@@ -209,7 +228,7 @@ def measure_from_flags() -> dict:
     t0, done = time.time(), 0
     for i, split_file in enumerate(split_files):
       out = os.path.join(FLAGS.work_dir, f"fold_{i}")
-      if summary_lib.finished(out):
+      if i not in chosen or summary_lib.finished(out):
         continue
       if base_dir:
         base_fold = os.path.join(base_dir, f"fold_{i}")
@@ -222,7 +241,7 @@ def measure_from_flags() -> dict:
                FLAGS.rerun_from if base_dir else "")
       done += 1
       left = sum(not summary_lib.finished(os.path.join(FLAGS.work_dir, f"fold_{j}"))
-                 for j in range(FLAGS.folds))
+                 for j in chosen)
       eta = (time.time() - t0) / done * left
       common.progress(f"fold {i + 1}/{FLAGS.folds}: done; {left} to go, ETA {eta / 60:.0f} min")
   payload = summary_lib.summarise(FLAGS.work_dir, FLAGS.folds,

@@ -78,6 +78,8 @@ _SUBPROCESS_CASES = [
     ("benchmarks.accuracy", ["--build_dir={tmp}/unfinished"],
      "unfinished: the build has no exported model yet", None),
     ("pipeline.serve", ["--build_dir={tmp}/empty"], "no config.json, splits.csv", None),
+    ("benchmarks.crossval", ["--build_flagfile={tmp}/notes.txt", "--only_folds=5"],
+     "--only_folds: 5 is not a fold of --folds=5", None),
     ("benchmarks.learning_curve", ["--work_dir={tmp}/empty", "--work_dir={tmp}/unfinished",
                                    "--output_json={tmp}/lc.json"],
      "--work_dir={tmp}/empty: no finished fold", None),

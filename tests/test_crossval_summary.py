@@ -239,3 +239,10 @@ def test_the_plot_shows_each_folds_figures_and_the_referral_target(tmp_path):
   from PIL import Image
   width, height = Image.open(tmp_path / "crossval.png").size
   assert width > 2 * height  # Both panels.
+
+
+def test_only_folds_picks_folds_of_the_cross_validation():
+  assert crossval.selected_folds(5, []) == [0, 1, 2, 3, 4]
+  assert crossval.selected_folds(5, ["2", "0", "2"]) == [0, 2]
+  with pytest.raises(PipelineError, match="--only_folds: 5, x is not a fold of --folds=5"):
+    crossval.selected_folds(5, ["1", "5", "x"])
