@@ -9,9 +9,10 @@ same folds that differ only in how many training lesions each fold's build kept.
 Each fold holds out the same lesions at every size, so the curve is paired by fold: the gain
 per doubling of the training lesions is fit per fold (least squares on log2 of its training
 lesions) and then averaged over the folds, with a 95% t-interval; with three or more sizes it
-is also given per step, which shows whether the gains shrink. A target is priced at the
-mean rate from the largest size's mean: how many doublings, and so how many training lesions,
-it would take if the curve kept its slope (an extrapolation, not a measurement). JSON,
+is also given per step, which shows whether the gains shrink. A target is priced from the
+largest size's mean at the rate of the top step (between the two largest sizes): how many
+doublings, and so how many training lesions, it would take if the curve kept that slope (an
+extrapolation, not a measurement; a curve that flattens needs more). JSON,
 Markdown and a plot (`<output_json stem>.png`).
 """
 
@@ -69,29 +70,30 @@ def sizes(work_dirs: List[str], folds: int) -> List[dict]:
   return out
 
 
-def _fold_points(curve: List[dict], variant: str) -> Dict[int, List[tuple]]:
-  """{fold: [(log2 training lesions, balanced accuracy), ...]} by size, smallest first."""
-  points: Dict[int, List[tuple]] = {}
-  for s in curve:
+def _fold_points(curve: List[dict], variant: str) -> Dict[int, Dict[int, tuple]]:
+  """{fold: {size index: (log2 training lesions, balanced accuracy)}}."""
+  points: Dict[int, Dict[int, tuple]] = {}
+  for k, s in enumerate(curve):
     for i, f in s["per_fold"].items():
       if variant in f["balanced_accuracy"]:
-        points.setdefault(i, []).append((np.log2(f["train_lesions"]),
-                                         f["balanced_accuracy"][variant]))
+        points.setdefault(i, {})[k] = (np.log2(f["train_lesions"]),
+                                       f["balanced_accuracy"][variant])
   return points
 
 
 def per_doubling(curve: List[dict], variant: str) -> dict:
-  """The variant's gain in balanced accuracy per doubling of the training lesions: the slope
-  of each fold with two or more sizes, over those folds; and per step between neighbouring
-  sizes."""
+  """The variant's gain in balanced accuracy per doubling of the training lesions: the
+  least-squares slope of each fold over the sizes it has (two or more), then over those
+  folds; and per step between neighbouring sizes, over the folds that have both."""
   points = _fold_points(curve, variant)
-  slopes = {i: float(np.polyfit(*zip(*p), 1)[0]) for i, p in points.items() if len(p) > 1}
+  slopes = {i: float(np.polyfit(*zip(*p.values()), 1)[0]) for i, p in points.items()
+            if len(p) > 1}
   steps = []
   for k in range(len(curve) - 1):
-    pair = [p[k:k + 2] for p in points.values() if len(p) == len(curve)]
-    if pair:
+    pairs = [(p[k], p[k + 1]) for p in points.values() if k in p and k + 1 in p]
+    if pairs:
       steps.append({"from": curve[k]["work_dir"], "to": curve[k + 1]["work_dir"],
-                    "gain": interval([(b1 - a1) / (b0 - a0) for (a0, a1), (b0, b1) in pair],
+                    "gain": interval([(b1 - a1) / (b0 - a0) for (a0, a1), (b0, b1) in pairs],
                                      bounds=None)})
   return {"per_fold": slopes, "gain": interval(list(slopes.values()), bounds=None)
           if slopes else None, "steps": steps}
@@ -134,10 +136,13 @@ def summarise(work_dirs: List[str], folds: int, targets: Dict[str, float]) -> di
       raise PipelineError(f"--target={v}:{target}: the folds did not build {v}; give one of "
                           f"{', '.join(payload['variants'])}")
     got = payload["variants"][v]
-    if got["gain"] is None:
-      raise PipelineError(f"--target={v}:{target}: no fold finished at two sizes yet")
+    last = got["steps"][-1] if got["steps"] else None
+    if not last or last["to"] != curve[-1]["work_dir"]:
+      raise PipelineError(f"--target={v}:{target}: no fold finished at both of the two largest "
+                          "sizes yet")
+    # Priced at the top step's rate: where the curve is now, not its average since the start.
     got["target"] = price(got["per_size"][-1]["mean"], curve[-1]["train_lesions"]["mean"],
-                          got["gain"], target)
+                          last["gain"], target)
   return payload
 
 
@@ -186,7 +191,7 @@ def markdown(payload: dict) -> List[str]:
     lo, hi = t["factor_ci95"]
     lines.append(
         f"- {v} {_pct(t['target'])}: {100 * t['points_short']:.1f} points short of "
-        f"{_pct(t['from'])}; at the mean gain, {t['doublings']:.1f} doublings: about "
+        f"{_pct(t['from'])}; at the top step's gain, {t['doublings']:.1f} doublings: about "
         f"{t['factor']:.1f}x the training lesions ({t['lesions']:.0f}; over the gain's 95% CI "
         f"{lo:.1f}x to {'no end' if hi is None else f'{hi:.1f}x'}), if the curve kept its slope.")
   return lines

@@ -44,15 +44,15 @@ def test_gain_per_doubling_is_paired_by_fold_and_priced_for_a_target(tmp_path):
   assert int8["per_fold"] == pytest.approx({0: 0.04, 1: 0.04, 2: 0.04})
   assert int8["gain"]["ci95"] == pytest.approx([0.04, 0.04])
   assert [s["gain"]["mean"] for s in int8["steps"]] == pytest.approx([0.06, 0.02])
-  # 70% from 67% at 4 points per doubling: 0.75 doublings, 2 ** 0.75 the lesions.
+  # 70% from 67% at the top step's 2 points per doubling (not the average 4): 1.5 doublings.
   t = int8["target"]
   assert t["points_short"] == pytest.approx(0.03)
-  assert t["factor"] == pytest.approx(2 ** 0.75)
-  assert t["lesions"] == pytest.approx(400 * 2 ** 0.75)
+  assert t["factor"] == pytest.approx(2 ** 1.5)
+  assert t["lesions"] == pytest.approx(400 * 2 ** 1.5)
   text = "\n".join(learning_curve.markdown(payload))
   assert f"| {quarter} | 100 | 150 | 3 | 60.0% (52.5-67.5) | 59.0% (51.5-66.5) |" in text
   assert "- int8: +4.0 (+4.0 to +4.0), +4.0 to +4.0 over 3 folds; q to h +6.0" in text
-  assert "about 1.7x the training lesions (673;" in text
+  assert "about 2.8x the training lesions (1131;" in text
   fig = learning_curve.figure(payload)
   means = [list(line.get_ydata()) for line in fig.axes[0].lines if line.get_marker() == "o"]
   assert means[1] == pytest.approx([59.0, 65.0, 67.0])  # int8's mean at each size.
@@ -83,3 +83,13 @@ def test_cross_validations_of_other_folds_or_one_size_are_refused(tmp_path):
   with pytest.raises(PipelineError, match="--target=int8:x: give VARIANT:SHARE"):
     learning_curve._targets(["int8:x"])  # pylint: disable=protected-access
   assert np.isclose(learning_curve._targets(["int8:0.72"])["int8"], 0.72)  # pylint: disable=protected-access
+
+
+def test_a_fold_missing_at_one_size_counts_where_it_has_two(tmp_path):
+  import shutil  # pylint: disable=g-import-not-at-top
+  quarter, half, full = (_cv(tmp_path / n, s) for n, s in (("q", 100), ("h", 200), ("f", 400)))
+  shutil.rmtree(tmp_path / "q" / "fold_2")  # Fold 2 only at the two larger sizes.
+  int8 = learning_curve.summarise([quarter, half, full], 3, {"int8": 0.7})["variants"]["int8"]
+  assert int8["per_fold"] == pytest.approx({0: 0.04, 1: 0.04, 2: 0.02})
+  assert [s["gain"]["folds"] for s in int8["steps"]] == [2, 3]
+  assert [s["gain"]["mean"] for s in int8["steps"]] == pytest.approx([0.06, 0.02])
