@@ -150,6 +150,11 @@ def _pct(x: float) -> str:
   return f"{100 * x:.1f}%"
 
 
+def _factor(f) -> str:
+  """A factor on the training lesions; past 100x (or never) the figure says only that."""
+  return "no end" if f is None else "over 100x" if f > 100 else f"{f:.1f}x"
+
+
 def markdown(payload: dict) -> List[str]:
   curve, variants = payload["sizes"], payload["variants"]
   lines = ["Balanced accuracy on the same held-out lesions at each training size: mean over "
@@ -193,7 +198,7 @@ def markdown(payload: dict) -> List[str]:
         f"- {v} {_pct(t['target'])}: {100 * t['points_short']:.1f} points short of "
         f"{_pct(t['from'])}; at the top step's gain, {t['doublings']:.1f} doublings: about "
         f"{t['factor']:.1f}x the training lesions ({t['lesions']:.0f}; over the gain's 95% CI "
-        f"{lo:.1f}x to {'no end' if hi is None else f'{hi:.1f}x'}), if the curve kept its slope.")
+        f"{lo:.1f}x to {_factor(hi)}), if the curve kept that slope.")
   return lines
 
 

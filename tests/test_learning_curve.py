@@ -67,6 +67,8 @@ def test_a_target_already_reached_and_one_the_curve_cannot_reach(tmp_path):
   assert t["factor_ci95"] == pytest.approx([2 ** 0.5, 2 ** 1.5])
   t = learning_curve.price(0.67, 400, {"mean": 0.04, "ci95": [0.0, 0.06]}, 0.70)
   assert t["factor_ci95"] == [pytest.approx(2 ** 0.5), None]  # No gain at one end: never.
+  assert [learning_curve._factor(f) for f in (None, 524.7, 2.83)] == [  # pylint: disable=protected-access
+      "no end", "over 100x", "2.8x"]
   flat = learning_curve.price(0.6, 200, {"mean": -0.01, "ci95": [-0.02, 0.0]}, 0.7)
   assert flat["factor"] is None and flat["factor_ci95"] == [None, None]
 
