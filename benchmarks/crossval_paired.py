@@ -34,9 +34,8 @@ def check_same_folds(work_dir: str, other: str, folds: List[int]) -> None:
       held_out.append(sorted(k for k, s in splits_lib.read_assignment(path).items()
                              if s == "test"))
     if held_out[0] != held_out[1]:
-      raise PipelineError(f"--compare_to={other}: fold {i} holds out other images than "
-                          f"{work_dir}'s; compare cross-validations of the same data, seed and "
-                          "--folds")
+      raise PipelineError(f"{other}: fold {i} holds out other images than {work_dir}'s fold "
+                          f"{i}; compare cross-validations of the same data, seed and --folds")
 
 
 # What a paired comparison gives per fold: (name, unit, figure of a report).

@@ -16,6 +16,7 @@ extrapolation, not a measurement; a curve that flattens needs more). JSON,
 Markdown and a plot (`<output_json stem>.png`).
 """
 
+import itertools
 import os
 from typing import Dict, List
 
@@ -60,13 +61,18 @@ def sizes(work_dirs: List[str], folds: int) -> List[dict]:
   if len(out) < 2:
     raise PipelineError("a learning curve needs two or more --work_dir of the same folds at "
                         "different training fractions")
-  for other in out[1:]:
-    shared = sorted(set(out[0]["per_fold"]) & set(other["per_fold"]))
-    paired_lib.check_same_folds(out[0]["work_dir"], other["work_dir"], shared)
-  out.sort(key=lambda s: np.mean([f["train_lesions"] for f in s["per_fold"].values()]))
+  for a, b in itertools.combinations(out, 2):
+    shared = sorted(set(a["per_fold"]) & set(b["per_fold"]))
+    paired_lib.check_same_folds(a["work_dir"], b["work_dir"], shared)
   for s in out:
     s["train_lesions"] = interval([f["train_lesions"] for f in s["per_fold"].values()],
                                   bounds=None)
+  out.sort(key=lambda s: s["train_lesions"]["mean"])
+  for a, b in zip(out, out[1:]):
+    if round(a["train_lesions"]["mean"]) == round(b["train_lesions"]["mean"]):
+      raise PipelineError(f"--work_dir={a['work_dir']} and --work_dir={b['work_dir']} train on "
+                          "the same number of lesions; give cross-validations at different "
+                          "training fractions")
   return out
 
 

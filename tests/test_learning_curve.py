@@ -82,6 +82,15 @@ def test_cross_validations_of_other_folds_or_one_size_are_refused(tmp_path):
   same = _cv(tmp_path / "same", 200)
   with pytest.raises(PipelineError, match="did not build int8_tta8"):
     learning_curve.summarise([small, same], 3, {"int8_tta8": 0.75})
+  with pytest.raises(PipelineError, match="train on the same number of lesions"):
+    learning_curve.summarise([small, same, _cv(tmp_path / "twin", 200)], 3, {})
+  import shutil  # pylint: disable=g-import-not-at-top
+  shutil.rmtree(tmp_path / "s" / "fold_0")  # Fold 0 of the other two is checked all the same.
+  other = _cv(tmp_path / "o", 400)
+  held_out = tmp_path / "o" / "fold_0" / "splits.csv"
+  held_out.write_text(held_out.read_text().replace("img_test0", "other0"))
+  with pytest.raises(PipelineError, match="fold 0 holds out other images"):
+    learning_curve.summarise([small, same, other], 3, {})
   with pytest.raises(PipelineError, match="--target=int8:x: give VARIANT:SHARE"):
     learning_curve._targets(["int8:x"])  # pylint: disable=protected-access
   assert np.isclose(learning_curve._targets(["int8:0.72"])["int8"], 0.72)  # pylint: disable=protected-access
