@@ -68,7 +68,6 @@ def build_splits(build_dir: str, names=("test",)):
   Raises:
     PipelineError: not a build's output directory, or a class the build's labels.txt lacks.
   """
-  import dataclasses  # pylint: disable=g-import-not-at-top
   from pipeline import config as config_lib  # pylint: disable=g-import-not-at-top
   from pipeline import data as data_lib  # pylint: disable=g-import-not-at-top
   from pipeline import labels as labels_lib  # pylint: disable=g-import-not-at-top
@@ -79,18 +78,16 @@ def build_splits(build_dir: str, names=("test",)):
                         "directory of a build")
   config = config_lib.BuildConfig.load(config_path)
   labels = labels_lib.read_labels(os.path.join(build_dir, labels_lib.FILE_NAME))
-  bundle = data_lib.load(config.data, config.seed,
-                         split_file=os.path.join(build_dir, "splits.csv"),
-                         synthetic_root=os.path.join(build_dir, "synthetic_data"),
-                         only_splits=tuple(names))
-  unknown = sorted(set(bundle.labels) - set(labels))
-  if unknown:
+  try:
+    bundle = data_lib.load(config.data, config.seed,
+                           split_file=os.path.join(build_dir, "splits.csv"),
+                           synthetic_root=os.path.join(build_dir, "synthetic_data"),
+                           only_splits=tuple(names), labels=labels)
+  except data_lib.UnknownClasses as e:
     raise PipelineError(f"--build_dir={build_dir}: its {'/'.join(names)} images have classes "
-                        f"{unknown} that its labels.txt ({', '.join(labels)}) lacks; the "
-                        "directory holds files of different builds")
-  order = np.array([labels.index(name) for name in bundle.labels], np.int32)
-  return config, {name: dataclasses.replace(part, labels=order[part.labels])
-                  for name, part in bundle.splits.items()}
+                        f"{e.classes} that its labels.txt ({', '.join(labels)}) lacks; the "
+                        "directory holds files of different builds") from None
+  return config, bundle.splits
 
 
 def build_models(build_dir: str,

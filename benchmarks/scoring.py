@@ -53,15 +53,15 @@ class ScoringSet:
             root = work
             synthetic.write_dataset(root, cfg.synthetic_classes, cfg.synthetic_per_class, size,
                                     0)
-          bundle = data_lib.load(cfg, 0, split_file=split_file, synthetic_root=root,
-                                 only_splits=(split,), unsplit=not split_file)
+          try:
+            bundle = data_lib.load(cfg, 0, split_file=split_file, synthetic_root=root,
+                                   only_splits=(split,), unsplit=not split_file,
+                                   labels=self.labels)
+          except data_lib.UnknownClasses as e:
+            raise PipelineError(f"the data has classes {e.classes} that the model "
+                                f"{models[0]} does not know ({self.labels})") from None
           self.pixels[split][size] = bundle.splits[split].pixels()
-        names = [bundle.labels[i] for i in bundle.splits[split].labels]
-        unknown = sorted(set(names) - set(self.labels))
-        if unknown:
-          raise PipelineError(f"the data has classes {unknown} that the model "
-                              f"{models[0]} does not know ({self.labels})")
-        self.y_true[split] = np.array([self.labels.index(n) for n in names])
+        self.y_true[split] = bundle.splits[split].labels.astype(np.int64)
 
   def probs(self, path: str, split: str, view: Callable = lambda x: x) -> np.ndarray:
     """Probabilities [N, K] of one model on one split (in `labels` order), each image first

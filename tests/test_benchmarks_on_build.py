@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from pipeline.apps import check as app_check
+from pipeline.errors import PipelineError
 from tests.conftest import run_cli
 
 
@@ -165,3 +166,8 @@ def test_a_split_read_back_indexes_the_builds_labels_when_it_lacks_a_class(built
   _, test = common.build_split(str(tmp_path))
   assert len(test) == len(truth) - len(first)
   assert all(labels[c] == truth[k] for k, c in zip(test.keys, test.labels))
+  # A labels.txt of another build, without the last class: refused, not misread.
+  os.unlink(tmp_path / "labels.txt")
+  (tmp_path / "labels.txt").write_text("\n".join(labels[:-1]) + "\n")
+  with pytest.raises(PipelineError, match=rf"classes \['{labels[-1]}'\] that its labels.txt"):
+    common.build_split(str(tmp_path))

@@ -6,8 +6,9 @@
   loading.py  load(config, seed, ...) -> DataBundle: read, decode, label, split
 """
 
-from pipeline.data.dataset import SPLITS, DataBundle, Example, InputNotes, NoUsableImages, Split
+from pipeline.data.dataset import (SPLITS, DataBundle, Example, InputNotes, NoUsableImages,
+                                   Split, UnknownClasses)
 from pipeline.data.loading import ALL, load
 
-__all__ = ["SPLITS", "DataBundle", "Example", "InputNotes", "NoUsableImages", "Split", "ALL",
-           "load"]
+__all__ = ["SPLITS", "DataBundle", "Example", "InputNotes", "NoUsableImages", "Split",
+           "UnknownClasses", "ALL", "load"]

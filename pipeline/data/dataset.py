@@ -2,7 +2,7 @@
 
 import collections
 import dataclasses
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -96,6 +96,15 @@ class InputNotes:
     more = f"; {len(counts) - 3} other reasons" if len(counts) > 3 else ""
     shown = ", ".join(s["item"] for s in self.skipped[:examples])
     return f"{len(self.skipped)} skipped ({kinds}{more}; e.g. {shown})"
+
+
+class UnknownClasses(PipelineError):
+  """The data holds classes that the label list it was loaded against lacks."""
+
+  def __init__(self, classes: Sequence[str], labels: Sequence[str]):
+    super().__init__(f"the data has classes {list(classes)} that the labels "
+                     f"({', '.join(labels)}) lack")
+    self.classes = list(classes)
 
 
 class NoUsableImages(PipelineError):

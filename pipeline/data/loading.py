@@ -13,7 +13,7 @@ from pipeline.config import DataConfig
 from pipeline.data import readers
 from pipeline.data import splits as splits_lib
 from pipeline.data.dataset import (SPLITS, DataBundle, Example, InputNotes, NoUsableImages,
-                                   Split)
+                                   Split, UnknownClasses)
 from pipeline.errors import PipelineError
 
 
@@ -21,7 +21,8 @@ ALL = "all"  # The one split of an unsplit load.
 
 
 def load(config: DataConfig, seed: int, split_file: str = "", synthetic_root: str = "",
-         only_splits: Sequence[str] = SPLITS, unsplit: bool = False) -> DataBundle:
+         only_splits: Sequence[str] = SPLITS, unsplit: bool = False,
+         labels: Optional[Sequence[str]] = None) -> DataBundle:
   """Reads, checks, decodes, labels and splits a dataset.
 
   Args:
@@ -31,14 +32,18 @@ def load(config: DataConfig, seed: int, split_file: str = "", synthetic_root: st
       which is a split to start from: --train_fraction then subsamples its training images).
     synthetic_root: where the synthetic set was generated (data_format="synthetic").
     only_splits: decode and return only these splits (a benchmark scoring the test split
-      need not decode the training images); needs the build's splits.csv. The labels are
-      then those present in these splits.
+      need not decode the training images); needs the build's splits.csv.
     unsplit: every usable image as the one split "all" (scoring a held-out set).
+    labels: the label list to index (a build's labels.txt, a model's embedded labels), which
+      may name classes the images lack. By default the labels are decided from the data:
+      all declared classes with usable images, or, with `only_splits` or `unsplit`, the
+      classes those images hold (so then pass the build's or model's labels).
 
   Returns:
     The decoded, split dataset; `notes` lists what was skipped or converted.
 
   Raises:
+    UnknownClasses: `labels` lacks a class of the usable images.
     PipelineError: on input that cannot be used, with the file or row and the fix.
   """
   notes = InputNotes(config.strict)
@@ -57,7 +62,12 @@ def load(config: DataConfig, seed: int, split_file: str = "", synthetic_root: st
                           f"{', '.join(only_splits)}; is it this dataset's splits.csv?")
   # Decode first: the split is made of the images that decode.
   examples, pixels, streamed = _decode_all(examples, config, notes)
-  labels = _decide_labels(examples, () if partial else declared, notes)
+  if labels is None:
+    labels = _decide_labels(examples, () if partial else declared, notes)
+  else:
+    unknown = sorted({e.label for e in examples} - set(labels))
+    if unknown:
+      raise UnknownClasses(unknown, labels)
   if unsplit:
     only_splits, assignment = (ALL,), {e.key: ALL for e in examples}
   elif split_file:

@@ -83,18 +83,18 @@ def load(build_dir: str) -> Review:
       "its export and metadata stages")
   paths = dict(zip(MODELS, needed[2:]))
   config = config_lib.BuildConfig.load(needed[0])
-  bundle = loading.load(config.data, config.seed, split_file=needed[1],
-                        synthetic_root=os.path.join(build_dir, "synthetic_data"),
-                        only_splits=("test",))
-  test = bundle.splits["test"]
   runners = {m: load_model_file(p) for m, p in paths.items()}
   meta = runners["int8"][1]
   labels = list(meta["labels"])
-  unknown = sorted(set(bundle.labels) - set(labels))
-  if unknown:
-    raise PipelineError(f"--build_dir={build_dir}: test labels {unknown} are not the model's "
-                        f"{labels}; the build directory holds files of different builds")
-  y = np.array([labels.index(bundle.labels[c]) for c in test.labels], np.int64)
+  try:
+    bundle = loading.load(config.data, config.seed, split_file=needed[1],
+                          synthetic_root=os.path.join(build_dir, "synthetic_data"),
+                          only_splits=("test",), labels=labels)
+  except loading.UnknownClasses as e:
+    raise PipelineError(f"--build_dir={build_dir}: test labels {e.classes} are not the model's "
+                        f"{labels}; the build directory holds files of different builds") from None
+  test = bundle.splits["test"]
+  y = test.labels.astype(np.int64)
   pixels = test.pixels()
   gate = None
   report_path = os.path.join(build_dir, "report.json")
