@@ -89,14 +89,21 @@ def score_models(probs: Dict[str, np.ndarray], y_true: np.ndarray, labels: Seque
 
 
 def predict_dihedral_mean(model: bytes, pixels: np.ndarray, labels: Sequence[str],
-                          normalization: Normalization) -> np.ndarray:
+                          normalization: Normalization,
+                          as_is: Optional[np.ndarray] = None) -> np.ndarray:
   """A model's probabilities averaged over the 8 dihedral views of each image (what the
-  int8_tta8 variant computes in its graph), in `labels` order."""
+  int8_tta8 variant computes in its graph), in `labels` order. `as_is`, if given, is the
+  model's probabilities on the images as they are (the first view), already computed."""
   from pipeline import preprocessing  # pylint: disable=g-import-not-at-top
-  runner = LiteRunner(model, normalization, THREADS)
-  mean = np.mean([runner.predict(preprocessing.dihedral_view_np(pixels, k, mirrored))
-                  for k, mirrored in preprocessing.DIHEDRAL], axis=0)
-  return align_to_labels(mean, embedded_labels(model), labels, "float32 over 8 views")
+  runner, model_labels = LiteRunner(model, normalization, THREADS), embedded_labels(model)
+  views = []
+  for k, mirrored in preprocessing.DIHEDRAL:
+    if (k, mirrored) == (0, False) and as_is is not None:
+      views.append(as_is)
+      continue
+    views.append(align_to_labels(runner.predict(preprocessing.dihedral_view_np(
+        pixels, k, mirrored)), model_labels, labels, "float32 over 8 views"))
+  return np.mean(views, axis=0)
 
 
 def predict_variants(models: Dict[str, bytes], pixels: np.ndarray, labels: Sequence[str],
@@ -116,7 +123,7 @@ def predict_variants(models: Dict[str, bytes], pixels: np.ndarray, labels: Seque
     else:
       t0 = time.time()
       probs[TTA_REFERENCE] = predict_dihedral_mean(models[reference], pixels, labels,
-                                                   normalization)
+                                                   normalization, as_is=probs[reference])
       if log:
         log(f"{what} in {time.time() - t0:.0f} s")
   return probs

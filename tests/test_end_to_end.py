@@ -96,6 +96,28 @@ def test_app_runtimes_agree_with_interpreter(built, tmp_path, runtime):
   assert len({a[0]["label"] for a in answers}) >= 2  # Not a constant answer.
 
 
+def test_app_runtimes_answer_in_image_order_when_their_images_are_split(built, tmp_path):
+  """Each runtime's images are dealt to several children (runtimes.SHARDS): the answers come
+  back per model in image order, as from one child, and those are the answers from files."""
+  from pipeline import synthetic  # pylint: disable=g-import-not-at-top
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  _, run, _ = built
+  models = [os.path.join(run.assets_dir, "model.tflite"),
+            os.path.join(run.output_dir, "model_float32.tflite")]
+  rng = np.random.default_rng(3)
+  pixels = np.stack([synthetic.make_image(i % 3, 48, rng) for i in range(7)])
+  whole, _ = runtimes.classify_everywhere(models, pixels, str(tmp_path), shards=1)
+  split, _ = runtimes.classify_everywhere(models, pixels, str(tmp_path), shards=3)
+  paths = [str(tmp_path / f"{i}.png") for i in range(len(pixels))]
+  for path, img in zip(paths, pixels):
+    Image.fromarray(img).save(path)
+  for runtime in runtimes.ALL:
+    assert split[runtime.key] == whole[runtime.key]
+    assert [len(answers) for answers in split[runtime.key]] == [7, 7]
+    assert split[runtime.key] == runtimes.classify_models(runtime, models, paths)
+  assert len({a[0]["label"] for a in whole["task_library"][0]}) >= 2  # Not a constant answer.
+
+
 def test_missing_mediapipe_environment_skips_its_check_in_one_line(built, tmp_path,
                                                                    monkeypatch):
   _, run, _ = built
@@ -377,6 +399,23 @@ def test_tta8_model_is_the_int8_model_averaged_over_eight_views(built):
   # Its own output quantization (1/256) and int8 rounding of the mean: a few steps at most.
   np.testing.assert_allclose(got, expected, atol=0.03)
   assert not np.allclose(got, single.predict(pixels), atol=0.03)  # Not the plain model.
+
+
+def test_float32_over_eight_views_reuses_its_plain_view_exactly(built):
+  """int8_tta8's paired reference takes float32's probabilities on the images as they are for
+  its first view instead of computing them again: the same mean, bit for bit."""
+  from pipeline import evaluate  # pylint: disable=g-import-not-at-top
+  from pipeline import synthetic  # pylint: disable=g-import-not-at-top
+  _, run, _ = built
+  blob = open(os.path.join(run.output_dir, "model_float32.tflite"), "rb").read()
+  labels = labels_lib.read_labels(os.path.join(run.output_dir, labels_lib.FILE_NAME))[::-1]
+  rng = np.random.default_rng(5)
+  pixels = np.stack([synthetic.make_image(i % 3, 48, rng) for i in range(6)])
+  pixels[:, :8, :20] = 0  # Not symmetric: each view is a different image.
+  as_is = evaluate.predict_models({"float32": blob}, pixels, labels, MOBILENET_V2)["float32"]
+  np.testing.assert_array_equal(
+      evaluate.predict_dihedral_mean(blob, pixels, labels, MOBILENET_V2, as_is=as_is),
+      evaluate.predict_dihedral_mean(blob, pixels, labels, MOBILENET_V2))
 
 
 def test_rerun_from_metadata_reuses_the_converted_files(built, tmp_path):

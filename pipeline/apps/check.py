@@ -3,7 +3,7 @@ interpreter, the runtime this project evaluates and gates with."""
 
 import os
 import tempfile
-from typing import Callable, Dict, List, Sequence, Tuple
+from typing import Callable, Dict, Sequence, Tuple
 
 import numpy as np
 
@@ -31,10 +31,11 @@ def check_models(models: Dict[str, bytes], pixels: np.ndarray, keys: Sequence[st
   """Classifies `pixels` with every model in every app runtime, against the LiteRT
   interpreter's probabilities (the ones the evaluate stage scores).
 
-  Images are written once as PNG at the models' input size, so the runtimes' own resize is a
-  no-op and all paths see the same pixels. Each runtime starts once for all the models, and
-  the runtimes run side by side while this process runs `predict`: the work is CPU-bound in
-  every process, and the three together keep the cores busier than one after the other.
+  The pixels are handed to the runtimes as they are (one array file, at the models' input
+  size, so the runtimes' own resize is a no-op and all paths see the same pixels), as an app
+  hands over a decoded bitmap. Each runtime's children start once for all the models, and
+  they run side by side while this process runs `predict`: the work is CPU-bound in every
+  process, and together they keep the cores busier than one after the other.
 
   Args:
     models: {name: the shipped .tflite, metadata included}.
@@ -62,8 +63,7 @@ def check_models(models: Dict[str, bytes], pixels: np.ndarray, keys: Sequence[st
       model_paths.append(os.path.join(tmp, f"model_{i}.tflite"))
       with open(model_paths[-1], "wb") as f:
         f.write(blob)
-    answers, probs = runtimes.classify_everywhere(model_paths, write_pngs(pixels, tmp),
-                                                  meanwhile=predict)
+    answers, probs = runtimes.classify_everywhere(model_paths, pixels, tmp, meanwhile=predict)
   results = {}
   for i, name in enumerate(models):
     results[name] = {}
@@ -76,21 +76,6 @@ def check_models(models: Dict[str, bytes], pixels: np.ndarray, keys: Sequence[st
       results[name][runtime.key] = compare(runtime.name, got[i], probs[name], keys, labels)
       results[name][runtime.key]["runtime"] = runtime.name
   return results, probs
-
-
-# The images live for one check, and nothing runs until they are written: the fastest zlib
-# level. On 224 px HAM10000 images, 3.5 ms an image to write against 16.7 ms at Pillow's
-# default (level 6), for files of 66 KiB against 59.
-PNG_COMPRESS_LEVEL = 1
-
-
-def write_pngs(pixels: np.ndarray, folder: str) -> List[str]:
-  """Writes each uint8 image as folder/<i>.png (lossless, so a runtime reads these pixels)."""
-  from PIL import Image  # pylint: disable=g-import-not-at-top
-  paths = [os.path.join(folder, f"{i}.png") for i in range(len(pixels))]
-  for path, img in zip(paths, pixels):
-    Image.fromarray(img).save(path, compress_level=PNG_COMPRESS_LEVEL)
-  return paths
 
 
 def answer_scores(answers, num_classes: int) -> np.ndarray:

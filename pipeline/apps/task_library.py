@@ -11,7 +11,7 @@ from typing import List, Sequence
 from pipeline.apps import child
 
 
-def classify(model_path: str, image_paths: Sequence[str]) -> List[List[dict]]:
+def classify(model_path: str, images: Sequence[child.Image]) -> List[List[dict]]:
   sys.modules["tensorflow"] = None  # Task Library must not see TensorFlow: it would clash.
   from pipeline import native  # pylint: disable=g-import-not-at-top
   native.load_libusb()
@@ -20,8 +20,14 @@ def classify(model_path: str, image_paths: Sequence[str]) -> List[List[dict]]:
       base_options=core.BaseOptions(file_name=model_path),
       classification_options=processor.ClassificationOptions(max_results=-1))
   classifier = vision.ImageClassifier.create_from_options(options)
-  return [child.categories(classifier.classify(vision.TensorImage.create_from_file(path))
-                           .classifications[0].categories) for path in image_paths]
+
+  def tensor_image(image: child.Image):
+    if isinstance(image, str):
+      return vision.TensorImage.create_from_file(image)
+    return vision.TensorImage.create_from_array(image)
+
+  return [child.categories(classifier.classify(tensor_image(image)).classifications[0]
+                           .categories) for image in images]
 
 
 if __name__ == "__main__":
