@@ -31,7 +31,7 @@ def check_models(models: Dict[str, bytes], pixels: np.ndarray, keys: Sequence[st
   """Classifies `pixels` with every model in every app runtime, against the LiteRT
   interpreter's probabilities (the ones the evaluate stage scores).
 
-  The pixels are handed to the runtimes as they are (one array file, at the models' input
+  The pixels are handed to the runtimes as they are (array files, at the models' input
   size, so the runtimes' own resize is a no-op and all paths see the same pixels), as an app
   hands over a decoded bitmap. Each runtime's children start once for all the models, and
   they run side by side while this process runs `predict`: the work is CPU-bound in every
