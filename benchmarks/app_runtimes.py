@@ -80,7 +80,7 @@ def measure(build_dir: str, variants: List[str]) -> dict:
   for model in models:
     if not os.path.isfile(model):
       raise PipelineError(f"{model}: no such file; give a --variant the build wrote")
-  with tempfile.TemporaryDirectory() as tmp:  # Each runtime starts once, side by side.
+  with tempfile.TemporaryDirectory() as tmp:  # Every runtime's children side by side.
     answers, _ = runtimes.classify_everywhere(models, pixels, tmp)
   for i, (variant, model) in enumerate(zip(variants, models)):
     with open(model, "rb") as f:

@@ -109,8 +109,8 @@ def classify_models(runtime: Runtime, model_paths: Sequence[str], images: Images
 
 
 # Each runtime's images are dealt to this many child processes: a single child per runtime
-# left the slower runtime (Task Library: about 1.8x MediaPipe's CPU time per image) running alone on
-# one core at the end while the other sat idle.
+# left the slower runtime (Task Library: about 1.8x MediaPipe's CPU time per image) running
+# alone on one core at the end while the other sat idle.
 SHARDS = os.cpu_count() or 1
 
 
